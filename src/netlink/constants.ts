@@ -1,0 +1,275 @@
+/**
+ * Netlink and rtnetlink constants, grouped per kernel UAPI header and named
+ * as the kernel names them, so encoder code reads like the kernel's own.
+ *
+ * @module
+ */
+
+/** linux/socket.h, sys/socket.h: address families and socket options. */
+export const Socket = {
+  AF_UNSPEC: 0,
+  AF_INET: 2,
+  AF_BRIDGE: 7,
+  AF_INET6: 10,
+  AF_NETLINK: 16,
+  AF_PACKET: 17,
+  SOCK_RAW: 3,
+  SOCK_CLOEXEC: 0x80000,
+  SOL_SOCKET: 1,
+  SO_SNDBUF: 7,
+  SO_RCVBUF: 8,
+  SO_RCVTIMEO: 20,
+  SOL_NETLINK: 270,
+} as const;
+
+/** linux/netlink.h */
+export const Netlink = {
+  NETLINK_ROUTE: 0,
+  /** Socket option: reply to every request with an ACK carrying no payload copy. */
+  NETLINK_CAP_ACK: 10,
+  /** Socket option: extended ACK, carries the kernel's error message text. */
+  NETLINK_EXT_ACK: 11,
+  NLM_F_REQUEST: 0x01,
+  NLM_F_MULTI: 0x02,
+  NLM_F_ACK: 0x04,
+  NLM_F_ECHO: 0x08,
+  NLM_F_DUMP_INTR: 0x10,
+  // GET requests
+  NLM_F_ROOT: 0x100,
+  NLM_F_MATCH: 0x200,
+  NLM_F_DUMP: 0x300,
+  // NEW requests
+  NLM_F_REPLACE: 0x100,
+  NLM_F_EXCL: 0x200,
+  NLM_F_CREATE: 0x400,
+  NLM_F_APPEND: 0x800,
+  // ACK flags
+  NLM_F_CAPPED: 0x100,
+  NLM_F_ACK_TLVS: 0x200,
+  NLMSG_NOOP: 1,
+  NLMSG_ERROR: 2,
+  NLMSG_DONE: 3,
+  NLMSG_OVERRUN: 4,
+  NLMSG_HDRLEN: 16,
+  NLA_HDRLEN: 4,
+  NLA_F_NESTED: 0x8000,
+  NLA_F_NET_BYTEORDER: 0x4000,
+  NLA_TYPE_MASK: ~(0x8000 | 0x4000) & 0xffff,
+  NLMSGERR_ATTR_MSG: 1,
+  NLMSGERR_ATTR_OFFS: 2,
+} as const;
+
+/** linux/rtnetlink.h: message types and the traffic-control attribute types. */
+export const Rtnl = {
+  RTM_NEWLINK: 16,
+  RTM_DELLINK: 17,
+  RTM_GETLINK: 18,
+  RTM_SETLINK: 19,
+  RTM_NEWADDR: 20,
+  RTM_DELADDR: 21,
+  RTM_GETADDR: 22,
+  RTM_NEWROUTE: 24,
+  RTM_DELROUTE: 25,
+  RTM_GETROUTE: 26,
+  RTM_NEWQDISC: 36,
+  RTM_DELQDISC: 37,
+  RTM_GETQDISC: 38,
+  RTM_NEWTFILTER: 44,
+  RTM_DELTFILTER: 45,
+  RTM_GETTFILTER: 46,
+  TCA_UNSPEC: 0,
+  TCA_KIND: 1,
+  TCA_OPTIONS: 2,
+  TCA_STATS: 3,
+  TCA_XSTATS: 4,
+  TCA_RATE: 5,
+  TCA_FCNT: 6,
+  TCA_STATS2: 7,
+  TCA_STAB: 8,
+  TCA_PAD: 9,
+  TCA_DUMP_INVISIBLE: 10,
+  TCA_CHAIN: 11,
+  TCA_HW_OFFLOAD: 12,
+  TCA_INGRESS_BLOCK: 13,
+  TCA_EGRESS_BLOCK: 14,
+} as const;
+
+/** linux/if.h: net_device flags (ifinfomsg.ifi_flags). */
+export const If = {
+  IFF_UP: 0x1,
+  IFF_BROADCAST: 0x2,
+  IFF_LOOPBACK: 0x8,
+  IFF_POINTOPOINT: 0x10,
+  IFF_RUNNING: 0x40,
+  IFF_NOARP: 0x80,
+  IFF_PROMISC: 0x100,
+  IFF_MULTICAST: 0x1000,
+  IFF_LOWER_UP: 0x10000,
+  IFNAMSIZ: 16,
+} as const;
+
+/** linux/if_arp.h: link-layer types (ifinfomsg.ifi_type). */
+export const IfArp = {
+  ARPHRD_ETHER: 1,
+  ARPHRD_LOOPBACK: 772,
+  ARPHRD_NONE: 0xfffe,
+} as const;
+
+/** linux/if_link.h: link attributes and their nested kinds. */
+export const IfLink = {
+  IFLA_UNSPEC: 0,
+  IFLA_ADDRESS: 1,
+  IFLA_BROADCAST: 2,
+  IFLA_IFNAME: 3,
+  IFLA_MTU: 4,
+  IFLA_LINK: 5,
+  IFLA_QDISC: 6,
+  IFLA_STATS: 7,
+  IFLA_MASTER: 10,
+  IFLA_TXQLEN: 13,
+  IFLA_OPERSTATE: 16,
+  IFLA_LINKMODE: 17,
+  IFLA_LINKINFO: 18,
+  IFLA_NET_NS_PID: 19,
+  IFLA_IFALIAS: 20,
+  IFLA_AF_SPEC: 26,
+  IFLA_GROUP: 27,
+  IFLA_NET_NS_FD: 28,
+  IFLA_EXT_MASK: 29,
+  IFLA_PROMISCUITY: 30,
+  IFLA_NUM_TX_QUEUES: 31,
+  IFLA_NUM_RX_QUEUES: 32,
+  IFLA_CARRIER: 33,
+  IFLA_LINK_NETNSID: 37,
+  IFLA_GSO_MAX_SEGS: 40,
+  IFLA_GSO_MAX_SIZE: 41,
+  IFLA_MIN_MTU: 50,
+  IFLA_MAX_MTU: 51,
+  IFLA_ALT_IFNAME: 53,
+  IFLA_PERM_ADDRESS: 54,
+  IFLA_GRO_MAX_SIZE: 58,
+  IFLA_TSO_MAX_SIZE: 59,
+  IFLA_TSO_MAX_SEGS: 60,
+  // IFLA_LINKINFO nested
+  IFLA_INFO_KIND: 1,
+  IFLA_INFO_DATA: 2,
+  IFLA_INFO_XSTATS: 3,
+  IFLA_INFO_SLAVE_KIND: 4,
+  IFLA_INFO_SLAVE_DATA: 5,
+  // IFLA_AF_SPEC / AF_INET6 nested
+  IFLA_INET6_FLAGS: 1,
+  IFLA_INET6_CONF: 2,
+  IFLA_INET6_TOKEN: 7,
+  IFLA_INET6_ADDR_GEN_MODE: 8,
+  IN6_ADDR_GEN_MODE_EUI64: 0,
+  IN6_ADDR_GEN_MODE_NONE: 1,
+  IN6_ADDR_GEN_MODE_STABLE_PRIVACY: 2,
+  IN6_ADDR_GEN_MODE_RANDOM: 3,
+  // IFLA_OPERSTATE values (RFC 2863)
+  IF_OPER_UNKNOWN: 0,
+  IF_OPER_NOTPRESENT: 1,
+  IF_OPER_DOWN: 2,
+  IF_OPER_LOWERLAYERDOWN: 3,
+  IF_OPER_TESTING: 4,
+  IF_OPER_DORMANT: 5,
+  IF_OPER_UP: 6,
+} as const;
+
+/** linux/veth.h */
+export const Veth = {
+  VETH_INFO_UNSPEC: 0,
+  VETH_INFO_PEER: 1,
+} as const;
+
+/** linux/if_addr.h: address attributes and flags. */
+export const IfAddr = {
+  IFA_UNSPEC: 0,
+  IFA_ADDRESS: 1,
+  IFA_LOCAL: 2,
+  IFA_LABEL: 3,
+  IFA_BROADCAST: 4,
+  IFA_ANYCAST: 5,
+  IFA_CACHEINFO: 6,
+  IFA_MULTICAST: 7,
+  IFA_FLAGS: 8,
+  IFA_F_SECONDARY: 0x01,
+  IFA_F_NODAD: 0x02,
+  IFA_F_DADFAILED: 0x08,
+  IFA_F_TENTATIVE: 0x40,
+  IFA_F_PERMANENT: 0x80,
+  IFA_F_NOPREFIXROUTE: 0x200,
+  RT_SCOPE_UNIVERSE: 0,
+  RT_SCOPE_LINK: 253,
+  RT_SCOPE_HOST: 254,
+} as const;
+
+/** linux/pkt_sched.h: qdisc handles and parents. */
+export const PktSched = {
+  TC_H_UNSPEC: 0,
+  TC_H_ROOT: 0xffffffff,
+  TC_H_INGRESS: 0xfffffff1,
+  TC_H_CLSACT: 0xfffffff1,
+  TC_H_MAJ_MASK: 0xffff0000,
+  TC_H_MIN_MASK: 0x0000ffff,
+  TC_H_MIN_INGRESS: 0xfff2,
+  TC_H_MIN_EGRESS: 0xfff3,
+} as const;
+
+/** linux/pkt_cls.h: classifier and action attributes. */
+export const PktCls = {
+  TCA_ACT_UNSPEC: 0,
+  TCA_ACT_KIND: 1,
+  TCA_ACT_OPTIONS: 2,
+  TCA_ACT_INDEX: 3,
+  TCA_ACT_STATS: 4,
+  TCA_ACT_PAD: 5,
+  TCA_ACT_COOKIE: 6,
+  TCA_ACT_FLAGS: 7,
+  TC_ACT_UNSPEC: -1,
+  TC_ACT_OK: 0,
+  TC_ACT_RECLASSIFY: 1,
+  TC_ACT_SHOT: 2,
+  TC_ACT_PIPE: 3,
+  TC_ACT_STOLEN: 4,
+  TC_ACT_QUEUED: 5,
+  TC_ACT_REPEAT: 6,
+  TC_ACT_REDIRECT: 7,
+  TCA_CLS_FLAGS_SKIP_HW: 1,
+  TCA_CLS_FLAGS_SKIP_SW: 2,
+  TCA_U32_UNSPEC: 0,
+  TCA_U32_CLASSID: 1,
+  TCA_U32_HASH: 2,
+  TCA_U32_LINK: 3,
+  TCA_U32_DIVISOR: 4,
+  TCA_U32_SEL: 5,
+  TCA_U32_POLICE: 6,
+  TCA_U32_ACT: 7,
+  TCA_U32_INDEV: 8,
+  TCA_U32_PCNT: 9,
+  TCA_U32_MARK: 10,
+  TCA_U32_FLAGS: 11,
+  TC_U32_TERMINAL: 1,
+  TC_U32_OFFSET: 2,
+  TC_U32_VAROFFSET: 4,
+  TC_U32_EAT: 8,
+} as const;
+
+/** linux/tc_act/tc_mirred.h */
+export const TcMirred = {
+  TCA_MIRRED_UNSPEC: 0,
+  TCA_MIRRED_TM: 1,
+  TCA_MIRRED_PARMS: 2,
+  TCA_MIRRED_PAD: 3,
+  TCA_EGRESS_REDIR: 1,
+  TCA_EGRESS_MIRROR: 2,
+  TCA_INGRESS_REDIR: 3,
+  TCA_INGRESS_MIRROR: 4,
+} as const;
+
+/** linux/if_ether.h */
+export const IfEther = {
+  ETH_ALEN: 6,
+  ETH_P_ALL: 0x0003,
+  ETH_P_IP: 0x0800,
+  ETH_P_IPV6: 0x86dd,
+} as const;
