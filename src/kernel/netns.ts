@@ -1,0 +1,490 @@
+/**
+ * Named network namespaces made exactly as iproute2 makes them: a file in
+ * the netns dir (`/var/run/netns`, a shared mount) with the thread's
+ * `/proc/self/task/<tid>/ns/net` bind-mounted onto it, so `ip netns` and
+ * hypervisors see them. And entering one for synchronous work on the JS
+ * main thread, where FFI calls run (see DESIGN.md, "Kernel access").
+ *
+ * @module
+ */
+import { Errno } from "../sys/errno.ts";
+import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
+import { check, cstr, errno, gettid, libc } from "../sys/libc.ts";
+import {
+  CLONE_NEWNET,
+  MNT_DETACH,
+  MS_BIND,
+  MS_REC,
+  MS_SHARED,
+  NS_GET_NSTYPE,
+  NSFS_MAGIC,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+} from "./constants.ts";
+import { libcExtra } from "./libc_extra.ts";
+
+/** Where iproute2 (and vmnic by default) keeps named network namespaces. */
+export const DEFAULT_NETNS_DIR = "/var/run/netns";
+
+/** Longest file name the kernel takes (NAME_MAX). */
+const NAME_MAX = 255;
+/** unlink retries when a mount is still being torn down (EBUSY). */
+const UNLINK_RETRIES = 5;
+const UNLINK_RETRY_MS = 10;
+/** `sizeof(struct statfs)` on 64-bit Linux. */
+const STATFS_SIZE = 120;
+/** Longest path readlink can return (`PATH_MAX`). */
+const PATH_MAX = 4096;
+const PROC_READ_CHUNK = 64 * 1024;
+
+/**
+ * Throws {@linkcode InvalidArgumentError} unless `name` can be a netns file
+ * name: non-empty, at most 255 bytes, no `/` or NUL, not starting with `.`
+ * (which also rules out `.` and `..`).
+ */
+export function validateNetnsName(name: string): void {
+  const op = "validate netns name";
+  if (name.length === 0) throw new InvalidArgumentError(op, name, "empty");
+  if (name.includes("/")) {
+    throw new InvalidArgumentError(op, name, "contains '/'");
+  }
+  if (name.includes("\0")) {
+    throw new InvalidArgumentError(op, name, "contains NUL");
+  }
+  if (name.startsWith(".")) {
+    throw new InvalidArgumentError(op, name, "starts with '.'");
+  }
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes > NAME_MAX) {
+    throw new InvalidArgumentError(
+      op,
+      name,
+      `${bytes} bytes, at most ${NAME_MAX} allowed`,
+    );
+  }
+}
+
+/** The path of the named netns `name` in `dir` (the name is validated). */
+export function netnsPath(name: string, dir = DEFAULT_NETNS_DIR): string {
+  validateNetnsName(name);
+  return join(dir, name);
+}
+
+/**
+ * Creates the named netns `name` in `dir` and returns its path.
+ *
+ * The dir is created and made a shared mount if it is not one yet (as
+ * iproute2 does), the file is created exclusively, and a fresh netns is
+ * bind-mounted onto it from the JS main thread, which always returns to its
+ * original netns. On failure nothing is left behind.
+ *
+ * @throws {KernelError} `EEXIST` when a file of that name exists (it is left
+ * untouched), or the failing step's errno.
+ */
+export function createNetns(name: string, dir = DEFAULT_NETNS_DIR): string {
+  const path = netnsPath(name, dir);
+  ensureSharedDir(dir);
+  const fd = libc().open(
+    cstr(path),
+    O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+    0,
+  );
+  if (fd < 0) throw new KernelError("create netns", name, errno());
+  libc().close(fd);
+  try {
+    bindNewNetns(name, path);
+  } catch (err) {
+    // The mount may have been made before a later step failed: undo both.
+    const p = cstr(path);
+    libc().umount2(p, MNT_DETACH);
+    libcExtra().unlink(p);
+    throw err;
+  }
+  return path;
+}
+
+/**
+ * Creates the named netns unless it already exists (idempotent). A leftover
+ * empty file of that name (no netns mounted on it) is replaced.
+ */
+export function ensureNetns(
+  name: string,
+  dir = DEFAULT_NETNS_DIR,
+): { path: string; created: boolean } {
+  const path = netnsPath(name, dir);
+  if (netnsExists(name, dir)) return { path, created: false };
+  // A leftover from an earlier run (e.g. made under a mount namespace that
+  // did not propagate back): clear it so creation can proceed.
+  deleteNetns(name, dir);
+  try {
+    return { path: createNetns(name, dir), created: true };
+  } catch (err) {
+    if (
+      err instanceof KernelError && err.errno === Errno.EEXIST &&
+      netnsExists(name, dir)
+    ) {
+      return { path, created: false };
+    }
+    throw err;
+  }
+}
+
+/**
+ * Deletes the named netns: detaches its bind mount and removes the file.
+ * Also removes a leftover file with nothing mounted on it.
+ *
+ * @returns `true` when something was removed, `false` when there was no such
+ * file (idempotent).
+ */
+export function deleteNetns(name: string, dir = DEFAULT_NETNS_DIR): boolean {
+  const path = netnsPath(name, dir);
+  const p = cstr(path);
+  detach(name, p);
+  for (let attempt = 0;; attempt++) {
+    if (libcExtra().unlink(p) === 0) return true;
+    const e = errno();
+    if (e === Errno.ENOENT) return false;
+    if (e !== Errno.EBUSY || attempt >= UNLINK_RETRIES) {
+      throw new KernelError("delete netns", name, e, "unlink");
+    }
+    // Still a mount point (stacked mounts, or a detach in flight): retry.
+    detach(name, p);
+    sleepSync(UNLINK_RETRY_MS);
+  }
+}
+
+/**
+ * True when the named netns exists: the file is there and a network
+ * namespace is mounted on it. An empty leftover file does not count.
+ */
+export function netnsExists(name: string, dir = DEFAULT_NETNS_DIR): boolean {
+  return isNetnsFile(netnsPath(name, dir));
+}
+
+/** Names (sorted) of the live network namespaces in `dir`. */
+export function listNetns(dir = DEFAULT_NETNS_DIR): string[] {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return entries
+    .filter((e) => !e.isDirectory && isNetnsFile(join(dir, e.name)))
+    .map((e) => e.name)
+    .sort();
+}
+
+/**
+ * Runs `fn` synchronously inside the network namespace at `path` and always
+ * switches the thread back to its original netns afterwards, also when `fn`
+ * throws.
+ *
+ * `fn` must not be async: `setns` changes only the JS main thread, so
+ * anything that runs after an `await` (or a child process spawned) would land
+ * in whichever netns the thread is in at that moment.
+ *
+ * @throws {KernelError} `ENOENT` when `path` does not exist, `EINVAL` when it
+ * is not a network namespace.
+ * @throws {Error} when `fn` returns a promise (after switching back).
+ */
+export function withNetns<T>(path: string, fn: () => T): T {
+  const target = libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
+  if (target < 0) throw new KernelError("enter netns", path, errno());
+  let original = -1;
+  try {
+    const self = threadNetnsPath();
+    original = check(
+      libc().open(cstr(self), O_RDONLY | O_CLOEXEC, 0),
+      "open current netns",
+      self,
+    );
+    check(libc().setns(target, CLONE_NEWNET), "enter netns", path);
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      returnToNetns(original, self);
+    }
+    if (isThenable(result)) {
+      // Keep a rejection of the abandoned promise from crashing the process.
+      Promise.resolve(result).catch(() => {});
+      throw new Error(
+        `withNetns(${path}): the callback returned a promise; only synchronous ` +
+          `work is allowed while switched into a netns (setns affects the ` +
+          `JS main thread only, so code after an await would run in the ` +
+          `wrong netns). The thread has been switched back.`,
+      );
+    }
+    return result;
+  } finally {
+    libc().close(target);
+    if (original >= 0) libc().close(original);
+  }
+}
+
+/**
+ * Whether netns bind mounts made in `dir` outlive this process, i.e. are
+ * seen by the rest of the host.
+ *
+ * Not ok when the mount holding `dir` is a slave mount (what `ip netns exec`
+ * and `unshare --mount` give), or when this process runs in another mount
+ * namespace than PID 1 and that mount is not shared. When PID 1's mount
+ * namespace cannot be read and the mount is not a slave, no claim is made.
+ */
+export function netnsDirPropagates(
+  dir = DEFAULT_NETNS_DIR,
+): { ok: boolean; reason?: string } {
+  const ownNs = readProcLink("/proc/self/ns/mnt");
+  const initNs = readProcLink("/proc/1/ns/mnt");
+  if (initNs !== null && ownNs === initNs) return { ok: true };
+
+  const mount = mountContaining(resolvePath(dir), readMountinfo());
+  if (!mount) return { ok: true };
+  const shared = mount.tags.some((t) => t.startsWith("shared:"));
+  const slave = mount.tags.some((t) => t.startsWith("master:"));
+  const advice = `netns bind mounts made there do not propagate back and ` +
+    `vanish when this process exits; run vmnic directly in the host's mount ` +
+    `namespace, not under 'ip netns exec' or 'unshare --mount'`;
+  if (slave && !shared) {
+    return {
+      ok: false,
+      reason: `netns dir ${dir} is on a slave mount (${mount.mountPoint}, ` +
+        `${mount.tags.join(" ")}) in a private mount namespace: ${advice}`,
+    };
+  }
+  if (initNs !== null && !shared) {
+    return {
+      ok: false,
+      reason: `netns dir ${dir} is on a private mount (${mount.mountPoint}) ` +
+        `in a mount namespace other than PID 1's (${ownNs} vs ${initNs}): ` +
+        advice,
+    };
+  }
+  return { ok: true };
+}
+
+/** The netns file of the calling thread (the JS main thread for FFI). */
+function threadNetnsPath(): string {
+  return `/proc/self/task/${gettid()}/ns/net`;
+}
+
+/** setns back to `fd`; failing here would leave the thread astray, so throw. */
+function returnToNetns(fd: number, self: string): void {
+  if (libc().setns(fd, CLONE_NEWNET) < 0) {
+    throw new KernelError("return to original netns", self, errno());
+  }
+}
+
+/** unshare a fresh netns on this thread and bind-mount it onto `path`. */
+function bindNewNetns(name: string, path: string): void {
+  const self = threadNetnsPath();
+  const original = check(
+    libc().open(cstr(self), O_RDONLY | O_CLOEXEC, 0),
+    "open current netns",
+    self,
+  );
+  try {
+    check(libc().unshare(CLONE_NEWNET), "create netns", name);
+    // The same tid path now names the fresh netns of this thread.
+    const ret = libc().mount(
+      cstr(self),
+      cstr(path),
+      cstr("none"),
+      BigInt(MS_BIND),
+      null,
+    );
+    if (ret < 0) {
+      throw new KernelError("create netns", name, errno(), "bind mount");
+    }
+  } finally {
+    try {
+      returnToNetns(original, self);
+    } finally {
+      libc().close(original);
+    }
+  }
+}
+
+/**
+ * Creates `dir` and makes it a shared mount, as iproute2 does, so netns
+ * mounts in it propagate to mount namespaces made later (`ip netns exec`).
+ */
+function ensureSharedDir(dir: string): void {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const real = Deno.realPathSync(dir);
+  const here = readMountinfo().findLast((m) => m.mountPoint === real);
+  if (here?.tags.some((t) => t.startsWith("shared:"))) return;
+  const target = cstr(real);
+  const none = cstr("none");
+  let bound = false;
+  for (;;) {
+    if (
+      libc().mount(none, target, none, BigInt(MS_SHARED | MS_REC), null) === 0
+    ) {
+      return;
+    }
+    const e = errno();
+    // EINVAL: not a mount point yet. Bind it onto itself once, then retry.
+    if (e !== Errno.EINVAL || bound) {
+      throw new KernelError("make shared mount", real, e);
+    }
+    check(
+      libc().mount(target, target, none, BigInt(MS_BIND | MS_REC), null),
+      "bind mount netns dir",
+      real,
+    );
+    bound = true;
+  }
+}
+
+/** umount2(MNT_DETACH); not mounted (EINVAL) or missing (ENOENT) is fine. */
+function detach(name: string, path: Uint8Array<ArrayBuffer>): void {
+  if (libc().umount2(path, MNT_DETACH) < 0) {
+    const e = errno();
+    if (e !== Errno.EINVAL && e !== Errno.ENOENT) {
+      throw new KernelError("delete netns", name, e, "umount");
+    }
+  }
+}
+
+/**
+ * A regular file on nsfs whose namespace kind is network. Checked through
+ * the fd (fstatfs, NS_GET_NSTYPE): Deno's own stat refuses /proc paths.
+ */
+function isNetnsFile(path: string): boolean {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch (err) {
+    if (
+      err instanceof Deno.errors.NotFound ||
+      err instanceof Deno.errors.NotADirectory
+    ) return false;
+    throw err;
+  }
+  // Never open a FIFO or a device: an nsfs file is a regular file.
+  if (!st.isFile) return false;
+  const fd = libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  try {
+    const fs = new BigInt64Array(STATFS_SIZE / 8);
+    if (libcExtra().fstatfs(fd, fs) < 0) return false;
+    if (fs[0] !== BigInt(NSFS_MAGIC)) return false; // f_type leads struct statfs
+    return libc().ioctl(fd, BigInt(NS_GET_NSTYPE), null) === CLONE_NEWNET;
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** One line of /proc/self/mountinfo, the parts needed here. */
+interface MountEntry {
+  mountPoint: string;
+  /** Optional fields: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`. */
+  tags: string[];
+}
+
+function readMountinfo(): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of readProcFile("/proc/self/mountinfo").split("\n")) {
+    const fields = line.split(" ");
+    const sep = fields.indexOf("-");
+    if (fields.length < 7 || sep < 6) continue;
+    out.push({
+      mountPoint: unescapeMountField(fields[4]),
+      tags: fields.slice(6, sep),
+    });
+  }
+  return out;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as `\ooo`. */
+function unescapeMountField(s: string): string {
+  return s.replace(
+    /\\([0-7]{3})/g,
+    (_, oct: string) => String.fromCharCode(parseInt(oct, 8)),
+  );
+}
+
+/** The mount `path` lives on: longest mount point prefix, topmost of a stack. */
+function mountContaining(
+  path: string,
+  mounts: MountEntry[],
+): MountEntry | undefined {
+  let best: MountEntry | undefined;
+  for (const m of mounts) {
+    const under = m.mountPoint === "/" || path === m.mountPoint ||
+      path.startsWith(m.mountPoint + "/");
+    if (under && (!best || m.mountPoint.length >= best.mountPoint.length)) {
+      best = m;
+    }
+  }
+  return best;
+}
+
+/** realpath of `path`, or of its nearest existing ancestor plus the rest. */
+function resolvePath(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    const cut = path.replace(/\/+$/, "").lastIndexOf("/");
+    if (cut <= 0) return path;
+    return join(resolvePath(path.slice(0, cut)), path.slice(cut + 1));
+  }
+}
+
+/** `dir/name`, without a doubled slash. */
+function join(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+/** The whole of a /proc file, read through libc (Deno's APIs refuse /proc). */
+function readProcFile(path: string): string {
+  const fd = check(
+    libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0),
+    "open",
+    path,
+  );
+  try {
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(PROC_READ_CHUNK);
+    for (;;) {
+      const n = Number(
+        check(libcExtra().read(fd, buf, BigInt(buf.length)), "read", path),
+      );
+      if (n === 0) break;
+      chunks.push(buf.slice(0, n));
+    }
+    const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return new TextDecoder().decode(all);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** readlink(2) of a /proc link, or `null` when it cannot be read. */
+function readProcLink(path: string): string | null {
+  const buf = new Uint8Array(PATH_MAX);
+  const n = Number(libcExtra().readlink(cstr(path), buf, BigInt(buf.length)));
+  return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, n));
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Blocks the thread briefly; the callers are synchronous by design. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}

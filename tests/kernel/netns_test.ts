@@ -1,0 +1,269 @@
+import assert from "node:assert/strict";
+import {
+  createNetns,
+  DEFAULT_NETNS_DIR,
+  deleteNetns,
+  ensureNetns,
+  listNetns,
+  netnsDirPropagates,
+  netnsExists,
+  netnsPath,
+  withNetns,
+} from "../../src/kernel/netns.ts";
+import { InvalidArgumentError, KernelError } from "../../src/sys/errors.ts";
+import {
+  ipJson,
+  netnsNames,
+  removeNetnsWithPrefix,
+  rootTest,
+  run,
+  sh,
+  uniquePrefix,
+  withScratchNetns,
+} from "../support/harness.ts";
+
+// The oracle reads the thread's netns link itself, through its own readlink:
+// Deno's file APIs refuse /proc paths without --allow-all.
+const testLibc = Deno.dlopen("libc.so.6", {
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+});
+
+/** The netns of the JS main thread, as `net:[inode]`. */
+function currentNetns(): string {
+  const buf = new Uint8Array(256);
+  const path = new TextEncoder().encode("/proc/thread-self/ns/net\0");
+  const n = Number(testLibc.symbols.readlink(path, buf, BigInt(buf.length)));
+  assert.ok(n > 0, "readlink /proc/thread-self/ns/net");
+  return new TextDecoder().decode(buf.subarray(0, n));
+}
+
+/** The `net:[inode]` of the netns mounted at `path`. */
+function netnsIdOf(path: string): string {
+  return `net:[${Deno.statSync(path).ino}]`;
+}
+
+function assertKernelError(code: string) {
+  return (err: unknown) => {
+    assert.ok(err instanceof KernelError, `expected KernelError, got ${err}`);
+    assert.equal(err.code, code);
+    return true;
+  };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+rootTest(
+  "createNetns makes a netns iproute2 sees and deleteNetns removes it",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    const name = prefix + "a";
+    const before = currentNetns();
+    try {
+      const path = createNetns(name);
+      assert.equal(path, `${DEFAULT_NETNS_DIR}/${name}`);
+      assert.equal(currentNetns(), before, "thread back in its own netns");
+      assert.notEqual(netnsIdOf(path), before, "a fresh netns, not ours");
+
+      assert.ok((await netnsNames()).includes(name));
+      const links = await ipJson<{ ifname: string }>(
+        "-n",
+        name,
+        "link",
+        "show",
+      );
+      assert.deepEqual(links.map((l) => l.ifname), ["lo"]);
+      assert.ok(netnsExists(name));
+      assert.ok(listNetns().includes(name));
+
+      // The dir is a shared mount, as iproute2 leaves it.
+      const real = Deno.realPathSync(DEFAULT_NETNS_DIR);
+      const mountinfo = await sh("cat", "/proc/self/mountinfo");
+      const line = mountinfo.split("\n")
+        .findLast((l) => l.split(" ")[4] === real);
+      assert.match(line ?? "", / shared:\d+/);
+
+      // Second create: EEXIST, the existing netns untouched.
+      const id = netnsIdOf(path);
+      assert.throws(() => createNetns(name), assertKernelError("EEXIST"));
+      assert.equal(netnsIdOf(path), id);
+      await ipJson("-n", name, "link", "show");
+
+      assert.equal(deleteNetns(name), true);
+      assert.ok(!(await netnsNames()).includes(name));
+      assert.ok(!exists(path), "file removed");
+      assert.ok(!netnsExists(name));
+      assert.equal(deleteNetns(name), false, "idempotent");
+    } finally {
+      await removeNetnsWithPrefix(prefix);
+    }
+  },
+);
+
+rootTest(
+  "netns names that are not plain file names are refused, nothing created",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    const before = await netnsNames();
+    const bad = ["", "a/b", "..", ".", "../x", `${prefix}/x`, ".hidden", "a\0b"]
+      .concat(["x".repeat(256)]);
+    try {
+      for (const name of bad) {
+        const invalid = (err: unknown) => err instanceof InvalidArgumentError;
+        assert.throws(() => createNetns(name), invalid, JSON.stringify(name));
+        assert.throws(() => ensureNetns(name), invalid);
+        assert.throws(() => deleteNetns(name), invalid);
+        assert.throws(() => netnsExists(name), invalid);
+        assert.throws(() => netnsPath(name), invalid);
+      }
+      assert.deepEqual(await netnsNames(), before);
+    } finally {
+      await removeNetnsWithPrefix(prefix);
+    }
+  },
+);
+
+rootTest(
+  "withNetns runs inside the target netns and always switches back",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    const original = currentNetns();
+    await withScratchNetns(prefix, ["a", "b"], ([a, b]) => {
+      // An iproute2-made netns works the same as one of ours.
+      const inside = withNetns(a, () => currentNetns());
+      assert.equal(inside, netnsIdOf(a));
+      assert.equal(currentNetns(), original);
+
+      // Nested: back to the outer one, then to ours.
+      withNetns(a, () => {
+        withNetns(b, () => assert.equal(currentNetns(), netnsIdOf(b)));
+        assert.equal(currentNetns(), netnsIdOf(a));
+      });
+      assert.equal(currentNetns(), original);
+
+      // The callback throws: the error passes through, the thread is back.
+      assert.throws(
+        () =>
+          withNetns(a, () => {
+            throw new RangeError("boom");
+          }),
+        RangeError,
+      );
+      assert.equal(currentNetns(), original);
+
+      // Async callbacks are refused (after switching back); their rejection
+      // must not surface as an unhandled one.
+      assert.throws(
+        () =>
+          withNetns(a, async () => {
+            await Promise.resolve();
+            throw new Error("late");
+          }),
+        /only synchronous work/,
+      );
+      assert.equal(currentNetns(), original);
+
+      assert.equal(withNetns(b, () => 42), 42);
+    });
+    assert.equal(currentNetns(), original);
+  },
+);
+
+rootTest(
+  "withNetns on a missing or non-netns path fails and changes nothing",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    const original = currentNetns();
+    const missing = `${DEFAULT_NETNS_DIR}/${prefix}missing`;
+    let called = false;
+    assert.throws(
+      () => withNetns(missing, () => (called = true)),
+      (err: unknown) => {
+        assertKernelError("ENOENT")(err);
+        assert.equal((err as KernelError).object, missing);
+        return true;
+      },
+    );
+    const file = await Deno.makeTempFile({ prefix: "vmnict-notns" });
+    try {
+      assert.throws(
+        () => withNetns(file, () => (called = true)),
+        assertKernelError("EINVAL"),
+      );
+    } finally {
+      await Deno.remove(file);
+    }
+    assert.equal(called, false);
+    assert.equal(currentNetns(), original);
+  },
+);
+
+rootTest(
+  "a leftover empty netns file is not a netns; delete and ensure clear it",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    const name = prefix + "left";
+    const path = netnsPath(name);
+    try {
+      Deno.mkdirSync(DEFAULT_NETNS_DIR, { recursive: true });
+      Deno.writeFileSync(path, new Uint8Array(), { mode: 0 });
+      assert.ok(!netnsExists(name));
+      assert.ok(!listNetns().includes(name));
+      assert.equal(deleteNetns(name), true, "leftover removed");
+      assert.ok(!exists(path));
+
+      // ensureNetns replaces a leftover, then is idempotent.
+      Deno.writeFileSync(path, new Uint8Array(), { mode: 0 });
+      assert.deepEqual(ensureNetns(name), { path, created: true });
+      assert.ok(netnsExists(name));
+      const id = netnsIdOf(path);
+      assert.deepEqual(ensureNetns(name), { path, created: false });
+      assert.equal(netnsIdOf(path), id, "the same netns kept");
+      await ipJson("-n", name, "link", "show");
+      assert.ok(deleteNetns(name));
+      assert.ok(!(await netnsNames()).includes(name));
+    } finally {
+      await removeNetnsWithPrefix(prefix);
+    }
+  },
+);
+
+rootTest(
+  "netnsDirPropagates: ok here, not ok in a slave mount namespace",
+  async () => {
+    const prefix = uniquePrefix("ns");
+    try {
+      // Make sure the dir is a shared mount, as it is once any netns exists.
+      createNetns(prefix + "p");
+      assert.deepEqual(netnsDirPropagates(), { ok: true });
+
+      // What `ip netns exec` does: a new mount namespace, everything a slave.
+      const probe = new URL("./propagation_probe.ts", import.meta.url).pathname;
+      const r = await run("unshare", [
+        "--mount",
+        "--propagation",
+        "slave",
+        "--",
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--allow-read",
+        "--allow-ffi",
+        probe,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const verdict = JSON.parse(r.stdout);
+      assert.equal(verdict.ok, false);
+      assert.match(verdict.reason, new RegExp(DEFAULT_NETNS_DIR));
+      assert.match(verdict.reason, /ip netns exec/);
+    } finally {
+      await removeNetnsWithPrefix(prefix);
+    }
+  },
+);
