@@ -1,0 +1,70 @@
+/**
+ * The provider's error classes. Each says what failed and on which VM or NIC;
+ * the CLI maps them to its exit codes (2 bad input, 3 not found, 1 the rest).
+ *
+ * @module
+ */
+
+/** Base class of the errors the provider throws on purpose. */
+export class VmnicError extends Error {
+  /** The operation (`add`, `remove`, …). */
+  readonly op: string;
+  /** The VM or NIC concerned, when there is one. */
+  readonly object: string;
+
+  constructor(
+    op: string,
+    object: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "VmnicError";
+    this.op = op;
+    this.object = object;
+  }
+}
+
+/** Bad input: nothing was changed (exit code 2). */
+export class InvalidInputError extends VmnicError {
+  constructor(op: string, object: string, message: string) {
+    super(op, object, message);
+    this.name = "InvalidInputError";
+  }
+}
+
+/** A VM, NIC or network that does not exist (exit code 3). */
+export class NotFoundError extends VmnicError {
+  constructor(op: string, object: string, message: string) {
+    super(op, object, message);
+    this.name = "NotFoundError";
+  }
+}
+
+/** Another process holds the VM's lock and the caller chose not to wait. */
+export class VmBusyError extends VmnicError {
+  constructor(op: string, vmId: string) {
+    super(
+      op,
+      vmId,
+      `${op} ${vmId}: another vmnic process is working on this VM`,
+    );
+    this.name = "VmBusyError";
+  }
+}
+
+/**
+ * An operation that failed part-way; what it changed was rolled back (add)
+ * or is reported (teardowns). `cause` holds the underlying error.
+ */
+export class OperationError extends VmnicError {
+  constructor(op: string, object: string, message: string, cause?: unknown) {
+    super(op, object, message, { cause });
+    this.name = "OperationError";
+  }
+}
+
+/** The message of any thrown value. */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

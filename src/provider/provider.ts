@@ -1,0 +1,1128 @@
+/**
+ * The vmnic provider: per VM a named netns, the CNI chain of a conflist run
+ * in it, a TAP wired to each CNI veth, records in SQLite, and hooks around
+ * every NIC add and remove. The only layer that combines the others.
+ *
+ * @module
+ */
+import { CniRuntime } from "../cni/runtime.ts";
+import {
+  loadConfDir,
+  type NetworkConfigList,
+  type NetworkConfigSet,
+  parseConfList,
+} from "../cni/config.ts";
+import type { CniResult } from "../cni/result.ts";
+import {
+  deleteNetns,
+  ensureNetns,
+  listNetns,
+  netnsDirPropagates,
+  netnsExists,
+  netnsPath,
+} from "../kernel/netns.ts";
+import { Store } from "../store/store.ts";
+import { acquireVmLock, type VmLock } from "../store/locks.ts";
+import { newNicId, type NicRecord } from "../store/types.ts";
+import { HookRunner } from "../hooks/runner.ts";
+import type {
+  HookEvent,
+  HookInfo,
+  HookInput,
+  HookOperation,
+  TsHook,
+} from "../hooks/types.ts";
+import {
+  inspectNic,
+  plumbNic,
+  setNicQuiesced,
+  unplumbNic,
+} from "../wiring/nic.ts";
+import { inNetns } from "./netns_ops.ts";
+import { EMBEDDED_NETWORK_NAME, embeddedConflist } from "./default_network.ts";
+import {
+  InvalidInputError,
+  messageOf,
+  NotFoundError,
+  OperationError,
+  VmBusyError,
+} from "./errors.ts";
+import {
+  MAX_NIC_INDEX,
+  normalizeMac,
+  parseIpArg,
+  validateIndex,
+  validateSpec,
+  validateVmConfig,
+  validateVmId,
+} from "./validate.ts";
+import {
+  type AddSpec,
+  DEFAULTS,
+  type DeleteResult,
+  type DnsConfig,
+  type IpConfig,
+  type ListFilter,
+  type NicConfig,
+  type ProviderConfig,
+  type RecoverResult,
+  type RouteConfig,
+  type VerifyResult,
+  type VmConfig,
+} from "./types.ts";
+import {
+  type GuestConfigFile,
+  type GuestConfigFormat,
+  kernelCmdline,
+  netplan,
+  networkd,
+} from "./guest_config.ts";
+import type { GcModule, GcPlan, GcReport } from "./gc.ts";
+
+/** Default virtio queue size recorded when the VM config names none. */
+export const DEFAULT_QUEUE_SIZE = 256;
+
+/** A network the provider can use, as `vmnic networks` lists it. */
+export interface NetworkInfo {
+  name: string;
+  /** The conflist file, or `"embedded"`. */
+  source: string;
+  embedded: boolean;
+  /** The one used when neither spec nor VM config names a network. */
+  isDefault: boolean;
+  cniVersion: string;
+  plugins: string[];
+}
+
+/** Networks, and conflist files that could not be loaded. */
+export interface NetworksReport {
+  networks: NetworkInfo[];
+  errors: { source: string; error: string }[];
+}
+
+/** The settings in effect, every default filled in. */
+export type ResolvedConfig = Required<ProviderConfig>;
+
+/** Fills in DESIGN.md's defaults. */
+export function resolveConfig(cfg: ProviderConfig = {}): ResolvedConfig {
+  return {
+    rootDir: cfg.rootDir ?? DEFAULTS.rootDir,
+    runDir: cfg.runDir ?? DEFAULTS.runDir,
+    cniConfDir: cfg.cniConfDir ?? DEFAULTS.cniConfDir,
+    cniBinDirs: cfg.cniBinDirs ?? [...DEFAULTS.cniBinDirs],
+    netnsDir: cfg.netnsDir ?? DEFAULTS.netnsDir,
+    netnsPrefix: cfg.netnsPrefix ?? DEFAULTS.netnsPrefix,
+    hooksDir: cfg.hooksDir ?? DEFAULTS.hooksDir,
+    pluginTimeoutMs: cfg.pluginTimeoutMs ?? DEFAULTS.pluginTimeoutMs,
+    hookTimeoutMs: cfg.hookTimeoutMs ?? DEFAULTS.hookTimeoutMs,
+    tsHooks: cfg.tsHooks ?? true,
+  };
+}
+
+/** Options of {@linkcode CniProvider.open} besides the settings. */
+export interface OpenOptions {
+  /** TS hooks to run (the CLI passes the compiled-in registry). */
+  tsHooks?: Record<string, TsHook>;
+}
+
+/**
+ * The CNI network provider for microVMs (the seed's `CNI`).
+ *
+ * @example
+ * ```ts ignore
+ * import { CniProvider } from "./mod.ts";
+ * const vmnic = await CniProvider.open({ netnsPrefix: "vmnic-" });
+ * const [nic] = await vmnic.add("vm1", { cpu: 2 });
+ * console.log(nic.tap, nic.mac, nic.ips[0].address);
+ * await vmnic.delete(["vm1"]);
+ * vmnic.close();
+ * ```
+ */
+export class CniProvider {
+  /** The provider type, as the seed's `Type()`. */
+  readonly type = "cni";
+  /** The settings in effect. */
+  readonly config: ResolvedConfig;
+  readonly #store: Store;
+  readonly #cni: CniRuntime;
+  readonly #hooks: HookRunner;
+  #networks?: NetworkConfigSet;
+
+  private constructor(config: ResolvedConfig, store: Store, hooks: HookRunner) {
+    this.config = config;
+    this.#store = store;
+    this.#hooks = hooks;
+    this.#cni = new CniRuntime({
+      binDirs: config.cniBinDirs,
+      timeoutMs: config.pluginTimeoutMs,
+    });
+  }
+
+  /**
+   * Opens the provider: the record store under `rootDir`. A missing
+   * conflist is not an error until `add` (the embedded network serves).
+   */
+  static open(
+    config: ProviderConfig = {},
+    opts: OpenOptions = {},
+  ): Promise<CniProvider> {
+    const cfg = resolveConfig(config);
+    if (!/^[A-Za-z0-9_.-]{0,32}$/.test(cfg.netnsPrefix)) {
+      throw new InvalidInputError(
+        "open",
+        cfg.netnsPrefix,
+        `invalid netns prefix ${
+          JSON.stringify(cfg.netnsPrefix)
+        }: up to 32 of [A-Za-z0-9_.-]`,
+      );
+    }
+    const store = Store.open(cfg.rootDir);
+    const hooks = new HookRunner({
+      tsHooks: cfg.tsHooks ? opts.tsHooks ?? {} : {},
+      hooksDir: cfg.hooksDir,
+      defaultTimeoutMs: cfg.hookTimeoutMs,
+    });
+    return Promise.resolve(new CniProvider(cfg, store, hooks));
+  }
+
+  /** Closes the record store. */
+  close(): void {
+    this.#store.close();
+  }
+
+  /** The netns name of a VM. */
+  netnsName(vmId: string): string {
+    return this.config.netnsPrefix + vmId;
+  }
+
+  /** The netns path of a VM. */
+  netnsPath(vmId: string): string {
+    return netnsPath(this.netnsName(vmId), this.config.netnsDir);
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  async #loadNetworks(): Promise<NetworkConfigSet> {
+    this.#networks ??= await loadConfDir(this.config.cniConfDir);
+    return this.#networks;
+  }
+
+  #embedded(): NetworkConfigList {
+    return parseConfList(embeddedConflist(this.config.rootDir), "embedded");
+  }
+
+  /** The conflists loaded (or the embedded network), and the broken files. */
+  async networks(): Promise<NetworksReport> {
+    const set = await this.#loadNetworks();
+    const lists = set.networks.length ? set.networks : [this.#embedded()];
+    const defaultName = lists[0].name;
+    return {
+      networks: lists.map((n, i) => ({
+        name: n.name,
+        source: n.source,
+        embedded: n.source === "embedded",
+        isDefault: i === 0 && n.name === defaultName,
+        cniVersion: n.cniVersion,
+        plugins: n.plugins.map((p) => p.type),
+      })),
+      errors: set.errors.map((e) => ({
+        source: e.source,
+        error: e.message,
+      })),
+    };
+  }
+
+  async #resolveNetwork(
+    op: string,
+    vmId: string,
+    name?: string,
+  ): Promise<NetworkConfigList> {
+    const set = await this.#loadNetworks();
+    if (!set.networks.length) {
+      if (name === undefined || name === EMBEDDED_NETWORK_NAME) {
+        return this.#embedded();
+      }
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `${op} ${vmId}: unknown network ${
+          JSON.stringify(name)
+        }: no conflist in ` +
+          `${this.config.cniConfDir}; known: ${EMBEDDED_NETWORK_NAME} (embedded)` +
+          brokenNote(set),
+      );
+    }
+    if (name === undefined) return set.defaultNetwork!;
+    const found = set.findNetwork(name);
+    if (!found) {
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `${op} ${vmId}: unknown network ${JSON.stringify(name)}; known: ` +
+          set.networks.map((n) => n.name).join(", ") + brokenNote(set),
+      );
+    }
+    return found;
+  }
+
+  // ----------------------------------------------------------------- prepare
+
+  /** Creates the VM's netns (idempotent) and returns its path. */
+  async prepare(vmId: string, vmCfg: VmConfig = {}): Promise<string> {
+    const op = "prepare";
+    validateVmId(op, vmId);
+    validateVmConfig(op, vmId, vmCfg);
+    return await this.#withLock(op, vmId, () => {
+      this.#checkPropagation(op);
+      return ensureNetns(this.netnsName(vmId), this.config.netnsDir).path;
+    });
+  }
+
+  // --------------------------------------------------------------------- add
+
+  /**
+   * Adds one NIC per spec (one NIC when no spec is given), creating the netns
+   * if absent. Any failure rolls back exactly what this call did and leaves
+   * no record.
+   */
+  async add(
+    vmId: string,
+    vmCfg: VmConfig = {},
+    ...specs: AddSpec[]
+  ): Promise<NicConfig[]> {
+    return await this.#add("add", vmId, vmCfg, specs.length ? specs : [{}]);
+  }
+
+  async #add(
+    op: "add" | "recover",
+    vmId: string,
+    vmCfg: VmConfig,
+    specs: AddSpec[],
+  ): Promise<NicConfig[]> {
+    validateVmId(op, vmId);
+    validateVmConfig(op, vmId, vmCfg);
+    for (const s of specs) validateSpec(op, vmId, s);
+    // Resolve networks before any change: an unknown name changes nothing.
+    const lists = await Promise.all(
+      specs.map((s) =>
+        this.#resolveNetwork(op, vmId, s.network ?? vmCfg.network)
+      ),
+    );
+    return await this.#withLock(op, vmId, async () => {
+      this.#checkPropagation(op);
+      await this.#finishStaleNics(vmId, op);
+      const indices = this.#pickIndices(op, vmId, specs);
+      const path = this.netnsPath(vmId);
+      const plans = specs.map((spec, i) => ({
+        spec,
+        list: lists[i],
+        index: indices[i],
+        queues: spec.queues ?? vmCfg.cpu ?? 1,
+        queueSize: vmCfg.queueSize ?? DEFAULT_QUEUE_SIZE,
+      }));
+      // Veto point: nothing exists yet.
+      for (const p of plans) {
+        await this.#runHook("beforeAdd", {
+          operation: op,
+          vmId,
+          index: p.index,
+          ifName: `eth${p.index}`,
+          tap: `tap${p.index}`,
+          netnsPath: path,
+          network: p.list.name,
+          numQueues: p.queues,
+          queueSize: p.queueSize,
+          ...(p.spec.mac ? { mac: p.spec.mac.toLowerCase() } : {}),
+        });
+      }
+      const { created } = ensureNetns(
+        this.netnsName(vmId),
+        this.config.netnsDir,
+      );
+      const added: NicRecord[] = [];
+      try {
+        for (const p of plans) {
+          added.push(await this.#addNic(op, vmId, path, p));
+        }
+        for (const rec of added) {
+          await this.#runHook("afterAdd", {
+            ...hookFields(rec),
+            operation: op,
+            cniResult: rec.cniResult,
+          });
+        }
+      } catch (err) {
+        const rollbackErrors: string[] = [];
+        for (const rec of added.reverse()) {
+          try {
+            await this.#teardownNic(rec);
+            this.#store.deleteNic(vmId, rec.index);
+          } catch (e) {
+            rollbackErrors.push(`NIC ${rec.index}: ${messageOf(e)}`);
+          }
+        }
+        if (created && !rollbackErrors.length) {
+          try {
+            deleteNetns(this.netnsName(vmId), this.config.netnsDir);
+          } catch (e) {
+            rollbackErrors.push(`netns: ${messageOf(e)}`);
+          }
+        }
+        throw new OperationError(
+          op,
+          vmId,
+          `${op} ${vmId}: ${messageOf(err)}` +
+            (rollbackErrors.length
+              ? `; rollback incomplete: ${rollbackErrors.join("; ")}`
+              : "; rolled back"),
+          err,
+        );
+      }
+      return added.map(toNicConfig);
+    });
+  }
+
+  #pickIndices(op: string, vmId: string, specs: AddSpec[]): number[] {
+    const used = new Set(this.#store.usedIndices(vmId));
+    const out: number[] = [];
+    for (const s of specs) {
+      if (s.index !== undefined) {
+        if (used.has(s.index)) {
+          throw new InvalidInputError(
+            op,
+            `${vmId}/${s.index}`,
+            `${op} ${vmId}: NIC index ${s.index} already exists (remove it first)`,
+          );
+        }
+        used.add(s.index);
+        out.push(s.index);
+      } else out.push(-1);
+    }
+    for (let i = 0; i < out.length; i++) {
+      if (out[i] !== -1) continue;
+      let next = 0;
+      while (used.has(next)) next++;
+      if (next > MAX_NIC_INDEX) {
+        throw new InvalidInputError(
+          op,
+          vmId,
+          `${op} ${vmId}: no free NIC index (0–${MAX_NIC_INDEX} all used)`,
+        );
+      }
+      used.add(next);
+      out[i] = next;
+    }
+    return out;
+  }
+
+  async #addNic(
+    op: "add" | "recover",
+    vmId: string,
+    path: string,
+    p: {
+      spec: AddSpec;
+      list: NetworkConfigList;
+      index: number;
+      queues: number;
+      queueSize: number;
+    },
+  ): Promise<NicRecord> {
+    const ifName = `eth${p.index}`;
+    const tap = `tap${p.index}`;
+    const mac = p.spec.mac ? normalizeMac(op, vmId, p.spec.mac) : undefined;
+    const record: NicRecord = {
+      id: newNicId(),
+      vmId,
+      index: p.index,
+      ifName,
+      tap,
+      mac: mac ?? "",
+      network: p.list.name,
+      netnsPath: path,
+      numQueues: p.queues,
+      queueSize: p.queueSize,
+      mtu: 0,
+      ips: [],
+      dns: {},
+      cniResult: null,
+      cniConfig: p.list.raw,
+      containerId: this.netnsName(vmId),
+      // Recorded before CNI ADD: a crash from here on leaves a record that
+      // the next delete/gc (or add of this index) tears down.
+      state: "adding",
+      createdAt: new Date().toISOString(),
+    };
+    this.#store.insertNic(record);
+    let result: CniResult | undefined;
+    try {
+      result = await this.#cni.addNetworkList(p.list, {
+        containerId: record.containerId,
+        netns: path,
+        ifName,
+        ...ipRequest(p.list, p.spec, op, vmId),
+      });
+      const plumbed = inNetns(
+        path,
+        (sock) => plumbNic(sock, { veth: ifName, tap, queues: p.queues, mac }),
+      );
+      record.mac = plumbed.mac;
+      record.mtu = plumbed.mtu;
+      record.cniResult = result;
+      record.ips = ipsOf(result, ifName, path);
+      record.dns = (result.dns ?? {}) as Record<string, unknown>;
+      record.state = "active";
+      this.#store.updateNic(record);
+      return record;
+    } catch (err) {
+      record.cniResult = result ?? null;
+      try {
+        await this.#teardownNic(record);
+        this.#store.deleteNic(vmId, p.index);
+      } catch (e) {
+        throw new OperationError(
+          op,
+          `${vmId}/${p.index}`,
+          `NIC ${p.index}: ${messageOf(err)}; cleanup failed (${
+            messageOf(e)
+          }), record kept for gc`,
+          err,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Tears down one NIC's plumbing: TAP and redirects, then CNI DEL with the
+   * stored config and result. Throws when CNI DEL fails (the record is kept
+   * by callers that retry).
+   */
+  async #teardownNic(rec: NicRecord): Promise<void> {
+    if (netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)) {
+      inNetns(
+        rec.netnsPath,
+        (sock) => unplumbNic(sock, { veth: rec.ifName, tap: rec.tap }),
+      );
+    }
+    const list = parseConfList(rec.cniConfig, `record ${rec.id}`);
+    await this.#cni.delNetworkList(
+      list,
+      {
+        containerId: rec.containerId,
+        netns: rec.netnsPath,
+        ifName: rec.ifName,
+      },
+      (rec.cniResult as CniResult | null) ?? undefined,
+    );
+  }
+
+  /** Finishes adds and removes that a crashed process left half-done. */
+  async #finishStaleNics(vmId: string, op: string): Promise<void> {
+    for (const rec of this.#store.listNics({ vmId })) {
+      if (rec.state === "active") continue;
+      try {
+        await this.#teardownNic(rec);
+        this.#store.deleteNic(vmId, rec.index);
+      } catch (e) {
+        throw new OperationError(
+          op,
+          `${vmId}/${rec.index}`,
+          `${op} ${vmId}: NIC ${rec.index} was left ${rec.state} by an earlier run and could not be finished: ${
+            messageOf(e)
+          }`,
+          e,
+        );
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ remove
+
+  /**
+   * Tears down the NICs at `indices`, keeping the netns. Their records are
+   * always swept, even when a teardown step fails (that failure is thrown).
+   */
+  async remove(vmId: string, ...indices: number[]): Promise<void> {
+    const op = "remove";
+    validateVmId(op, vmId);
+    if (!indices.length) {
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `${op} ${vmId}: no NIC index given`,
+      );
+    }
+    for (const i of indices) validateIndex(op, vmId, i);
+    await this.#withLock(op, vmId, async () => {
+      const recs = indices.map((i) => this.#store.getNicByIndex(vmId, i));
+      const missing = indices.filter((_, k) => !recs[k]);
+      if (missing.length === indices.length) {
+        throw new NotFoundError(
+          op,
+          vmId,
+          `${op} ${vmId}: no NIC ${missing.join(", ")}`,
+        );
+      }
+      const found = recs.filter((r): r is NicRecord => r !== null);
+      for (const rec of found) {
+        await this.#runHook("beforeRemove", {
+          ...hookFields(rec),
+          operation: op,
+        });
+      }
+      const errors: string[] = [];
+      for (const rec of found) {
+        this.#store.markDeleting(vmId, [rec.index]);
+        try {
+          await this.#teardownNic(rec);
+        } catch (e) {
+          errors.push(`NIC ${rec.index}: ${messageOf(e)}`);
+        }
+        this.#store.deleteNic(vmId, rec.index);
+        errors.push(...await this.#afterRemove(rec, op));
+      }
+      if (missing.length) errors.push(`no NIC ${missing.join(", ")}`);
+      if (errors.length) {
+        throw new OperationError(
+          op,
+          vmId,
+          `${op} ${vmId}: ${errors.join("; ")}`,
+        );
+      }
+    });
+  }
+
+  async #afterRemove(rec: NicRecord, op: HookOperation): Promise<string[]> {
+    try {
+      await this.#runHook("afterRemove", { ...hookFields(rec), operation: op });
+      return [];
+    } catch (e) {
+      return [`afterRemove hook: ${messageOf(e)}`];
+    }
+  }
+
+  // ------------------------------------------------------------------ delete
+
+  /**
+   * Deletes every NIC of each VM, then its netns, then its records. Best
+   * effort per VM: returns the ids fully cleaned and why the others were not.
+   * An unknown VM counts as cleaned.
+   */
+  async delete(
+    vmIds: string[],
+    opts: { onProgress?: (vmId: string, done: number, total: number) => void } =
+      {},
+  ): Promise<DeleteResult> {
+    const op = "delete";
+    for (const id of vmIds) validateVmId(op, id);
+    const result: DeleteResult = { deleted: [], errors: [] };
+    let done = 0;
+    for (const vmId of vmIds) {
+      try {
+        const lock = await this.#lock(op, vmId, true);
+        try {
+          await this.#deleteVm(vmId, op);
+        } finally {
+          lock.releaseAndRemove();
+        }
+        result.deleted.push(vmId);
+      } catch (e) {
+        result.errors.push({ vmId, error: messageOf(e) });
+      }
+      opts.onProgress?.(vmId, ++done, vmIds.length);
+    }
+    return result;
+  }
+
+  /** Tears a whole VM down; the caller holds its lock. */
+  async #deleteVm(vmId: string, op: HookOperation): Promise<void> {
+    const recs = this.#store.listNics({ vmId });
+    // Veto point: nothing torn down yet.
+    for (const rec of recs) {
+      if (rec.state !== "active") continue;
+      await this.#runHook("beforeRemove", {
+        ...hookFields(rec),
+        operation: op,
+      });
+    }
+    this.#store.markDeleting(vmId);
+    const errors: string[] = [];
+    for (const rec of recs) {
+      try {
+        await this.#teardownNic(rec);
+        this.#store.deleteNic(vmId, rec.index);
+      } catch (e) {
+        // Kept, marked deleting, for the next delete or gc to retry.
+        errors.push(`NIC ${rec.index}: ${messageOf(e)}`);
+        continue;
+      }
+      if (rec.state === "active") {
+        errors.push(...await this.#afterRemove(rec, op));
+      }
+    }
+    if (errors.some((e) => !e.startsWith("afterRemove"))) {
+      throw new OperationError(op, vmId, errors.join("; "));
+    }
+    deleteNetns(this.netnsName(vmId), this.config.netnsDir);
+    if (errors.length) throw new OperationError(op, vmId, errors.join("; "));
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  /** One NIC by record id, or null. */
+  inspect(id: string): Promise<NicConfig | null> {
+    const rec = this.#store.getNic(id);
+    return Promise.resolve(rec ? toNicConfig(rec) : null);
+  }
+
+  /** Every NIC, optionally of one VM. */
+  list(filter: ListFilter = {}): Promise<NicConfig[]> {
+    if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
+    return Promise.resolve(this.#store.listNics(filter).map(toNicConfig));
+  }
+
+  /**
+   * Checks that the VM's netns exists and every recorded TAP is present and
+   * wired to its veth. Throws {@linkcode NotFoundError} for a VM with neither
+   * records nor netns.
+   */
+  verify(vmId: string): Promise<VerifyResult> {
+    const op = "verify";
+    validateVmId(op, vmId);
+    const recs = this.#store.listNics({ vmId });
+    const path = this.netnsPath(vmId);
+    const present = netnsExists(this.netnsName(vmId), this.config.netnsDir);
+    if (!present && !recs.length) {
+      return Promise.reject(
+        new NotFoundError(
+          op,
+          vmId,
+          `${op} ${vmId}: unknown VM (no netns, no records)`,
+        ),
+      );
+    }
+    const problems: string[] = [];
+    if (!present) problems.push(`netns ${path} is missing`);
+    const nics = recs.map((rec) => {
+      const state = present
+        ? inNetns(
+          path,
+          (sock) => inspectNic(sock, { veth: rec.ifName, tap: rec.tap }),
+        )
+        : {
+          tapPresent: false,
+          vethPresent: false,
+          wired: false,
+          vethUp: false,
+        };
+      if (present && !state.tapPresent) {
+        problems.push(`NIC ${rec.index}: TAP ${rec.tap} is missing`);
+      }
+      if (present && !state.vethPresent) {
+        problems.push(`NIC ${rec.index}: veth ${rec.ifName} is missing`);
+      }
+      if (present && state.tapPresent && state.vethPresent && !state.wired) {
+        problems.push(
+          `NIC ${rec.index}: ${rec.ifName} and ${rec.tap} are not wired`,
+        );
+      }
+      if (rec.state !== "active") {
+        problems.push(
+          `NIC ${rec.index}: left ${rec.state} by an interrupted run`,
+        );
+      }
+      return {
+        index: rec.index,
+        tap: rec.tap,
+        ifName: rec.ifName,
+        tapPresent: state.tapPresent,
+        vethPresent: state.vethPresent,
+        wired: state.wired,
+      };
+    });
+    return Promise.resolve({
+      vmId,
+      ok: problems.length === 0,
+      netnsPath: path,
+      netns: present,
+      nics,
+      problems,
+    });
+  }
+
+  // ----------------------------------------------------------------- recover
+
+  /**
+   * After a host reboot (netns and TAPs gone, records present): rebuilds the
+   * same netns, sets the same MACs and re-requests the same IPs. NICs whose
+   * IPs could not be had again are reported, not fatal to the others.
+   */
+  async recover(vmId: string): Promise<RecoverResult> {
+    const op = "recover";
+    validateVmId(op, vmId);
+    return await this.#withLock(op, vmId, async () => {
+      this.#checkPropagation(op);
+      const recs = this.#store.listNics({ vmId });
+      if (!recs.length) {
+        throw new NotFoundError(
+          op,
+          vmId,
+          `${op} ${vmId}: no records of this VM`,
+        );
+      }
+      const path = this.netnsPath(vmId);
+      ensureNetns(this.netnsName(vmId), this.config.netnsDir);
+      const out: RecoverResult = { vmId, nics: [], problems: [] };
+      for (const rec of recs) {
+        try {
+          // Whatever survived the reboot (TAP, IPAM lease) is released first,
+          // so IPAM can hand the same IP to the same attachment again.
+          await this.#teardownNic(rec).catch(() => {});
+          this.#store.deleteNic(vmId, rec.index);
+          const list = parseConfList(rec.cniConfig, `record ${rec.id}`);
+          const want = rec.ips.map((ip) => `${ip.address}/${ip.prefix}`);
+          const [nic] = await this.#withPlan(op, vmId, path, list, rec, want);
+          const got = new Set(nic.ips.map((ip) => ip.address));
+          const lost = rec.ips.filter((ip) => !got.has(ip.address)).map((ip) =>
+            ip.address
+          );
+          if (lost.length) {
+            out.problems.push({
+              index: rec.index,
+              error: `IP ${lost.join(", ")} not had again; got ${
+                [...got].join(", ") || "none"
+              }`,
+            });
+          }
+          out.nics.push(nic);
+        } catch (e) {
+          out.problems.push({ index: rec.index, error: messageOf(e) });
+        }
+      }
+      return out;
+    });
+  }
+
+  async #withPlan(
+    op: "recover",
+    vmId: string,
+    path: string,
+    list: NetworkConfigList,
+    rec: NicRecord,
+    ips: string[],
+  ): Promise<NicConfig[]> {
+    const plan = {
+      spec: { index: rec.index, mac: rec.mac || undefined, ips },
+      list,
+      index: rec.index,
+      queues: rec.numQueues,
+      queueSize: rec.queueSize,
+    };
+    await this.#runHook("beforeAdd", { ...hookFields(rec), operation: op });
+    const added = await this.#addNic(op, vmId, path, plan);
+    try {
+      await this.#runHook("afterAdd", {
+        ...hookFields(added),
+        operation: op,
+        cniResult: added.cniResult,
+      });
+    } catch (e) {
+      await this.#teardownNic(added).catch(() => {});
+      this.#store.deleteNic(vmId, added.index);
+      throw e;
+    }
+    return [toNicConfig(added)];
+  }
+
+  // --------------------------------------------------------------- quiesce
+
+  /**
+   * Brings the VM's veths down while it is stopped (`true`) or up before it
+   * starts (`false`). Returns the NICs concerned.
+   */
+  async quiesce(vmId: string, quiesced = true): Promise<NicConfig[]> {
+    const op = quiesced ? "quiesce" : "unquiesce";
+    validateVmId(op, vmId);
+    return await this.#withLock(op, vmId, () => {
+      const recs = this.#store.listNics({ vmId }).filter((r) =>
+        r.state === "active"
+      );
+      if (!recs.length) {
+        throw new NotFoundError(op, vmId, `${op} ${vmId}: no NICs recorded`);
+      }
+      if (!netnsExists(this.netnsName(vmId), this.config.netnsDir)) {
+        throw new NotFoundError(
+          op,
+          vmId,
+          `${op} ${vmId}: netns ${
+            this.netnsPath(vmId)
+          } is missing (run recover)`,
+        );
+      }
+      const missing = inNetns(
+        this.netnsPath(vmId),
+        (sock) =>
+          recs.filter((r) => !setNicQuiesced(sock, r.ifName, quiesced)).map((
+            r,
+          ) => r.ifName),
+      );
+      if (missing.length) {
+        throw new OperationError(
+          op,
+          vmId,
+          `${op} ${vmId}: veth ${missing.join(", ")} missing (run recover)`,
+        );
+      }
+      return recs.map(toNicConfig);
+    });
+  }
+
+  // ------------------------------------------------------------ guest config
+
+  /** The guest side of a VM's records in one of the supported formats. */
+  async guestConfig(
+    vmId: string,
+    format: GuestConfigFormat,
+  ): Promise<GuestConfigFile[]> {
+    const op = "guest-config";
+    validateVmId(op, vmId);
+    const nics = await this.list({ vmId });
+    if (!nics.length) {
+      throw new NotFoundError(op, vmId, `${op} ${vmId}: no NICs recorded`);
+    }
+    switch (format) {
+      case "cmdline": {
+        const line = kernelCmdline(vmId, nics);
+        if (!line) {
+          throw new OperationError(
+            op,
+            vmId,
+            `${op} ${vmId}: NIC 0 has no IPv4 address for the kernel ip= parameter`,
+          );
+        }
+        return [{ name: "", content: line + "\n" }];
+      }
+      case "netplan":
+        return [{ name: "50-vmnic.yaml", content: netplan(nics) }];
+      case "networkd":
+        return networkd(nics);
+      default:
+        throw new InvalidInputError(
+          op,
+          vmId,
+          `${op}: unknown format ${
+            JSON.stringify(format)
+          }: use cmdline, netplan or networkd`,
+        );
+    }
+  }
+
+  // --------------------------------------------------------------------- gc
+
+  /** The hooks in effect, in run order. */
+  hooks(): Promise<HookInfo[]> {
+    return this.#hooks.list();
+  }
+
+  /**
+   * The GC module of this provider: candidates are the VMs in the records
+   * and the netns carrying the prefix; whatever is not active is collected
+   * like `delete`, skipping VMs another process is working on.
+   */
+  gcModule(): GcModule<CniGcSnapshot> {
+    return {
+      name: "cni",
+      snapshot: () => Promise.resolve(this.#gcSnapshot()),
+      collect: (snapshot, active, opts) =>
+        this.#gcCollect(snapshot, active, opts),
+    };
+  }
+
+  #gcSnapshot(): CniGcSnapshot {
+    const prefix = this.config.netnsPrefix;
+    const netns = prefix
+      ? listNetns(this.config.netnsDir).filter((n) => n.startsWith(prefix)).map(
+        (n) => n.slice(prefix.length),
+      )
+      : [];
+    return {
+      vmIds: [...new Set([...this.#store.listVmIds(), ...netns])].sort(),
+    };
+  }
+
+  async #gcCollect(
+    snapshot: CniGcSnapshot,
+    active: ReadonlySet<string>,
+    opts: GcPlan,
+  ): Promise<GcReport> {
+    const report: GcReport = {
+      module: "cni",
+      candidates: [],
+      collected: [],
+      skipped: [],
+      errors: [],
+    };
+    const doomed = snapshot.vmIds.filter((id) => !active.has(id));
+    report.candidates = doomed;
+    if (opts.dryRun) return report;
+    let done = 0;
+    for (const vmId of doomed) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(vmId)) {
+        report.skipped.push({ id: vmId, reason: "not a vmnic VM id" });
+        continue;
+      }
+      const lock = await acquireVmLock(this.config.runDir, vmId, {
+        wait: false,
+      });
+      if (!lock) {
+        report.skipped.push({
+          id: vmId,
+          reason: "locked by another vmnic process",
+        });
+        continue;
+      }
+      try {
+        await this.#deleteVm(vmId, "gc");
+        report.collected.push(vmId);
+      } catch (e) {
+        report.errors.push({ id: vmId, error: messageOf(e) });
+      } finally {
+        lock.releaseAndRemove();
+      }
+      opts.onProgress?.(vmId, ++done, doomed.length);
+    }
+    return report;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  async #lock(op: string, vmId: string, wait: boolean): Promise<VmLock> {
+    const lock = await acquireVmLock(this.config.runDir, vmId, { wait });
+    if (!lock) throw new VmBusyError(op, vmId);
+    return lock;
+  }
+
+  async #withLock<T>(
+    op: string,
+    vmId: string,
+    fn: () => T | Promise<T>,
+  ): Promise<T> {
+    const lock = await this.#lock(op, vmId, true);
+    try {
+      return await fn();
+    } finally {
+      lock.release();
+    }
+  }
+
+  #checkPropagation(op: string): void {
+    const p = netnsDirPropagates(this.config.netnsDir);
+    if (!p.ok) {
+      throw new OperationError(op, this.config.netnsDir, `${op}: ${p.reason}`);
+    }
+  }
+
+  async #runHook(event: HookEvent, input: HookInput): Promise<void> {
+    await this.#hooks.run(event, input);
+  }
+}
+
+/** What the CNI GC module sees: every VM id it could collect. */
+export interface CniGcSnapshot {
+  vmIds: string[];
+}
+
+function brokenNote(set: NetworkConfigSet): string {
+  return set.errors.length
+    ? ` (${set.errors.length} conflist file(s) could not be loaded: ${
+      set.errors.map((e) => e.message).join("; ")
+    })`
+    : "";
+}
+
+/** CNI capability args or CNI_ARGS asking IPAM for the same IPs (recovery). */
+function ipRequest(
+  list: NetworkConfigList,
+  spec: AddSpec,
+  op: string,
+  vmId: string,
+): { args?: [string, string][]; capabilityArgs?: Record<string, unknown> } {
+  const caps: Record<string, unknown> = {};
+  const declares = (cap: string) =>
+    list.plugins.some((p) => p.capabilities[cap]);
+  if (spec.mac && declares("mac")) caps.mac = spec.mac.toLowerCase();
+  if (!spec.ips?.length) {
+    return Object.keys(caps).length ? { capabilityArgs: caps } : {};
+  }
+  if (declares("ips")) {
+    caps.ips = spec.ips;
+    return { capabilityArgs: caps };
+  }
+  const bare = spec.ips.map((ip) => parseIpArg(op, vmId, ip).address);
+  return {
+    args: [["IgnoreUnknown", "1"], ["IP", bare.join(",")]],
+    ...(Object.keys(caps).length ? { capabilityArgs: caps } : {}),
+  };
+}
+
+/** The IPs of the VM's interface in a CNI result. */
+function ipsOf(result: CniResult, ifName: string, netns: string): IpConfig[] {
+  const ifaceIdx = result.interfaces.findIndex((i) =>
+    i.name === ifName && (!i.sandbox || i.sandbox === netns)
+  );
+  return result.ips
+    .filter((ip) =>
+      ip.interface === undefined || ifaceIdx < 0 || ip.interface === ifaceIdx
+    )
+    .map((ip) => {
+      const [address, prefix] = ip.address.split("/");
+      return {
+        address,
+        prefix: Number(prefix),
+        ...(ip.gateway ? { gateway: ip.gateway } : {}),
+        version: address.includes(":") ? 6 : 4,
+      } as IpConfig;
+    });
+}
+
+/** A record as the public NIC config (DESIGN.md's JSON). */
+function toNicConfig(rec: NicRecord): NicConfig {
+  const result = rec.cniResult as CniResult | null;
+  return {
+    id: rec.id,
+    vmId: rec.vmId,
+    index: rec.index,
+    ifName: rec.ifName,
+    tap: rec.tap,
+    mac: rec.mac,
+    network: rec.network,
+    netnsPath: rec.netnsPath,
+    numQueues: rec.numQueues,
+    queueSize: rec.queueSize,
+    mtu: rec.mtu,
+    ips: rec.ips as IpConfig[],
+    routes: (result?.routes ?? []).map((r) => ({
+      dst: r.dst,
+      ...(r.gw ? { gw: r.gw } : {}),
+    })) as RouteConfig[],
+    dns: rec.dns as DnsConfig,
+    createdAt: rec.createdAt,
+  };
+}
+
+/** The hook context fields of a record. */
+function hookFields(rec: NicRecord): Omit<HookInput, "operation"> {
+  return {
+    vmId: rec.vmId,
+    index: rec.index,
+    ifName: rec.ifName,
+    tap: rec.tap,
+    ...(rec.mac ? { mac: rec.mac } : {}),
+    ips: rec.ips,
+    netnsPath: rec.netnsPath,
+    network: rec.network,
+    numQueues: rec.numQueues,
+    queueSize: rec.queueSize,
+    ...(rec.mtu ? { mtu: rec.mtu } : {}),
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * The provider's public data shapes: VM config, add specs, the NIC config
+ * returned by `add`/`inspect`/`list` (stable camelCase JSON, DESIGN.md), and
+ * the provider's settings.
+ *
+ * @module
+ */
+
+/** Per-VM settings that shape its NICs (the seed's `VMConfig`). */
+export interface VmConfig {
+  /** vCPUs: one TAP queue pair per vCPU unless a spec says otherwise. */
+  cpu?: number;
+  /** virtio queue size the hypervisor should use (recorded, not enforced). */
+  queueSize?: number;
+  /** Network (conflist name) for NICs whose spec names none. */
+  network?: string;
+}
+
+/**
+ * One NIC to add. `mac`/`ips` given means recovery of an existing NIC: the
+ * same MAC is set on the veth and the same IPs are re-requested from IPAM.
+ */
+export interface AddSpec {
+  /** NIC index 0–31; the next free one when absent. */
+  index?: number;
+  /** Network (conflist name); the VM's or the default one when absent. */
+  network?: string;
+  /** TAP queue pairs; `cpu` of the VM config (or 1) when absent. */
+  queues?: number;
+  /** Unicast MAC to give the NIC (recovery). */
+  mac?: string;
+  /** IPs (`10.88.0.5` or `10.88.0.5/16`) to re-request (recovery). */
+  ips?: string[];
+}
+
+/** One IP of a NIC, from the CNI result. */
+export interface IpConfig {
+  address: string;
+  prefix: number;
+  gateway?: string;
+  version: 4 | 6;
+}
+
+/** A route from the CNI result, for the guest. */
+export interface RouteConfig {
+  dst: string;
+  gw?: string;
+}
+
+/** DNS settings from the CNI result. */
+export interface DnsConfig {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+
+/** A NIC as `add`, `inspect` and `list` return it (DESIGN.md's JSON). */
+export interface NicConfig {
+  /** Stable record id (`inspect <id>`). */
+  id: string;
+  vmId: string;
+  index: number;
+  /** The CNI veth inside the VM's netns (`eth<index>`). */
+  ifName: string;
+  /** The TAP the hypervisor opens (`tap<index>`). */
+  tap: string;
+  /** The MAC the guest must use (the veth's). */
+  mac: string;
+  network: string;
+  netnsPath: string;
+  numQueues: number;
+  queueSize: number;
+  mtu: number;
+  ips: IpConfig[];
+  routes: RouteConfig[];
+  dns: DnsConfig;
+  createdAt: string;
+}
+
+/** A filter for `list`. */
+export interface ListFilter {
+  vmId?: string;
+}
+
+/** The provider's settings; every field has the DESIGN.md default. */
+export interface ProviderConfig {
+  /** Database dir (`vmnic.db`): default `/var/lib/vmnic`. */
+  rootDir?: string;
+  /** Locks dir: default `/run/vmnic`. */
+  runDir?: string;
+  /** Conflists: default `/etc/cni/net.d`. */
+  cniConfDir?: string;
+  /** CNI plugin search path: default `/opt/cni/bin`, `/usr/lib/cni`, `/usr/libexec/cni`. */
+  cniBinDirs?: string[];
+  /** Named netns dir: default `/var/run/netns`. */
+  netnsDir?: string;
+  /** Prefix of every netns vmnic makes; GC touches no other: default `vmnic-`. */
+  netnsPrefix?: string;
+  /** Executable hooks: default `/etc/vmnic/hooks.d`. */
+  hooksDir?: string;
+  /** Timeout per CNI plugin call in ms: default 60000. */
+  pluginTimeoutMs?: number;
+  /** Default timeout per hook in ms: default 10000. */
+  hookTimeoutMs?: number;
+  /** Include the TS hooks compiled into vmnic (default true). */
+  tsHooks?: boolean;
+}
+
+/** Defaults of {@linkcode ProviderConfig}, as DESIGN.md gives them. */
+export const DEFAULTS = {
+  rootDir: "/var/lib/vmnic",
+  runDir: "/run/vmnic",
+  cniConfDir: "/etc/cni/net.d",
+  cniBinDirs: ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"],
+  netnsDir: "/var/run/netns",
+  netnsPrefix: "vmnic-",
+  hooksDir: "/etc/vmnic/hooks.d",
+  pluginTimeoutMs: 60_000,
+  hookTimeoutMs: 10_000,
+} as const;
+
+/** Result of `delete` (and of GC's collection): who is gone, who is not and why. */
+export interface DeleteResult {
+  /** VM ids fully cleaned (netns, NICs and records gone). */
+  deleted: string[];
+  /** VM ids not fully cleaned, each with why. */
+  errors: { vmId: string; error: string }[];
+}
+
+/** Result of `verify`. */
+export interface VerifyResult {
+  vmId: string;
+  ok: boolean;
+  netnsPath: string;
+  netns: boolean;
+  nics: {
+    index: number;
+    tap: string;
+    ifName: string;
+    tapPresent: boolean;
+    vethPresent: boolean;
+    wired: boolean;
+  }[];
+  problems: string[];
+}
+
+/** Result of `recover`. */
+export interface RecoverResult {
+  vmId: string;
+  nics: NicConfig[];
+  /** NICs whose old IPs could not be had again (or failed outright). */
+  problems: { index: number; error: string }[];
+}

@@ -1,0 +1,159 @@
+/**
+ * Input rules (DESIGN.md, issue "input rules"): checked before anything is
+ * touched, each failure an {@linkcode InvalidInputError} saying what, where
+ * and what is allowed.
+ *
+ * @module
+ */
+import { InvalidInputError } from "./errors.ts";
+import type { AddSpec, VmConfig } from "./types.ts";
+import { isIPv4, isIPv6 } from "node:net";
+
+/** VM ids: nothing that could escape the netns dir or a lock file name. */
+export const VM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/** NIC indices are 0–31 (`eth31`/`tap31`). */
+export const MAX_NIC_INDEX = 31;
+/** Upper bound of TAP queue pairs (the kernel allows 256 per TAP). */
+export const MAX_QUEUES = 256;
+
+/** Throws unless `vmId` is a valid VM id. */
+export function validateVmId(
+  op: string,
+  vmId: unknown,
+): asserts vmId is string {
+  if (
+    typeof vmId !== "string" || !VM_ID_PATTERN.test(vmId) || vmId.includes("..")
+  ) {
+    throw new InvalidInputError(
+      op,
+      String(vmId),
+      `${op}: invalid VM id ${JSON.stringify(vmId)}: use 1–63 characters ` +
+        `[A-Za-z0-9_.-], starting with a letter or digit, without ".."`,
+    );
+  }
+}
+
+/** Throws unless `index` is an integer 0–31. */
+export function validateIndex(
+  op: string,
+  vmId: string,
+  index: unknown,
+): asserts index is number {
+  if (
+    typeof index !== "number" || !Number.isInteger(index) || index < 0 ||
+    index > MAX_NIC_INDEX
+  ) {
+    throw new InvalidInputError(
+      op,
+      `${vmId}/${index}`,
+      `${op} ${vmId}: invalid NIC index ${
+        JSON.stringify(index)
+      }: allowed 0–${MAX_NIC_INDEX}`,
+    );
+  }
+}
+
+/** Normalises a unicast MAC to lower case, or throws. */
+export function normalizeMac(op: string, vmId: string, mac: string): string {
+  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: invalid MAC ${
+        JSON.stringify(mac)
+      }: expected six hex pairs like 0a:58:0a:4d:00:05`,
+    );
+  }
+  const first = parseInt(mac.slice(0, 2), 16);
+  if (first & 1) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: MAC ${mac} is multicast: a NIC needs a unicast MAC (even first octet)`,
+    );
+  }
+  if (/^(00:){5}00$/.test(mac)) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: MAC ${mac} is all zeros`,
+    );
+  }
+  return mac.toLowerCase();
+}
+
+/** Parses `10.0.0.5`, `10.0.0.5/24`, `fd00::5/64`; throws on anything else. */
+export function parseIpArg(
+  op: string,
+  vmId: string,
+  ip: string,
+): { address: string; prefix?: number; version: 4 | 6 } {
+  const [address, prefixText, ...rest] = ip.split("/");
+  const version = isIPv4(address) ? 4 : isIPv6(address) ? 6 : 0;
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? undefined : Number(prefixText);
+  if (
+    version === 0 || rest.length > 0 ||
+    (prefix !== undefined && (!/^\d{1,3}$/.test(prefixText) || prefix > max))
+  ) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: invalid IP ${
+        JSON.stringify(ip)
+      }: expected an IPv4 or IPv6 address, optionally with /prefix`,
+    );
+  }
+  return { address, prefix, version: version as 4 | 6 };
+}
+
+/** Checks a VM config: positive integers where numbers are given. */
+export function validateVmConfig(
+  op: string,
+  vmId: string,
+  cfg: VmConfig,
+): void {
+  positiveInt(op, vmId, "cpu", cfg.cpu, MAX_QUEUES);
+  positiveInt(op, vmId, "queueSize", cfg.queueSize, 32768);
+  if (cfg.network !== undefined) validateNetworkName(op, vmId, cfg.network);
+}
+
+/** Checks one add spec (index, queues, MAC, IPs, network). */
+export function validateSpec(op: string, vmId: string, spec: AddSpec): void {
+  if (spec.index !== undefined) validateIndex(op, vmId, spec.index);
+  positiveInt(op, vmId, "queues", spec.queues, MAX_QUEUES);
+  if (spec.mac !== undefined) normalizeMac(op, vmId, spec.mac);
+  for (const ip of spec.ips ?? []) parseIpArg(op, vmId, ip);
+  if (spec.network !== undefined) validateNetworkName(op, vmId, spec.network);
+}
+
+function validateNetworkName(op: string, vmId: string, name: unknown): void {
+  if (
+    typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)
+  ) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: invalid network name ${
+        JSON.stringify(name)
+      }: use [A-Za-z0-9_.-]`,
+    );
+  }
+}
+
+function positiveInt(
+  op: string,
+  vmId: string,
+  what: string,
+  v: unknown,
+  max: number,
+): void {
+  if (v === undefined) return;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `${op} ${vmId}: invalid ${what} ${JSON.stringify(v)}: allowed 1–${max}`,
+    );
+  }
+}
