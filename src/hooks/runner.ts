@@ -1,0 +1,222 @@
+/**
+ * The hook runner: TS hooks from the registry and executables from the
+ * hooks dir, merged into one order by file name, run one after another for
+ * an event, each with a timeout, stopping at the first failure.
+ *
+ * @module
+ */
+import { HookConfigError, HookError, HookTimeoutError } from "./errors.ts";
+import {
+  compareNames,
+  discoverExecHooks,
+  type ExecHook,
+  runExecHook,
+} from "./exec.ts";
+import {
+  HOOK_EVENTS,
+  type HookContext,
+  type HookEvent,
+  type HookInfo,
+  type HookInput,
+  type HookRunReport,
+  type TsHook,
+} from "./types.ts";
+
+/** The hooks dir on a host when none is configured. */
+export const DEFAULT_HOOKS_DIR = "/etc/vmnic/hooks.d";
+
+/** Per-hook timeout when the hook sets none. */
+export const DEFAULT_HOOK_TIMEOUT_MS = 10_000;
+
+/** Options of {@linkcode HookRunner}. */
+export interface HookRunnerOptions {
+  /** TS hooks by file name (normally `tsHooks` of `hooks/registry.ts`). */
+  tsHooks?: Record<string, TsHook>;
+  /** Dir of executable hooks; `null` for none. Default `/etc/vmnic/hooks.d`. */
+  hooksDir?: string | null;
+  /** Timeout of a hook that sets none. Default 10 000 ms. */
+  defaultTimeoutMs?: number;
+}
+
+type Entry =
+  | {
+    kind: "ts";
+    name: string;
+    hook: TsHook;
+    events: HookEvent[];
+    timeoutMs: number;
+  }
+  | {
+    kind: "exec";
+    name: string;
+    exec: ExecHook;
+    events: HookEvent[];
+    timeoutMs: number;
+  };
+
+/**
+ * Runs hooks. The hooks dir is read and checked on every {@linkcode list}
+ * and {@linkcode run}, so a hook added or made unsafe takes effect at the
+ * next operation.
+ */
+export class HookRunner {
+  readonly #ts: Entry[];
+  readonly #dir: string | null;
+  readonly #defaultTimeoutMs: number;
+
+  /** A runner; throws `HookConfigError` for a badly declared TS hook. */
+  constructor(opts: HookRunnerOptions = {}) {
+    this.#defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+    checkTimeout("default", this.#defaultTimeoutMs);
+    this.#dir = opts.hooksDir === undefined ? DEFAULT_HOOKS_DIR : opts.hooksDir;
+    this.#ts = Object.entries(opts.tsHooks ?? {}).map(([name, hook]) =>
+      tsEntry(name, hook, this.#defaultTimeoutMs)
+    );
+  }
+
+  /**
+   * The hooks in effect, in run order. Throws `HookSecurityError` when the
+   * hooks dir or a file in it is unsafe.
+   */
+  async list(): Promise<HookInfo[]> {
+    return (await this.#entries()).map((e) => ({
+      name: e.name,
+      kind: e.kind,
+      ...(e.kind === "exec" ? { path: e.exec.path } : {}),
+      events: [...e.events],
+      timeoutMs: e.timeoutMs,
+    }));
+  }
+
+  /**
+   * Runs every hook subscribed to `event`, in order, with `ctx` plus the
+   * event. Stops at the first failure with a {@linkcode HookError} (or
+   * {@linkcode HookTimeoutError}) naming the hook. All hooks are checked
+   * before the first runs: an unsafe one means none runs.
+   */
+  async run(event: HookEvent, ctx: HookInput): Promise<HookRunReport[]> {
+    if (!HOOK_EVENTS.includes(event)) {
+      throw new HookConfigError(
+        "runner",
+        `unknown event ${JSON.stringify(event)}`,
+      );
+    }
+    const entries = (await this.#entries()).filter((e) =>
+      e.events.includes(event)
+    );
+    const context: HookContext = { ...ctx, event };
+    const reports: HookRunReport[] = [];
+    for (const e of entries) {
+      const start = performance.now();
+      const report: HookRunReport = {
+        name: e.name,
+        kind: e.kind,
+        event,
+        durationMs: 0,
+      };
+      if (e.kind === "exec") {
+        Object.assign(report, await runExecHook(e.exec, context, e.timeoutMs));
+      } else {
+        await runTsHook(e.name, e.hook, context, e.timeoutMs);
+      }
+      report.durationMs = performance.now() - start;
+      reports.push(report);
+    }
+    return reports;
+  }
+
+  async #entries(): Promise<Entry[]> {
+    const execs: Entry[] = this.#dir === null
+      ? []
+      : (await discoverExecHooks(this.#dir)).map(
+        (exec) => ({
+          kind: "exec" as const,
+          name: exec.name,
+          exec,
+          events: exec.events,
+          timeoutMs: exec.timeoutMs ?? this.#defaultTimeoutMs,
+        }),
+      );
+    // Stable sort: on equal names TS hooks come first.
+    return [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name));
+  }
+}
+
+function tsEntry(name: string, hook: TsHook, defaultTimeoutMs: number): Entry {
+  if (typeof hook?.run !== "function") {
+    throw new HookConfigError(
+      name,
+      "has no run() function (default-export a TsHook)",
+    );
+  }
+  const events = hook.events ?? HOOK_EVENTS;
+  const bad = events.filter((e) => !HOOK_EVENTS.includes(e));
+  if (bad.length) {
+    throw new HookConfigError(
+      name,
+      `unknown events ${JSON.stringify(bad)}; known: ${HOOK_EVENTS.join(", ")}`,
+    );
+  }
+  const timeoutMs = hook.timeoutMs ?? defaultTimeoutMs;
+  checkTimeout(name, timeoutMs);
+  return {
+    kind: "ts",
+    name,
+    hook,
+    events: HOOK_EVENTS.filter((e) => events.includes(e)),
+    timeoutMs,
+  };
+}
+
+function checkTimeout(name: string, ms: number): void {
+  if (!(Number.isFinite(ms) && ms > 0)) {
+    throw new HookConfigError(
+      name,
+      `timeout must be a positive number of ms, got ${ms}`,
+    );
+  }
+}
+
+/**
+ * Runs a TS hook on a frozen copy of the context, so it cannot change what
+ * the provider or later hooks see. Past its timeout it is abandoned: its
+ * signal aborts and the runner moves on.
+ */
+async function runTsHook(
+  name: string,
+  hook: TsHook,
+  ctx: HookContext,
+  timeoutMs: number,
+): Promise<void> {
+  const failure = { hook: name, event: ctx.event, kind: "ts" as const };
+  const abort = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new HookTimeoutError(failure, timeoutMs);
+      abort.abort(err);
+      reject(err);
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([
+      (async () =>
+        await hook.run(deepFreeze(structuredClone(ctx)), abort.signal))(),
+      timeout,
+    ]);
+  } catch (err) {
+    if (err instanceof HookTimeoutError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new HookError(failure, reason, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

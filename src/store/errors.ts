@@ -1,0 +1,81 @@
+/**
+ * Typed errors of the store and the per-VM locks.
+ *
+ * @module
+ */
+
+/** A store operation that failed, naming the operation and the object. */
+export class StoreError extends Error {
+  /** What was attempted, e.g. `"insert nic"`, `"open database"`. */
+  readonly op: string;
+  /** What it was attempted on, e.g. `"vm1/0"` or a file path. */
+  readonly object: string;
+
+  /** `op` on `object` failed, `reason` saying why. */
+  constructor(
+    op: string,
+    object: string,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${op} ${object}: ${reason}`, options);
+    this.name = "StoreError";
+    this.op = op;
+    this.object = object;
+  }
+}
+
+/** A NIC with this `(vmId, index)` is already recorded; nothing was changed. */
+export class DuplicateNicError extends StoreError {
+  /** The VM. */
+  readonly vmId: string;
+  /** The NIC index already taken. */
+  readonly index: number;
+
+  /** NIC `index` of `vmId` already exists. */
+  constructor(vmId: string, index: number, options?: ErrorOptions) {
+    super(
+      "insert nic",
+      `${vmId}/${index}`,
+      `VM ${vmId} already has a NIC with index ${index}`,
+      options,
+    );
+    this.name = "DuplicateNicError";
+    this.vmId = vmId;
+    this.index = index;
+  }
+}
+
+/** A lock that could not be taken (bad name, timeout, I/O failure). */
+export class LockError extends Error {
+  /** What was attempted, e.g. `"lock vm"`. */
+  readonly op: string;
+  /** The lock's name (VM id or `"global"`). */
+  readonly object: string;
+
+  /** Taking the lock `object` failed, `reason` saying why. */
+  constructor(
+    op: string,
+    object: string,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${op} ${object}: ${reason}`, options);
+    this.name = "LockError";
+    this.op = op;
+    this.object = object;
+  }
+}
+
+/** Waiting for a lock took longer than the caller allowed. */
+export class LockTimeoutError extends LockError {
+  /** The wait limit that expired. */
+  readonly timeoutMs: number;
+
+  /** Waiting `timeoutMs` for the lock `object` was not enough. */
+  constructor(op: string, object: string, timeoutMs: number) {
+    super(op, object, `still held by another operation after ${timeoutMs} ms`);
+    this.name = "LockTimeoutError";
+    this.timeoutMs = timeoutMs;
+  }
+}

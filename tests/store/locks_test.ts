@@ -1,0 +1,216 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  acquireGlobalLock,
+  acquireVmLock,
+  LockError,
+  LockTimeoutError,
+} from "../../src/store/mod.ts";
+
+const HOLDER = new URL("./lock_holder.ts", import.meta.url).pathname;
+
+/** A lock_holder.ts process with only the permissions it needs. */
+function spawnHolder(
+  runDir: string,
+  vmId: string,
+  holdMs: number,
+  mode = "wait",
+) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-config",
+      `--allow-read=${runDir},${HOLDER}`,
+      `--allow-write=${runDir}`,
+      HOLDER,
+      runDir,
+      vmId,
+      String(holdMs),
+      mode,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let buffered = "";
+  /** The next output line, e.g. `acquired 1732800000000`. */
+  async function next(): Promise<string> {
+    for (;;) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        return line;
+      }
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`holder exited; partial output ${buffered}`);
+      buffered += value;
+    }
+  }
+  return { child, next };
+}
+
+function timeOf(line: string, word: string): number {
+  const [w, t] = line.split(" ");
+  assert.equal(w, word, `expected "${word} <ms>", got ${line}`);
+  return Number(t);
+}
+
+async function withRunDir(fn: (runDir: string) => Promise<void>) {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-locks-" });
+  try {
+    await fn(join(base, "run"));
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+}
+
+Deno.test("two processes contending for one VM's lock run one after the other", async () => {
+  await withRunDir(async (runDir) => {
+    const a = spawnHolder(runDir, "vm1", 400);
+    const aAcquired = timeOf(await a.next(), "acquired");
+    const b = spawnHolder(runDir, "vm1", 0);
+    const bAcquired = timeOf(await b.next(), "acquired");
+    const aReleased = timeOf(await a.next(), "released");
+    assert.ok(aAcquired <= aReleased);
+    assert.ok(
+      bAcquired >= aReleased,
+      `B got the lock at ${bAcquired}, before A released it at ${aReleased}`,
+    );
+    assert.equal((await a.child.status).code, 0);
+    assert.equal((await b.child.status).code, 0);
+  });
+});
+
+Deno.test("different VMs' locks are taken in parallel by two processes", async () => {
+  await withRunDir(async (runDir) => {
+    const a = spawnHolder(runDir, "vm1", 3000);
+    timeOf(await a.next(), "acquired");
+    const b = spawnHolder(runDir, "vm2", 0);
+    const bAcquired = timeOf(await b.next(), "acquired");
+    const aReleased = timeOf(await a.next(), "released");
+    assert.ok(bAcquired < aReleased, "vm2 waited for vm1's lock");
+    await a.child.status;
+    await b.child.status;
+  });
+});
+
+Deno.test("wait=false returns null while another process holds the lock, and the lock once it is free", async () => {
+  await withRunDir(async (runDir) => {
+    const a = spawnHolder(runDir, "vm1", 600);
+    timeOf(await a.next(), "acquired");
+    assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+    const other = spawnHolder(runDir, "vm1", 0, "nowait");
+    assert.equal(await other.next(), "busy");
+    await other.child.status;
+    timeOf(await a.next(), "released");
+    await a.child.status;
+    const lock = await acquireVmLock(runDir, "vm1", { wait: false });
+    assert.ok(lock);
+    lock.release();
+    lock.release(); // idempotent
+  });
+});
+
+Deno.test("a killed holder's lock is free at once", async () => {
+  await withRunDir(async (runDir) => {
+    const a = spawnHolder(runDir, "vm1", 60_000);
+    timeOf(await a.next(), "acquired");
+    assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+    a.child.kill("SIGKILL");
+    await a.child.status;
+    await a.child.stdout.cancel().catch(() => {});
+    const lock = await acquireVmLock(runDir, "vm1", {
+      wait: true,
+      timeoutMs: 2000,
+    });
+    assert.ok(lock);
+    lock.release();
+  });
+});
+
+Deno.test("a bounded wait ends with LockTimeoutError when the lock stays held", async () => {
+  await withRunDir(async (runDir) => {
+    const held = await acquireVmLock(runDir, "vm1", { wait: true });
+    assert.ok(held);
+    try {
+      const t0 = Date.now();
+      await assert.rejects(
+        acquireVmLock(runDir, "vm1", { wait: true, timeoutMs: 150 }),
+        (e: unknown) =>
+          e instanceof LockTimeoutError && e.object === "vm1" &&
+          e.timeoutMs === 150,
+      );
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 140 && waited < 2000, `waited ${waited} ms`);
+    } finally {
+      held.release();
+    }
+  });
+});
+
+Deno.test("within one process, a second acquisition waits for the first release", async () => {
+  await withRunDir(async (runDir) => {
+    const first = await acquireVmLock(runDir, "vm1", { wait: true });
+    assert.ok(first);
+    let second = false;
+    const pending = acquireVmLock(runDir, "vm1", {
+      wait: true,
+      timeoutMs: 5000,
+    })
+      .then((l) => {
+        second = true;
+        return l;
+      });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(second, false);
+    first.release();
+    const lock = await pending;
+    assert.ok(lock);
+    lock.release();
+  });
+});
+
+Deno.test("releaseAndRemove deletes the file and a waiter ends up holding a fresh one", async () => {
+  await withRunDir(async (runDir) => {
+    const first = await acquireVmLock(runDir, "vm1", { wait: true });
+    assert.ok(first);
+    assert.equal(first.path, join(runDir, "locks", "vm1.lock"));
+    assert.equal((await Deno.stat(first.path)).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(runDir)).mode! & 0o777, 0o700);
+    const pending = acquireVmLock(runDir, "vm1", { wait: true });
+    await new Promise((r) => setTimeout(r, 50));
+    first.releaseAndRemove();
+    first.releaseAndRemove(); // idempotent
+    const second = await pending;
+    assert.ok(second);
+    try {
+      // The waiter's lock is on the file now at the path: it excludes others.
+      await Deno.stat(second.path);
+      assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+    } finally {
+      second.release();
+    }
+  });
+});
+
+Deno.test("the global lock is independent of VM locks; bad VM ids are refused", async () => {
+  await withRunDir(async (runDir) => {
+    const g = await acquireGlobalLock(runDir, { wait: false });
+    assert.ok(g);
+    const vm = await acquireVmLock(runDir, "global", { wait: false });
+    assert.ok(vm, "a VM named global must not collide with the global lock");
+    assert.equal(await acquireGlobalLock(runDir, { wait: false }), null);
+    g.release();
+    vm.release();
+    for (const bad of ["", ".", "..", "a/b", "x\0y", "v".repeat(251)]) {
+      await assert.rejects(
+        acquireVmLock(runDir, bad, { wait: false }),
+        LockError,
+        JSON.stringify(bad),
+      );
+    }
+  });
+});
