@@ -12,6 +12,7 @@ export class VmnicError extends Error {
   /** The VM or NIC concerned, when there is one. */
   readonly object: string;
 
+  /** Builds the error. */
   constructor(
     op: string,
     object: string,
@@ -27,6 +28,7 @@ export class VmnicError extends Error {
 
 /** Bad input: nothing was changed (exit code 2). */
 export class InvalidInputError extends VmnicError {
+  /** Builds the error. */
   constructor(op: string, object: string, message: string) {
     super(op, object, message);
     this.name = "InvalidInputError";
@@ -35,6 +37,7 @@ export class InvalidInputError extends VmnicError {
 
 /** A VM, NIC or network that does not exist (exit code 3). */
 export class NotFoundError extends VmnicError {
+  /** Builds the error. */
   constructor(op: string, object: string, message: string) {
     super(op, object, message);
     this.name = "NotFoundError";
@@ -43,6 +46,7 @@ export class NotFoundError extends VmnicError {
 
 /** Another process holds the VM's lock and the caller chose not to wait. */
 export class VmBusyError extends VmnicError {
+  /** Builds the error. */
   constructor(op: string, vmId: string) {
     super(
       op,
@@ -58,6 +62,7 @@ export class VmBusyError extends VmnicError {
  * or is reported (teardowns). `cause` holds the underlying error.
  */
 export class OperationError extends VmnicError {
+  /** Builds the error. */
   constructor(op: string, object: string, message: string, cause?: unknown) {
     super(op, object, message, { cause });
     this.name = "OperationError";

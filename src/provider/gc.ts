@@ -17,12 +17,15 @@ export interface GcPlan {
 
 /** What one module did in a run. */
 export interface GcReport {
+  /** The module's name. */
   module: string;
   /** Ids not in the active set: collected unless `dryRun`. */
   candidates: string[];
+  /** Ids collected. */
   collected: string[];
   /** Left alone, with why (e.g. locked by another process). */
   skipped: { id: string; reason: string }[];
+  /** Ids that failed, with why. */
   errors: { id: string; error: string }[];
 }
 
@@ -31,9 +34,13 @@ export interface GcReport {
  * the snapshot holds that is not active.
  */
 export interface GcModule<S> {
+  /** Its name. */
   readonly name: string;
+  /** Reads what exists. */
   snapshot(): Promise<S>;
+  /** Removes what `snapshot` holds that is not active. */
   collect(
+    /** Reads what exists. */
     snapshot: S,
     active: ReadonlySet<string>,
     plan: GcPlan,
@@ -91,9 +98,13 @@ export class GcOrchestrator {
 function failed(module: string, e: unknown): GcReport {
   return {
     module,
+    /** Ids not in the active set: collected unless `dryRun`. */
     candidates: [],
+    /** Ids collected. */
     collected: [],
+    /** Left alone, with why (e.g. locked by another process). */
     skipped: [],
+    /** Ids that failed, with why. */
     errors: [{ id: "*", error: e instanceof Error ? e.message : String(e) }],
   };
 }

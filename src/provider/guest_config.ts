@@ -15,6 +15,7 @@ export type GuestConfigFormat = typeof GUEST_CONFIG_FORMATS[number];
 export interface GuestConfigFile {
   /** Suggested file name in the guest (empty for `cmdline`). */
   name: string;
+  /** The text. */
   content: string;
 }
 
@@ -101,7 +102,9 @@ export function networkd(nics: NicConfig[]): GuestConfigFile[] {
       if (r.via) lines.push(`Gateway=${r.via}`);
     }
     return {
+      /** Its name. */
       name: `10-vmnic-${nic.ifName}.network`,
+      /** The text. */
       content: lines.join("\n") + "\n",
     };
   });

@@ -84,19 +84,25 @@ export const DEFAULT_QUEUE_SIZE = 256;
 
 /** A network the provider can use, as `vmnic networks` lists it. */
 export interface NetworkInfo {
+  /** Its name. */
   name: string;
   /** The conflist file, or `"embedded"`. */
   source: string;
+  /** True for the embedded default network. */
   embedded: boolean;
   /** The one used when neither spec nor VM config names a network. */
   isDefault: boolean;
+  /** The list's CNI version. */
   cniVersion: string;
+  /** Plugin types, in ADD order. */
   plugins: string[];
 }
 
 /** Networks, and conflist files that could not be loaded. */
 export interface NetworksReport {
+  /** Usable networks; the default first. */
   networks: NetworkInfo[];
+  /** Ids that failed, with why. */
   errors: { source: string; error: string }[];
 }
 
@@ -217,6 +223,7 @@ export class CniProvider {
     const lists = set.networks.length ? set.networks : [this.#embedded()];
     const defaultName = lists[0].name;
     return {
+      /** Usable networks; the default first. */
       networks: lists.map((n, i) => ({
         name: n.name,
         source: n.source,
@@ -225,6 +232,7 @@ export class CniProvider {
         cniVersion: n.cniVersion,
         plugins: n.plugins.map((p) => p.type),
       })),
+      /** Ids that failed, with why. */
       errors: set.errors.map((e) => ({
         source: e.source,
         error: e.message,
@@ -234,7 +242,9 @@ export class CniProvider {
 
   async #resolveNetwork(
     op: string,
+    /** The VM. */
     vmId: string,
+    /** Its name. */
     name?: string,
   ): Promise<NetworkConfigList> {
     const set = await this.#loadNetworks();
@@ -286,6 +296,7 @@ export class CniProvider {
    * no record.
    */
   async add(
+    /** The VM. */
     vmId: string,
     vmCfg: VmConfig = {},
     ...specs: AddSpec[]
@@ -295,6 +306,7 @@ export class CniProvider {
 
   async #add(
     op: "add" | "recover",
+    /** The VM. */
     vmId: string,
     vmCfg: VmConfig,
     specs: AddSpec[],
@@ -417,13 +429,16 @@ export class CniProvider {
 
   async #addNic(
     op: "add" | "recover",
+    /** The VM. */
     vmId: string,
     path: string,
     p: {
       spec: AddSpec;
       list: NetworkConfigList;
+      /** NIC index (0–31). */
       index: number;
       queues: number;
+      /** virtio queue size. */
       queueSize: number;
     },
   ): Promise<NicRecord> {
@@ -431,18 +446,28 @@ export class CniProvider {
     const tap = `tap${p.index}`;
     const mac = p.spec.mac ? normalizeMac(op, vmId, p.spec.mac) : undefined;
     const record: NicRecord = {
+      /** Stable record id (`vmnic inspect <id>`). */
       id: newNicId(),
       vmId,
+      /** NIC index (0–31). */
       index: p.index,
       ifName,
       tap,
+      /** The MAC the guest must use (the veth's). */
       mac: mac ?? "",
+      /** The CNI network (conflist name). */
       network: p.list.name,
+      /** The VM's netns path. */
       netnsPath: path,
+      /** TAP queue pairs. */
       numQueues: p.queues,
+      /** virtio queue size. */
       queueSize: p.queueSize,
+      /** MTU of veth and TAP; the guest's too. */
       mtu: 0,
+      /** IPs from the CNI result. */
       ips: [],
+      /** DNS settings from the CNI result. */
       dns: {},
       cniResult: null,
       cniConfig: p.list.raw,
@@ -450,6 +475,7 @@ export class CniProvider {
       // Recorded before CNI ADD: a crash from here on leaves a record that
       // the next delete/gc (or add of this index) tears down.
       state: "adding",
+      /** ISO 8601 creation time. */
       createdAt: new Date().toISOString(),
     };
     this.#store.insertNic(record);
@@ -609,6 +635,7 @@ export class CniProvider {
    * An unknown VM counts as cleaned.
    */
   async delete(
+    /** VM ids in the records or netns carrying the prefix. */
     vmIds: string[],
     opts: { onProgress?: (vmId: string, done: number, total: number) => void } =
       {},
@@ -742,8 +769,11 @@ export class CniProvider {
     });
     return Promise.resolve({
       vmId,
+      /** True when nothing is wrong. */
       ok: problems.length === 0,
+      /** The VM's netns path. */
       netnsPath: path,
+      /** Whether the netns exists. */
       netns: present,
       nics,
       problems,
@@ -805,17 +835,21 @@ export class CniProvider {
 
   async #withPlan(
     op: "recover",
+    /** The VM. */
     vmId: string,
     path: string,
     list: NetworkConfigList,
     rec: NicRecord,
+    /** IPs from the CNI result. */
     ips: string[],
   ): Promise<NicConfig[]> {
     const plan = {
       spec: { index: rec.index, mac: rec.mac || undefined, ips },
       list,
+      /** NIC index (0–31). */
       index: rec.index,
       queues: rec.numQueues,
+      /** virtio queue size. */
       queueSize: rec.queueSize,
     };
     await this.#runHook("beforeAdd", { ...hookFields(rec), operation: op });
@@ -881,6 +915,7 @@ export class CniProvider {
 
   /** The guest side of a VM's records in one of the supported formats. */
   async guestConfig(
+    /** The VM. */
     vmId: string,
     format: GuestConfigFormat,
   ): Promise<GuestConfigFile[]> {
@@ -931,8 +966,11 @@ export class CniProvider {
    */
   gcModule(): GcModule<CniGcSnapshot> {
     return {
+      /** Its name. */
       name: "cni",
+      /** Reads what exists. */
       snapshot: () => Promise.resolve(this.#gcSnapshot()),
+      /** Removes what `snapshot` holds that is not active. */
       collect: (snapshot, active, opts) =>
         this.#gcCollect(snapshot, active, opts),
     };
@@ -946,20 +984,27 @@ export class CniProvider {
       )
       : [];
     return {
+      /** VM ids in the records or netns carrying the prefix. */
       vmIds: [...new Set([...this.#store.listVmIds(), ...netns])].sort(),
     };
   }
 
   async #gcCollect(
+    /** Reads what exists. */
     snapshot: CniGcSnapshot,
     active: ReadonlySet<string>,
     opts: GcPlan,
   ): Promise<GcReport> {
     const report: GcReport = {
+      /** The module's name. */
       module: "cni",
+      /** Ids not in the active set: collected unless `dryRun`. */
       candidates: [],
+      /** Ids collected. */
       collected: [],
+      /** Left alone, with why (e.g. locked by another process). */
       skipped: [],
+      /** Ids that failed, with why. */
       errors: [],
     };
     const doomed = snapshot.vmIds.filter((id) => !active.has(id));
@@ -1004,6 +1049,7 @@ export class CniProvider {
 
   async #withLock<T>(
     op: string,
+    /** The VM. */
     vmId: string,
     fn: () => T | Promise<T>,
   ): Promise<T> {
@@ -1029,6 +1075,7 @@ export class CniProvider {
 
 /** What the CNI GC module sees: every VM id it could collect. */
 export interface CniGcSnapshot {
+  /** VM ids in the records or netns carrying the prefix. */
   vmIds: string[];
 }
 
@@ -1045,6 +1092,7 @@ function ipRequest(
   list: NetworkConfigList,
   spec: AddSpec,
   op: string,
+  /** The VM. */
   vmId: string,
 ): { args?: [string, string][]; capabilityArgs?: Record<string, unknown> } {
   const caps: Record<string, unknown> = {};
@@ -1089,23 +1137,39 @@ function ipsOf(result: CniResult, ifName: string, netns: string): IpConfig[] {
 function toNicConfig(rec: NicRecord): NicConfig {
   const result = rec.cniResult as CniResult | null;
   return {
+    /** Stable record id (`vmnic inspect <id>`). */
     id: rec.id,
+    /** The VM. */
     vmId: rec.vmId,
+    /** NIC index (0–31). */
     index: rec.index,
+    /** The CNI veth in the VM's netns (`eth<index>`). */
     ifName: rec.ifName,
+    /** The TAP the hypervisor opens (`tap<index>`). */
     tap: rec.tap,
+    /** The MAC the guest must use (the veth's). */
     mac: rec.mac,
+    /** The CNI network (conflist name). */
     network: rec.network,
+    /** The VM's netns path. */
     netnsPath: rec.netnsPath,
+    /** TAP queue pairs. */
     numQueues: rec.numQueues,
+    /** virtio queue size. */
     queueSize: rec.queueSize,
+    /** MTU of veth and TAP; the guest's too. */
     mtu: rec.mtu,
+    /** IPs from the CNI result. */
     ips: rec.ips as IpConfig[],
+    /** Routes from the CNI result. */
     routes: (result?.routes ?? []).map((r) => ({
+      /** Destination CIDR. */
       dst: r.dst,
       ...(r.gw ? { gw: r.gw } : {}),
     })) as RouteConfig[],
+    /** DNS settings from the CNI result. */
     dns: rec.dns as DnsConfig,
+    /** ISO 8601 creation time. */
     createdAt: rec.createdAt,
   };
 }
@@ -1113,15 +1177,24 @@ function toNicConfig(rec: NicRecord): NicConfig {
 /** The hook context fields of a record. */
 function hookFields(rec: NicRecord): Omit<HookInput, "operation"> {
   return {
+    /** The VM. */
     vmId: rec.vmId,
+    /** NIC index (0–31). */
     index: rec.index,
+    /** The CNI veth in the VM's netns (`eth<index>`). */
     ifName: rec.ifName,
+    /** The TAP the hypervisor opens (`tap<index>`). */
     tap: rec.tap,
     ...(rec.mac ? { mac: rec.mac } : {}),
+    /** IPs from the CNI result. */
     ips: rec.ips,
+    /** The VM's netns path. */
     netnsPath: rec.netnsPath,
+    /** The CNI network (conflist name). */
     network: rec.network,
+    /** TAP queue pairs. */
     numQueues: rec.numQueues,
+    /** virtio queue size. */
     queueSize: rec.queueSize,
     ...(rec.mtu ? { mtu: rec.mtu } : {}),
   };

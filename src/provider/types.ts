@@ -35,23 +35,33 @@ export interface AddSpec {
 
 /** One IP of a NIC, from the CNI result. */
 export interface IpConfig {
+  /** The address, without prefix. */
   address: string;
+  /** Prefix length. */
   prefix: number;
+  /** The gateway, when the result names one. */
   gateway?: string;
+  /** IP version. */
   version: 4 | 6;
 }
 
 /** A route from the CNI result, for the guest. */
 export interface RouteConfig {
+  /** Destination CIDR. */
   dst: string;
+  /** Next hop. */
   gw?: string;
 }
 
 /** DNS settings from the CNI result. */
 export interface DnsConfig {
+  /** Name servers. */
   nameservers?: string[];
+  /** Local domain. */
   domain?: string;
+  /** Search domains. */
   search?: string[];
+  /** resolv.conf options. */
   options?: string[];
 }
 
@@ -59,7 +69,9 @@ export interface DnsConfig {
 export interface NicConfig {
   /** Stable record id (`inspect <id>`). */
   id: string;
+  /** The VM. */
   vmId: string;
+  /** NIC index (0–31). */
   index: number;
   /** The CNI veth inside the VM's netns (`eth<index>`). */
   ifName: string;
@@ -67,19 +79,29 @@ export interface NicConfig {
   tap: string;
   /** The MAC the guest must use (the veth's). */
   mac: string;
+  /** The CNI network (conflist name). */
   network: string;
+  /** The VM's netns path. */
   netnsPath: string;
+  /** TAP queue pairs. */
   numQueues: number;
+  /** virtio queue size. */
   queueSize: number;
+  /** MTU of veth and TAP; the guest's too. */
   mtu: number;
+  /** IPs from the CNI result. */
   ips: IpConfig[];
+  /** Routes from the CNI result. */
   routes: RouteConfig[];
+  /** DNS settings from the CNI result. */
   dns: DnsConfig;
+  /** ISO 8601 creation time. */
   createdAt: string;
 }
 
 /** A filter for `list`. */
 export interface ListFilter {
+  /** The VM. */
   vmId?: string;
 }
 
@@ -130,24 +152,35 @@ export interface DeleteResult {
 
 /** Result of `verify`. */
 export interface VerifyResult {
+  /** The VM. */
   vmId: string;
+  /** True when nothing is wrong. */
   ok: boolean;
+  /** The VM's netns path. */
   netnsPath: string;
+  /** Whether the netns exists. */
   netns: boolean;
+  /** Per NIC. */
   nics: {
+    /** NIC index (0–31). */
     index: number;
+    /** The TAP the hypervisor opens (`tap<index>`). */
     tap: string;
+    /** The CNI veth in the VM's netns (`eth<index>`). */
     ifName: string;
     tapPresent: boolean;
     vethPresent: boolean;
     wired: boolean;
   }[];
+  /** What is wrong, one line each. */
   problems: string[];
 }
 
 /** Result of `recover`. */
 export interface RecoverResult {
+  /** The VM. */
   vmId: string;
+  /** Per NIC. */
   nics: NicConfig[];
   /** NICs whose old IPs could not be had again (or failed outright). */
   problems: { index: number; error: string }[];

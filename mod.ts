@@ -1,0 +1,80 @@
+/**
+ * vmnic: CNI networking for microVMs (Cloud Hypervisor, Firecracker, QEMU).
+ *
+ * Per VM a named network namespace, the CNI plugin chain of a conflist run
+ * inside it, a TAP device wired to the CNI veth by TC redirects, records in
+ * SQLite, and hooks around every NIC add and remove.
+ *
+ * @example
+ * ```ts ignore
+ * import { CniProvider } from "./mod.ts";
+ *
+ * const vmnic = await CniProvider.open();          // DESIGN.md defaults
+ * const nics = await vmnic.add("vm1", { cpu: 2 }); // one NIC, 2 queue pairs
+ * // start the hypervisor inside nics[0].netnsPath on nics[0].tap,
+ * // with MAC nics[0].mac and IP nics[0].ips[0]
+ * await vmnic.delete(["vm1"]);
+ * vmnic.close();
+ * ```
+ *
+ * @module
+ */
+export {
+  type CniGcSnapshot,
+  CniProvider,
+  DEFAULT_QUEUE_SIZE,
+  type NetworkInfo,
+  type NetworksReport,
+  type OpenOptions,
+  resolveConfig,
+  type ResolvedConfig,
+} from "./src/provider/provider.ts";
+export {
+  type AddSpec,
+  DEFAULTS,
+  type DeleteResult,
+  type DnsConfig,
+  type IpConfig,
+  type ListFilter,
+  type NicConfig,
+  type ProviderConfig,
+  type RecoverResult,
+  type RouteConfig,
+  type VerifyResult,
+  type VmConfig,
+} from "./src/provider/types.ts";
+export {
+  InvalidInputError,
+  NotFoundError,
+  OperationError,
+  VmBusyError,
+  VmnicError,
+} from "./src/provider/errors.ts";
+export {
+  type GcModule,
+  GcOrchestrator,
+  type GcPlan,
+  type GcReport,
+} from "./src/provider/gc.ts";
+export {
+  GUEST_CONFIG_FORMATS,
+  type GuestConfigFile,
+  type GuestConfigFormat,
+} from "./src/provider/guest_config.ts";
+export type {
+  HookContext,
+  HookEvent,
+  HookInfo,
+  HookInput,
+  HookIp,
+  HookOperation,
+  TsHook,
+} from "./src/hooks/types.ts";
+export { defineHook } from "./src/hooks/types.ts";
+export {
+  HookError,
+  type HookFailure,
+  HookSecurityError,
+  HookTimeoutError,
+} from "./src/hooks/errors.ts";
+export { VERSION } from "./src/version.ts";
