@@ -1,0 +1,94 @@
+/**
+ * Runs `deno test` or `deno bench` for vmnic with explicit permissions
+ * (`deno task test|bench [args]`).
+ *
+ * As root, the whole run happens inside a throwaway network namespace
+ * (`unshare --net`): the CNI bridges and gateways the tests make live there
+ * and vanish with it, so nothing touches this machine's real network. The
+ * named per-VM namespaces the tests create carry a unique prefix per run and
+ * are removed by the tests themselves. Without root, the root-only tests skip
+ * and say why.
+ *
+ * @module
+ */
+
+const PERMISSIONS = [
+  "--allow-ffi",
+  "--allow-read",
+  "--allow-write",
+  "--allow-run",
+  "--allow-env",
+  "--allow-sys",
+];
+
+const [sub, ...rest] = Deno.args;
+if (sub !== "test" && sub !== "bench") {
+  console.error("usage: isolated.ts test|bench [deno args]");
+  Deno.exit(2);
+}
+/** Debian packages the tests drive for real (installed when missing). */
+const TEST_PACKAGES = [
+  "iproute2",
+  "util-linux",
+  "containernetworking-plugins",
+  "iptables",
+  "iputils-ping",
+];
+
+const deno = Deno.execPath();
+if (sub === "test" && Deno.uid() === 0) await ensurePackages(TEST_PACKAGES);
+const args = [sub, ...PERMISSIONS, ...rest];
+const isolate = Deno.uid() === 0 && await hasUnshare();
+if (!isolate) {
+  console.error(
+    `vmnic ${sub}: not root (or no unshare): root-only ${sub}s will be skipped`,
+  );
+}
+const cmd = isolate
+  ? new Deno.Command("unshare", { args: ["--net", "--", deno, ...args] })
+  : new Deno.Command(deno, { args });
+const { code } = await cmd.spawn().status;
+Deno.exit(code);
+
+async function hasUnshare(): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("unshare", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Installs the missing ones of `pkgs` with apt-get (Debian/Ubuntu only). */
+async function ensurePackages(pkgs: string[]): Promise<void> {
+  const missing: string[] = [];
+  for (const p of pkgs) {
+    const ok = await new Deno.Command("dpkg-query", {
+      args: ["-W", "-f=${Status}", p],
+      stdout: "piped",
+      stderr: "null",
+    }).output().then(
+      (o) =>
+        new TextDecoder().decode(o.stdout).includes("install ok installed"),
+      () => true, // no dpkg: not Debian, nothing to do here
+    );
+    if (!ok) missing.push(p);
+  }
+  if (!missing.length) return;
+  console.error(`vmnic test: installing ${missing.join(" ")} (apt-get)`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  for (
+    const args of [["update", "-qq"], ["install", "-y", "-qq", ...missing]]
+  ) {
+    const { success } = await new Deno.Command("apt-get", { args, env })
+      .spawn().status;
+    if (!success) {
+      console.error(`vmnic test: apt-get ${args[0]} failed`);
+      Deno.exit(1);
+    }
+  }
+}
