@@ -40,7 +40,6 @@ export interface GcModule<S> {
   snapshot(): Promise<S>;
   /** Removes what `snapshot` holds that is not active. */
   collect(
-    /** Reads what exists. */
     snapshot: S,
     active: ReadonlySet<string>,
     plan: GcPlan,
@@ -98,13 +97,9 @@ export class GcOrchestrator {
 function failed(module: string, e: unknown): GcReport {
   return {
     module,
-    /** Ids not in the active set: collected unless `dryRun`. */
     candidates: [],
-    /** Ids collected. */
     collected: [],
-    /** Left alone, with why (e.g. locked by another process). */
     skipped: [],
-    /** Ids that failed, with why. */
     errors: [{ id: "*", error: e instanceof Error ? e.message : String(e) }],
   };
 }

@@ -102,9 +102,7 @@ export function networkd(nics: NicConfig[]): GuestConfigFile[] {
       if (r.via) lines.push(`Gateway=${r.via}`);
     }
     return {
-      /** Its name. */
       name: `10-vmnic-${nic.ifName}.network`,
-      /** The text. */
       content: lines.join("\n") + "\n",
     };
   });

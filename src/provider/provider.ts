@@ -39,6 +39,7 @@ import {
   unplumbNic,
 } from "../wiring/nic.ts";
 import { inNetns } from "./netns_ops.ts";
+import { faultPoint } from "./faults.ts";
 import { EMBEDDED_NETWORK_NAME, embeddedConflist } from "./default_network.ts";
 import {
   InvalidInputError,
@@ -223,7 +224,6 @@ export class CniProvider {
     const lists = set.networks.length ? set.networks : [this.#embedded()];
     const defaultName = lists[0].name;
     return {
-      /** Usable networks; the default first. */
       networks: lists.map((n, i) => ({
         name: n.name,
         source: n.source,
@@ -232,7 +232,6 @@ export class CniProvider {
         cniVersion: n.cniVersion,
         plugins: n.plugins.map((p) => p.type),
       })),
-      /** Ids that failed, with why. */
       errors: set.errors.map((e) => ({
         source: e.source,
         error: e.message,
@@ -242,9 +241,7 @@ export class CniProvider {
 
   async #resolveNetwork(
     op: string,
-    /** The VM. */
     vmId: string,
-    /** Its name. */
     name?: string,
   ): Promise<NetworkConfigList> {
     const set = await this.#loadNetworks();
@@ -296,7 +293,6 @@ export class CniProvider {
    * no record.
    */
   async add(
-    /** The VM. */
     vmId: string,
     vmCfg: VmConfig = {},
     ...specs: AddSpec[]
@@ -306,7 +302,6 @@ export class CniProvider {
 
   async #add(
     op: "add" | "recover",
-    /** The VM. */
     vmId: string,
     vmCfg: VmConfig,
     specs: AddSpec[],
@@ -351,6 +346,7 @@ export class CniProvider {
         this.netnsName(vmId),
         this.config.netnsDir,
       );
+      faultPoint("add:netns-created");
       const added: NicRecord[] = [];
       try {
         for (const p of plans) {
@@ -429,16 +425,13 @@ export class CniProvider {
 
   async #addNic(
     op: "add" | "recover",
-    /** The VM. */
     vmId: string,
     path: string,
     p: {
       spec: AddSpec;
       list: NetworkConfigList;
-      /** NIC index (0–31). */
       index: number;
       queues: number;
-      /** virtio queue size. */
       queueSize: number;
     },
   ): Promise<NicRecord> {
@@ -446,28 +439,18 @@ export class CniProvider {
     const tap = `tap${p.index}`;
     const mac = p.spec.mac ? normalizeMac(op, vmId, p.spec.mac) : undefined;
     const record: NicRecord = {
-      /** Stable record id (`vmnic inspect <id>`). */
       id: newNicId(),
       vmId,
-      /** NIC index (0–31). */
       index: p.index,
       ifName,
       tap,
-      /** The MAC the guest must use (the veth's). */
       mac: mac ?? "",
-      /** The CNI network (conflist name). */
       network: p.list.name,
-      /** The VM's netns path. */
       netnsPath: path,
-      /** TAP queue pairs. */
       numQueues: p.queues,
-      /** virtio queue size. */
       queueSize: p.queueSize,
-      /** MTU of veth and TAP; the guest's too. */
       mtu: 0,
-      /** IPs from the CNI result. */
       ips: [],
-      /** DNS settings from the CNI result. */
       dns: {},
       cniResult: null,
       cniConfig: p.list.raw,
@@ -475,10 +458,10 @@ export class CniProvider {
       // Recorded before CNI ADD: a crash from here on leaves a record that
       // the next delete/gc (or add of this index) tears down.
       state: "adding",
-      /** ISO 8601 creation time. */
       createdAt: new Date().toISOString(),
     };
     this.#store.insertNic(record);
+    faultPoint("add:record-inserted");
     let result: CniResult | undefined;
     try {
       result = await this.#cni.addNetworkList(p.list, {
@@ -487,10 +470,12 @@ export class CniProvider {
         ifName,
         ...ipRequest(p.list, p.spec, op, vmId),
       });
+      faultPoint("add:cni-added");
       const plumbed = inNetns(
         path,
         (sock) => plumbNic(sock, { veth: ifName, tap, queues: p.queues, mac }),
       );
+      faultPoint("add:plumbed");
       record.mac = plumbed.mac;
       record.mtu = plumbed.mtu;
       record.cniResult = result;
@@ -498,6 +483,7 @@ export class CniProvider {
       record.dns = (result.dns ?? {}) as Record<string, unknown>;
       record.state = "active";
       this.#store.updateNic(record);
+      faultPoint("add:active");
       return record;
     } catch (err) {
       record.cniResult = result ?? null;
@@ -530,6 +516,7 @@ export class CniProvider {
         (sock) => unplumbNic(sock, { veth: rec.ifName, tap: rec.tap }),
       );
     }
+    faultPoint("teardown:unplumbed");
     const list = parseConfList(rec.cniConfig, `record ${rec.id}`);
     await this.#cni.delNetworkList(
       list,
@@ -540,6 +527,7 @@ export class CniProvider {
       },
       (rec.cniResult as CniResult | null) ?? undefined,
     );
+    faultPoint("teardown:cni-deleted");
   }
 
   /** Finishes adds and removes that a crashed process left half-done. */
@@ -599,6 +587,7 @@ export class CniProvider {
       const errors: string[] = [];
       for (const rec of found) {
         this.#store.markDeleting(vmId, [rec.index]);
+        faultPoint("remove:marked");
         try {
           await this.#teardownNic(rec);
         } catch (e) {
@@ -635,7 +624,6 @@ export class CniProvider {
    * An unknown VM counts as cleaned.
    */
   async delete(
-    /** VM ids in the records or netns carrying the prefix. */
     vmIds: string[],
     opts: { onProgress?: (vmId: string, done: number, total: number) => void } =
       {},
@@ -673,24 +661,29 @@ export class CniProvider {
       });
     }
     this.#store.markDeleting(vmId);
-    const errors: string[] = [];
+    faultPoint("delete:marked");
+    const teardownErrors: string[] = [];
+    const hookErrors: string[] = [];
     for (const rec of recs) {
       try {
         await this.#teardownNic(rec);
         this.#store.deleteNic(vmId, rec.index);
+        faultPoint("delete:nic-torn-down");
       } catch (e) {
         // Kept, marked deleting, for the next delete or gc to retry.
-        errors.push(`NIC ${rec.index}: ${messageOf(e)}`);
+        teardownErrors.push(`NIC ${rec.index}: ${messageOf(e)}`);
         continue;
       }
       if (rec.state === "active") {
-        errors.push(...await this.#afterRemove(rec, op));
+        hookErrors.push(...await this.#afterRemove(rec, op));
       }
     }
-    if (errors.some((e) => !e.startsWith("afterRemove"))) {
-      throw new OperationError(op, vmId, errors.join("; "));
+    // The netns stays while a NIC's CNI DEL still has to be retried in it.
+    if (!teardownErrors.length) {
+      deleteNetns(this.netnsName(vmId), this.config.netnsDir);
+      faultPoint("delete:netns-deleted");
     }
-    deleteNetns(this.netnsName(vmId), this.config.netnsDir);
+    const errors = [...teardownErrors, ...hookErrors];
     if (errors.length) throw new OperationError(op, vmId, errors.join("; "));
   }
 
@@ -769,11 +762,8 @@ export class CniProvider {
     });
     return Promise.resolve({
       vmId,
-      /** True when nothing is wrong. */
       ok: problems.length === 0,
-      /** The VM's netns path. */
       netnsPath: path,
-      /** Whether the netns exists. */
       netns: present,
       nics,
       problems,
@@ -811,7 +801,7 @@ export class CniProvider {
           this.#store.deleteNic(vmId, rec.index);
           const list = parseConfList(rec.cniConfig, `record ${rec.id}`);
           const want = rec.ips.map((ip) => `${ip.address}/${ip.prefix}`);
-          const [nic] = await this.#withPlan(op, vmId, path, list, rec, want);
+          const [nic] = await this.#recoverNic(op, vmId, path, list, rec, want);
           const got = new Set(nic.ips.map((ip) => ip.address));
           const lost = rec.ips.filter((ip) => !got.has(ip.address)).map((ip) =>
             ip.address
@@ -833,23 +823,19 @@ export class CniProvider {
     });
   }
 
-  async #withPlan(
+  async #recoverNic(
     op: "recover",
-    /** The VM. */
     vmId: string,
     path: string,
     list: NetworkConfigList,
     rec: NicRecord,
-    /** IPs from the CNI result. */
     ips: string[],
   ): Promise<NicConfig[]> {
     const plan = {
       spec: { index: rec.index, mac: rec.mac || undefined, ips },
       list,
-      /** NIC index (0–31). */
       index: rec.index,
       queues: rec.numQueues,
-      /** virtio queue size. */
       queueSize: rec.queueSize,
     };
     await this.#runHook("beforeAdd", { ...hookFields(rec), operation: op });
@@ -915,7 +901,6 @@ export class CniProvider {
 
   /** The guest side of a VM's records in one of the supported formats. */
   async guestConfig(
-    /** The VM. */
     vmId: string,
     format: GuestConfigFormat,
   ): Promise<GuestConfigFile[]> {
@@ -966,11 +951,8 @@ export class CniProvider {
    */
   gcModule(): GcModule<CniGcSnapshot> {
     return {
-      /** Its name. */
       name: "cni",
-      /** Reads what exists. */
       snapshot: () => Promise.resolve(this.#gcSnapshot()),
-      /** Removes what `snapshot` holds that is not active. */
       collect: (snapshot, active, opts) =>
         this.#gcCollect(snapshot, active, opts),
     };
@@ -984,27 +966,20 @@ export class CniProvider {
       )
       : [];
     return {
-      /** VM ids in the records or netns carrying the prefix. */
       vmIds: [...new Set([...this.#store.listVmIds(), ...netns])].sort(),
     };
   }
 
   async #gcCollect(
-    /** Reads what exists. */
     snapshot: CniGcSnapshot,
     active: ReadonlySet<string>,
     opts: GcPlan,
   ): Promise<GcReport> {
     const report: GcReport = {
-      /** The module's name. */
       module: "cni",
-      /** Ids not in the active set: collected unless `dryRun`. */
       candidates: [],
-      /** Ids collected. */
       collected: [],
-      /** Left alone, with why (e.g. locked by another process). */
       skipped: [],
-      /** Ids that failed, with why. */
       errors: [],
     };
     const doomed = snapshot.vmIds.filter((id) => !active.has(id));
@@ -1049,7 +1024,6 @@ export class CniProvider {
 
   async #withLock<T>(
     op: string,
-    /** The VM. */
     vmId: string,
     fn: () => T | Promise<T>,
   ): Promise<T> {
@@ -1137,39 +1111,23 @@ function ipsOf(result: CniResult, ifName: string, netns: string): IpConfig[] {
 function toNicConfig(rec: NicRecord): NicConfig {
   const result = rec.cniResult as CniResult | null;
   return {
-    /** Stable record id (`vmnic inspect <id>`). */
     id: rec.id,
-    /** The VM. */
     vmId: rec.vmId,
-    /** NIC index (0–31). */
     index: rec.index,
-    /** The CNI veth in the VM's netns (`eth<index>`). */
     ifName: rec.ifName,
-    /** The TAP the hypervisor opens (`tap<index>`). */
     tap: rec.tap,
-    /** The MAC the guest must use (the veth's). */
     mac: rec.mac,
-    /** The CNI network (conflist name). */
     network: rec.network,
-    /** The VM's netns path. */
     netnsPath: rec.netnsPath,
-    /** TAP queue pairs. */
     numQueues: rec.numQueues,
-    /** virtio queue size. */
     queueSize: rec.queueSize,
-    /** MTU of veth and TAP; the guest's too. */
     mtu: rec.mtu,
-    /** IPs from the CNI result. */
     ips: rec.ips as IpConfig[],
-    /** Routes from the CNI result. */
     routes: (result?.routes ?? []).map((r) => ({
-      /** Destination CIDR. */
       dst: r.dst,
       ...(r.gw ? { gw: r.gw } : {}),
     })) as RouteConfig[],
-    /** DNS settings from the CNI result. */
     dns: rec.dns as DnsConfig,
-    /** ISO 8601 creation time. */
     createdAt: rec.createdAt,
   };
 }
@@ -1177,24 +1135,15 @@ function toNicConfig(rec: NicRecord): NicConfig {
 /** The hook context fields of a record. */
 function hookFields(rec: NicRecord): Omit<HookInput, "operation"> {
   return {
-    /** The VM. */
     vmId: rec.vmId,
-    /** NIC index (0–31). */
     index: rec.index,
-    /** The CNI veth in the VM's netns (`eth<index>`). */
     ifName: rec.ifName,
-    /** The TAP the hypervisor opens (`tap<index>`). */
     tap: rec.tap,
     ...(rec.mac ? { mac: rec.mac } : {}),
-    /** IPs from the CNI result. */
     ips: rec.ips,
-    /** The VM's netns path. */
     netnsPath: rec.netnsPath,
-    /** The CNI network (conflist name). */
     network: rec.network,
-    /** TAP queue pairs. */
     numQueues: rec.numQueues,
-    /** virtio queue size. */
     queueSize: rec.queueSize,
     ...(rec.mtu ? { mtu: rec.mtu } : {}),
   };
