@@ -104,3 +104,16 @@ function tunIoctl(
     throw new KernelError("create tap", name, errno(), step);
   }
 }
+
+/**
+ * Checks that the TUN/TAP clone device can be opened (the `tun` module is
+ * loaded and we may use it). Opened through libc: Deno's own file APIs
+ * refuse `/dev` paths without `--allow-all`.
+ *
+ * @throws {KernelError} ("open", "/dev/net/tun") with the errno otherwise.
+ */
+export function checkTunDevice(): void {
+  const fd = libc().open(cstr(TUN_DEVICE), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw new KernelError("open", TUN_DEVICE, errno());
+  libc().close(fd);
+}

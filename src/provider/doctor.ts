@@ -6,6 +6,7 @@
  * @module
  */
 import { netnsDirPropagates } from "../kernel/netns.ts";
+import { checkTunDevice } from "../kernel/tuntap.ts";
 import { loadConfDir } from "../cni/config.ts";
 import type { ResolvedConfig } from "./provider.ts";
 
@@ -36,13 +37,18 @@ export async function doctor(
       : "vmnic needs root (namespaces, TAP, netlink writes)",
   });
 
-  const tun = statOrNull("/dev/net/tun");
+  let tunError = "";
+  try {
+    checkTunDevice();
+  } catch (e) {
+    tunError = e instanceof Error ? e.message : String(e);
+  }
   checks.push({
     name: "/dev/net/tun",
-    ok: tun?.isCharDevice === true,
-    detail: tun?.isCharDevice
-      ? "present"
-      : "missing: load the tun module (modprobe tun)",
+    ok: !tunError,
+    detail: tunError
+      ? `${tunError}: load the tun module (modprobe tun)`
+      : "present",
   });
 
   let missing = missingPlugins(cfg.cniBinDirs);
