@@ -55,11 +55,22 @@ export async function main(argv: string[], io: Io = denoIo): Promise<number> {
     p = parse(argv);
   } catch (e) {
     if (e instanceof UsageError) {
+      // --json holds even when the rest of the line does not parse.
+      if (jsonRequested(argv)) {
+        io.err(JSON.stringify({ error: { type: e.name, message: e.message } }));
+        return EXIT.USAGE;
+      }
       io.err(`vmnic: ${e.message}\n`);
       io.err(e.command ? commandUsage(e.command) : mainUsage());
       return EXIT.USAGE;
     }
     throw e;
+  }
+  if (p.command === null && !p.help && p.json) {
+    io.err(JSON.stringify({
+      error: { type: "UsageError", message: "no command given" },
+    }));
+    return EXIT.USAGE;
   }
   if (p.help || p.command === null) {
     (p.command === null && !p.help ? io.err : io.out)(
@@ -87,6 +98,12 @@ export async function main(argv: string[], io: Io = denoIo): Promise<number> {
     }
     return code;
   }
+}
+
+/** `--json` among the flags (not after a `--`), for lines that fail to parse. */
+function jsonRequested(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
 function exitCodeOf(e: unknown): number {
