@@ -795,17 +795,10 @@ export class CniProvider {
       const out: RecoverResult = { vmId, nics: [], problems: [] };
       for (const rec of recs) {
         try {
-          // Whatever survived the reboot (TAP, IPAM lease) is released first,
-          // so IPAM can hand the same IP to the same attachment again.
-          await this.#teardownNic(rec).catch(() => {});
-          this.#store.deleteNic(vmId, rec.index);
-          const list = parseConfList(rec.cniConfig, `record ${rec.id}`);
-          const want = rec.ips.map((ip) => `${ip.address}/${ip.prefix}`);
-          const [nic] = await this.#recoverNic(op, vmId, path, list, rec, want);
+          const nic = await this.#recoverNic(rec, path);
           const got = new Set(nic.ips.map((ip) => ip.address));
-          const lost = rec.ips.filter((ip) => !got.has(ip.address)).map((ip) =>
-            ip.address
-          );
+          const lost = rec.ips.filter((ip) => !got.has(ip.address))
+            .map((ip) => ip.address);
           if (lost.length) {
             out.problems.push({
               index: rec.index,
@@ -823,23 +816,41 @@ export class CniProvider {
     });
   }
 
-  async #recoverNic(
-    op: "recover",
-    vmId: string,
-    path: string,
-    list: NetworkConfigList,
-    rec: NicRecord,
-    ips: string[],
-  ): Promise<NicConfig[]> {
-    const plan = {
-      spec: { index: rec.index, mac: rec.mac || undefined, ips },
-      list,
-      index: rec.index,
-      queues: rec.numQueues,
-      queueSize: rec.queueSize,
-    };
+  /**
+   * Rebuilds one recorded NIC: same index, MAC and IPs. A veto or failure
+   * keeps the old record, so the persisted MAC and IPs are never lost and
+   * recover can be retried.
+   */
+  async #recoverNic(rec: NicRecord, path: string): Promise<NicConfig> {
+    const op = "recover";
+    // Veto point: nothing torn down yet.
     await this.#runHook("beforeAdd", { ...hookFields(rec), operation: op });
-    const added = await this.#addNic(op, vmId, path, plan);
+    // Whatever survived the reboot (TAP, IPAM lease) is released first, so
+    // IPAM can hand the same IP to the same attachment again.
+    await this.#teardownNic(rec).catch(() => {});
+    this.#store.deleteNic(rec.vmId, rec.index);
+    const restore = () => {
+      if (!this.#store.getNicByIndex(rec.vmId, rec.index)) {
+        this.#store.insertNic(rec);
+      }
+    };
+    let added: NicRecord;
+    try {
+      added = await this.#addNic(op, rec.vmId, path, {
+        spec: {
+          index: rec.index,
+          mac: rec.mac || undefined,
+          ips: rec.ips.map((ip) => `${ip.address}/${ip.prefix}`),
+        },
+        list: parseConfList(rec.cniConfig, `record ${rec.id}`),
+        index: rec.index,
+        queues: rec.numQueues,
+        queueSize: rec.queueSize,
+      });
+    } catch (e) {
+      restore();
+      throw e;
+    }
     try {
       await this.#runHook("afterAdd", {
         ...hookFields(added),
@@ -848,10 +859,11 @@ export class CniProvider {
       });
     } catch (e) {
       await this.#teardownNic(added).catch(() => {});
-      this.#store.deleteNic(vmId, added.index);
+      this.#store.deleteNic(rec.vmId, added.index);
+      restore();
       throw e;
     }
-    return [toNicConfig(added)];
+    return toNicConfig(added);
   }
 
   // --------------------------------------------------------------- quiesce
