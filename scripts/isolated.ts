@@ -33,6 +33,11 @@ const TEST_PACKAGES = [
   "containernetworking-plugins",
   "iptables",
   "iputils-ping",
+  // A real guest for tests/e2e (scripts/build_guest.ts builds it from these).
+  "qemu-system-x86",
+  "linux-image-amd64",
+  "busybox-static",
+  "cpio",
 ];
 
 const deno = Deno.execPath();

@@ -1,0 +1,174 @@
+/**
+ * A QEMU guest started inside a VM's netns on its vmnic TAP, with its serial
+ * console captured, for the end-to-end tests.
+ *
+ * @module
+ */
+import type { GuestImage } from "../../scripts/build_guest.ts";
+import { run } from "../support/harness.ts";
+
+/** The accelerator the guests run under: `$VMNIC_E2E_ACCEL` or `tcg`. */
+export type Accel = "kvm" | "tcg";
+
+/**
+ * `tcg` unless `VMNIC_E2E_ACCEL=kvm`: the nested /dev/kvm of these build
+ * machines hangs a stock kernel at boot, so KVM is opt-in.
+ */
+export function chooseAccel(): Accel {
+  return Deno.env.get("VMNIC_E2E_ACCEL") === "kvm" ? "kvm" : "tcg";
+}
+
+/** Why the guest tests cannot run here, or `null` when QEMU is present. */
+export async function qemuMissing(): Promise<string | null> {
+  const r = await run("qemu-system-x86_64", ["--version"]).catch(() => null);
+  return r?.code === 0 ? null : "qemu-system-x86_64 not installed";
+}
+
+/** What {@linkcode QemuGuest.start} needs. */
+export interface GuestSpec {
+  image: GuestImage;
+  /** The VM's netns (QEMU runs there, where its TAP is). */
+  netnsPath: string;
+  tap: string;
+  mac: string;
+  /** Queue pairs of the TAP (>1: multi-queue, one per vCPU). */
+  queues: number;
+  vcpus: number;
+  /** Kernel `ip=` parameter from `vmnic guest-config --format cmdline`. */
+  ipParam: string;
+  accel: Accel;
+}
+
+/** One running QEMU; kill it by its PID with {@linkcode QemuGuest.kill}. */
+export class QemuGuest {
+  #serial = "";
+  #stderr = "";
+  #exited: Promise<Deno.CommandStatus>;
+  #done = false;
+  readonly startedAt = performance.now();
+
+  private constructor(readonly child: Deno.ChildProcess) {
+    this.#exited = child.status.then((s) => {
+      this.#done = true;
+      return s;
+    });
+    void this.#drain(child.stdout, (t) => this.#serial += t);
+    void this.#drain(child.stderr, (t) => this.#stderr += t);
+  }
+
+  /**
+   * Starts QEMU in the VM's netns with `nsenter --net` (not `ip netns exec`,
+   * whose private mount namespace would hide vmnic's netns mounts). nsenter
+   * execs QEMU, so the child's PID is QEMU's.
+   */
+  static start(spec: GuestSpec): QemuGuest {
+    const mq = spec.queues > 1;
+    const args = [
+      `--net=${spec.netnsPath}`,
+      "--",
+      "qemu-system-x86_64",
+      "-M",
+      "q35",
+      "-accel",
+      spec.accel,
+      "-smp",
+      String(spec.vcpus),
+      "-m",
+      "256",
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-monitor",
+      "none",
+      "-serial",
+      "stdio",
+      "-no-reboot",
+      "-kernel",
+      spec.image.kernel,
+      "-initrd",
+      spec.image.initrd,
+      "-append",
+      `console=ttyS0 ${spec.ipParam} quiet panic=-1`,
+      "-netdev",
+      [
+        "tap",
+        "id=n0",
+        `ifname=${spec.tap}`,
+        "script=no",
+        "downscript=no",
+        "vhost=off",
+        ...(mq ? [`queues=${spec.queues}`] : []),
+      ].join(","),
+      "-device",
+      [
+        "virtio-net-pci",
+        "netdev=n0",
+        `mac=${spec.mac}`,
+        // One MSI-X vector per queue (rx and tx), plus config and control.
+        ...(mq ? ["mq=on", `vectors=${2 * spec.queues + 2}`] : []),
+      ].join(","),
+    ];
+    const child = new Deno.Command("nsenter", {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new QemuGuest(child);
+  }
+
+  /** The serial console so far. */
+  get serial(): string {
+    return this.#serial;
+  }
+
+  /** True while QEMU has not exited. */
+  get running(): boolean {
+    return !this.#done;
+  }
+
+  /**
+   * Waits until the serial console shows a line matching `re` and returns
+   * its match; throws with the console and QEMU's stderr when QEMU exits or
+   * `timeoutMs` passes first.
+   */
+  async waitFor(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const m = this.#serial.match(re);
+      if (m) return m;
+      if (this.#done) throw this.#failure(`QEMU exited before ${re}`);
+      if (performance.now() > deadline) {
+        throw this.#failure(
+          `no ${re} on the serial console in ${timeoutMs} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** SIGKILLs QEMU by its PID (if still running) and waits for it. */
+  async kill(): Promise<void> {
+    if (!this.#done) {
+      try {
+        Deno.kill(this.child.pid, "SIGKILL");
+      } catch { /* exited meanwhile */ }
+    }
+    await this.#exited;
+  }
+
+  #failure(what: string): Error {
+    return new Error(
+      `${what}\n--- serial ---\n${this.#serial}\n--- qemu stderr ---\n${this.#stderr}`,
+    );
+  }
+
+  async #drain(
+    stream: ReadableStream<Uint8Array>,
+    sink: (text: string) => void,
+  ): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) sink(dec.decode(chunk, { stream: true }));
+  }
+}
