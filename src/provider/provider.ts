@@ -246,9 +246,18 @@ export class CniProvider {
   ): Promise<NetworkConfigList> {
     const set = await this.#loadNetworks();
     if (!set.networks.length) {
-      if (name === undefined || name === EMBEDDED_NETWORK_NAME) {
-        return this.#embedded();
+      if (name === EMBEDDED_NETWORK_NAME) return this.#embedded();
+      // Broken conflists are not "no conflist": never put a VM on a network
+      // other than the one the operator configured.
+      if (name === undefined && set.errors.length) {
+        throw new OperationError(
+          op,
+          vmId,
+          `${op} ${vmId}: no usable network in ${this.config.cniConfDir}` +
+            brokenNote(set),
+        );
       }
+      if (name === undefined) return this.#embedded();
       throw new InvalidInputError(
         op,
         vmId,
@@ -509,8 +518,13 @@ export class CniProvider {
    * stored config and result. Throws when CNI DEL fails (the record is kept
    * by callers that retry).
    */
-  async #teardownNic(rec: NicRecord): Promise<void> {
-    if (netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)) {
+  async #teardownNic(
+    rec: NicRecord,
+    { unplumb = true }: { unplumb?: boolean } = {},
+  ): Promise<void> {
+    if (
+      unplumb && netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)
+    ) {
       inNetns(
         rec.netnsPath,
         (sock) => unplumbNic(sock, { veth: rec.ifName, tap: rec.tap }),
@@ -666,7 +680,11 @@ export class CniProvider {
     const hookErrors: string[] = [];
     for (const rec of recs) {
       try {
-        await this.#teardownNic(rec);
+        // The TAP and its redirects go with the netns below: deleting them
+        // one by one first would only add the kernel's per-device unregister
+        // wait. CNI DEL still runs with the netns present, so the plugins
+        // remove the veth pair (and the host end) synchronously.
+        await this.#teardownNic(rec, { unplumb: false });
         this.#store.deleteNic(vmId, rec.index);
         faultPoint("delete:nic-torn-down");
       } catch (e) {
@@ -697,8 +715,11 @@ export class CniProvider {
 
   /** Every NIC, optionally of one VM. */
   list(filter: ListFilter = {}): Promise<NicConfig[]> {
-    if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
-    return Promise.resolve(this.#store.listNics(filter).map(toNicConfig));
+    // Promise.try: bad input rejects rather than throwing synchronously.
+    return Promise.try(() => {
+      if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
+      return this.#store.listNics(filter).map(toNicConfig);
+    });
   }
 
   /**
@@ -707,6 +728,11 @@ export class CniProvider {
    * records nor netns.
    */
   verify(vmId: string): Promise<VerifyResult> {
+    // Bad input (or a kernel error) rejects rather than throwing synchronously.
+    return Promise.try(() => this.#verify(vmId));
+  }
+
+  #verify(vmId: string): Promise<VerifyResult> {
     const op = "verify";
     validateVmId(op, vmId);
     const recs = this.#store.listNics({ vmId });
