@@ -73,6 +73,7 @@ export {
   formatCniArgs,
   type GcAttachment,
   type GcOutcome,
+  type PluginVersionCache,
   type PluginVersionInfo,
   type RuntimeConf,
 } from "./runtime.ts";

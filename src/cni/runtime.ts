@@ -72,6 +72,19 @@ export interface GcOutcome {
   staleDeleted: AttachmentKey[];
 }
 
+/**
+ * A persistent store of plugin VERSION answers. Keys name a binary by path,
+ * inode, size and mtime, so a replaced plugin is asked again.
+ */
+export interface PluginVersionCache {
+  /** The answer stored under `key`, or null. */
+  get(
+    key: string,
+  ): PluginVersionInfo | null | Promise<PluginVersionInfo | null>;
+  /** Stores an answer. */
+  put(key: string, info: PluginVersionInfo): void | Promise<void>;
+}
+
 /** Options of a {@linkcode CniRuntime}. */
 export interface CniRuntimeOptions {
   /** Plugin search path; default {@linkcode DEFAULT_BIN_DIRS}. */
@@ -80,6 +93,11 @@ export interface CniRuntimeOptions {
   cache?: AttachmentCache;
   /** Limit for each plugin call, in ms; default 60 s. */
   timeoutMs?: number;
+  /**
+   * Keeps VERSION answers across runtimes (processes), keyed by the plugin
+   * binary's identity, so a short-lived CLI does not exec VERSION each time.
+   */
+  versionCache?: PluginVersionCache;
   /** Extra environment for the plugins (added to the inherited one). */
   env?: Record<string, string>;
   /**
@@ -104,6 +122,7 @@ export class CniRuntime {
   readonly #env: Record<string, string>;
   /** VERSION answers per plugin binary path, for the runtime's life. */
   readonly #versions = new Map<string, Promise<PluginVersionInfo>>();
+  readonly #versionCache?: PluginVersionCache;
 
   /** A runtime; with no options: default bin path, no cache, 60 s timeout. */
   constructor(opts: CniRuntimeOptions = {}) {
@@ -113,6 +132,7 @@ export class CniRuntime {
       throw new CniInvalidArgumentError("timeoutMs", "must be positive");
     }
     this.#cache = opts.cache;
+    this.#versionCache = opts.versionCache;
     this.#killProcessGroup = opts.killProcessGroup ?? false;
     this.#env = { ...(opts.env ?? {}) };
   }
@@ -392,12 +412,31 @@ export class CniRuntime {
   ): Promise<PluginVersionInfo> {
     let pending = this.#versions.get(path);
     if (!pending) {
-      pending = this.#askVersion(path, pluginType, cniVersion);
+      pending = this.#cachedVersion(path, pluginType, cniVersion);
       this.#versions.set(path, pending);
       // A failed answer is not kept: the next call asks again.
       pending.catch(() => this.#versions.delete(path));
     }
     return pending;
+  }
+  /**
+   * The VERSION answer from the persistent cache when the binary is the one
+   * that gave it (same inode, size and mtime), else asked and stored.
+   */
+  async #cachedVersion(
+    path: string,
+    pluginType: string,
+    cniVersion: string,
+  ): Promise<PluginVersionInfo> {
+    const cache = this.#versionCache;
+    if (!cache) return await this.#askVersion(path, pluginType, cniVersion);
+    const st = await Deno.stat(path);
+    const key = `${path}|${st.ino}|${st.size}|${st.mtime?.getTime()}`;
+    const hit = await cache.get(key);
+    if (hit) return hit;
+    const info = await this.#askVersion(path, pluginType, cniVersion);
+    await cache.put(key, info);
+    return info;
   }
 
   async #askVersion(

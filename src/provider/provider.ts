@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { CniRuntime } from "../cni/runtime.ts";
+import { CniRuntime, type PluginVersionInfo } from "../cni/runtime.ts";
 import {
   loadConfDir,
   type NetworkConfigList,
@@ -162,6 +162,10 @@ export class CniProvider {
     this.#cni = new CniRuntime({
       binDirs: config.cniBinDirs,
       timeoutMs: config.pluginTimeoutMs,
+      versionCache: {
+        get: (key) => store.getPluginVersion(key) as PluginVersionInfo | null,
+        put: (key, info) => store.putPluginVersion(key, info),
+      },
     });
   }
 

@@ -43,6 +43,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    description: "cache plugin VERSION answers",
+    sql: `
+      CREATE TABLE plugin_versions (
+        plugin_key TEXT PRIMARY KEY NOT NULL,
+        info_json  TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

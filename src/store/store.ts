@@ -227,6 +227,29 @@ export class Store {
   }
 
   /**
+   * A cached plugin VERSION answer (JSON) by binary identity, or null. The
+   * CNI runtime keeps these so short-lived CLI processes need not exec
+   * VERSION on every call.
+   */
+  getPluginVersion(key: string): unknown {
+    const row = this.#query(
+      "get plugin version",
+      key,
+      () => this.#stmts.getPluginVersion.get(key),
+    ) as { info_json: string } | undefined;
+    return row ? JSON.parse(row.info_json) : null;
+  }
+
+  /** Stores a plugin VERSION answer under its binary identity. */
+  putPluginVersion(key: string, info: unknown): void {
+    this.#query(
+      "put plugin version",
+      key,
+      () => this.#stmts.putPluginVersion.run(key, JSON.stringify(info)),
+    );
+  }
+
+  /**
    * Runs `fn` in one transaction: all its writes commit together, or none
    * when it throws. Nests (inner calls become savepoints). `fn` must be
    * synchronous; an `async` function would commit before its awaits ran.
@@ -329,6 +352,12 @@ function prepareStatements(db: DatabaseSync) {
     ),
     deleteOne: p("DELETE FROM nics WHERE vm_id = ? AND nic_index = ?"),
     deleteVm: p("DELETE FROM nics WHERE vm_id = ?"),
+    getPluginVersion: p(
+      "SELECT info_json FROM plugin_versions WHERE plugin_key = ?",
+    ),
+    putPluginVersion: p(
+      "INSERT OR REPLACE INTO plugin_versions (plugin_key, info_json) VALUES (?, ?)",
+    ),
   };
 }
 

@@ -666,3 +666,44 @@ Deno.test("runtime arguments are validated before any plugin runs", async () => 
     assert.throws(() => formatCniArgs([["A=B", "1"]]), /bad key "A=B"/);
   });
 });
+
+Deno.test("a persistent version cache spares VERSION across runtimes until the binary changes", async () => {
+  await withFakes(async (f) => {
+    await f.rec("recplug");
+    const list = f.list([{ type: "recplug" }]);
+    const stored = new Map<
+      string,
+      { cniVersion: string; supportedVersions: string[] }
+    >();
+    const versionCache = {
+      get: (k: string) => stored.get(k) ?? null,
+      put: (
+        k: string,
+        v: { cniVersion: string; supportedVersions: string[] },
+      ) => {
+        stored.set(k, v);
+      },
+    };
+    // Each runtime stands for one short-lived CLI process.
+    const fresh = () =>
+      new CniRuntime({
+        binDirs: [f.bin],
+        versionCache,
+        env: { FAKE_LOG: f.log },
+      });
+    await fresh().addNetworkList(list, rt);
+    await fresh().delNetworkList(list, rt, null);
+    assert.equal(
+      (await f.calls("VERSION")).length,
+      1,
+      "asked once, then cached",
+    );
+    assert.equal(stored.size, 1);
+    // A replaced plugin (new mtime/size) is asked again.
+    await Deno.writeTextFile(join(f.bin, "recplug"), "\n# upgraded", {
+      append: true,
+    });
+    await fresh().addNetworkList(list, rt);
+    assert.equal((await f.calls("VERSION")).length, 2);
+  });
+});

@@ -322,3 +322,20 @@ Deno.test("lookups use the (vm_id, nic_index) index, not a table scan", async ()
     }
   });
 });
+
+Deno.test("plugin VERSION answers persist by binary identity", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const info = { cniVersion: "1.0.0", supportedVersions: ["0.4.0", "1.0.0"] };
+    const a = Store.open(dir);
+    assert.equal(a.getPluginVersion("/usr/lib/cni/bridge|1|2|3"), null);
+    a.putPluginVersion("/usr/lib/cni/bridge|1|2|3", info);
+    a.close();
+    const b = Store.open(dir);
+    assert.deepEqual(b.getPluginVersion("/usr/lib/cni/bridge|1|2|3"), info);
+    assert.equal(b.getPluginVersion("/usr/lib/cni/bridge|1|2|4"), null);
+    b.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
