@@ -47,6 +47,7 @@ export {
   InvalidInputError,
   NotFoundError,
   OperationError,
+  RollbackIncompleteError,
   VmBusyError,
   VmnicError,
 } from "./src/provider/errors.ts";

@@ -73,3 +73,15 @@ export class OperationError extends VmnicError {
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * An add whose rollback could not undo everything: the record of what is
+ * left stays (marked `adding`) for the next `delete` or `gc` to finish.
+ */
+export class RollbackIncompleteError extends OperationError {
+  /** Builds the error. */
+  constructor(op: string, object: string, message: string, cause?: unknown) {
+    super(op, object, message, cause);
+    this.name = "RollbackIncompleteError";
+  }
+}

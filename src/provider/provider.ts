@@ -13,6 +13,7 @@ import {
   parseConfList,
 } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
+import { CniPluginNotFoundError } from "../cni/errors.ts";
 import {
   deleteNetns,
   ensureNetns,
@@ -46,6 +47,7 @@ import {
   messageOf,
   NotFoundError,
   OperationError,
+  RollbackIncompleteError,
   VmBusyError,
 } from "./errors.ts";
 import {
@@ -226,13 +228,15 @@ export class CniProvider {
   async networks(): Promise<NetworksReport> {
     const set = await this.#loadNetworks();
     const lists = set.networks.length ? set.networks : [this.#embedded()];
-    const defaultName = lists[0].name;
+    // With every conflist broken, nothing is default: `add` refuses to fall
+    // back to the embedded network unless it is named.
+    const hasDefault = set.networks.length > 0 || set.errors.length === 0;
     return {
       networks: lists.map((n, i) => ({
         name: n.name,
         source: n.source,
         embedded: n.source === "embedded",
-        isDefault: i === 0 && n.name === defaultName,
+        isDefault: i === 0 && hasDefault,
         cniVersion: n.cniVersion,
         plugins: n.plugins.map((p) => p.type),
       })),
@@ -382,6 +386,10 @@ export class CniProvider {
             rollbackErrors.push(`NIC ${rec.index}: ${messageOf(e)}`);
           }
         }
+        if (err instanceof RollbackIncompleteError) {
+          // Its record is kept; the netns stays for the retry to run in.
+          rollbackErrors.push(`NIC record kept for delete/gc`);
+        }
         if (created && !rollbackErrors.length) {
           try {
             deleteNetns(this.netnsName(vmId), this.config.netnsDir);
@@ -463,7 +471,13 @@ export class CniProvider {
       numQueues: p.queues,
       queueSize: p.queueSize,
       mtu: 0,
-      ips: [],
+      // Recovery's IPs are kept from the start: a crash before CNI ADD ends
+      // must not lose the addresses the next recover asks for again.
+      ips: (p.spec.ips ?? []).map((s) => {
+        const ip = parseIpArg(op, vmId, s);
+        const prefix = ip.prefix ?? (ip.version === 4 ? 32 : 128);
+        return { address: ip.address, prefix, version: ip.version };
+      }),
       dns: {},
       cniResult: null,
       cniConfig: p.list.raw,
@@ -501,10 +515,14 @@ export class CniProvider {
     } catch (err) {
       record.cniResult = result ?? null;
       try {
-        await this.#teardownNic(record);
+        // Plugin lookup fails before any plugin runs: nothing for CNI DEL to
+        // undo, and DEL would fail the same way and strand the record.
+        if (!(err instanceof CniPluginNotFoundError)) {
+          await this.#teardownNic(record);
+        }
         this.#store.deleteNic(vmId, p.index);
       } catch (e) {
-        throw new OperationError(
+        throw new RollbackIncompleteError(
           op,
           `${vmId}/${p.index}`,
           `NIC ${p.index}: ${messageOf(err)}; cleanup failed (${
