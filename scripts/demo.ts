@@ -13,6 +13,8 @@
  * @module
  */
 
+import { cacheDependencies } from "./_deps.ts";
+
 const PERMS = [
   "--allow-ffi",
   "--allow-read",
@@ -35,6 +37,7 @@ if (Deno.uid() !== 0) {
 }
 
 if (!Deno.args.includes("--inside")) {
+  await cacheDependencies();
   await show("vmnic", ["doctor", "--fix"]);
   const { code } = await new Deno.Command("unshare", {
     args: [

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { cacheDependencies } from "./_deps.ts";
+
 const PERMISSIONS = [
   "--allow-ffi",
   "--allow-read",
@@ -42,6 +44,7 @@ const TEST_PACKAGES = [
 
 const deno = Deno.execPath();
 if (sub === "test" && Deno.uid() === 0) await ensurePackages(TEST_PACKAGES);
+await cacheDependencies();
 const args = [sub, ...PERMISSIONS, ...rest];
 const isolate = Deno.uid() === 0 && await hasUnshare();
 if (!isolate) {
