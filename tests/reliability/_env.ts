@@ -8,7 +8,6 @@
  * @module
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   ipJson,
   netnsNames,
@@ -17,21 +16,18 @@ import {
   uniquePrefix,
 } from "../support/harness.ts";
 
-/** The repository root (the CLI runs from there, so deno.json applies). */
-export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-/** The CLI entry point. */
-export const CLI_MAIN = join(REPO_ROOT, "src/cli/main.ts");
-/** The permissions the CLI runs with (deno.json's `vmnic` task). */
-export const CLI_PERMISSIONS = [
-  "--allow-ffi",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-env",
-  "--allow-sys=hostname,uid",
-];
-/** The Debian CNI plugins. */
-export const SYSTEM_CNI_BIN = "/usr/lib/cni";
+export {
+  CLI_MAIN,
+  CLI_PERMISSIONS,
+  REPO_ROOT,
+  SYSTEM_CNI_BIN,
+} from "../support/cli.ts";
+import {
+  CLI_MAIN,
+  CLI_PERMISSIONS,
+  REPO_ROOT,
+  SYSTEM_CNI_BIN,
+} from "../support/cli.ts";
 /** Exit status of a process killed by SIGKILL, as a shell reports it. */
 export const SIGKILL_STATUS = 137;
 
