@@ -314,15 +314,8 @@ export class CniProvider {
     vmCfg: VmConfig = {},
     ...specs: AddSpec[]
   ): Promise<NicConfig[]> {
-    return await this.#add("add", vmId, vmCfg, specs.length ? specs : [{}]);
-  }
-
-  async #add(
-    op: "add" | "recover",
-    vmId: string,
-    vmCfg: VmConfig,
-    specs: AddSpec[],
-  ): Promise<NicConfig[]> {
+    const op = "add";
+    if (!specs.length) specs = [{}];
     validateVmId(op, vmId);
     validateVmConfig(op, vmId, vmCfg);
     for (const s of specs) validateSpec(op, vmId, s);
