@@ -36,6 +36,7 @@ import type {
 import {
   inspectNic,
   plumbNic,
+  restoreVethAddrs,
   setNicQuiesced,
   unplumbNic,
 } from "../wiring/nic.ts";
@@ -537,13 +538,15 @@ export class CniProvider {
     rec: NicRecord,
     { unplumb = true }: { unplumb?: boolean } = {},
   ): Promise<void> {
-    if (
-      unplumb && netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)
-    ) {
-      inNetns(
-        rec.netnsPath,
-        (sock) => unplumbNic(sock, { veth: rec.ifName, tap: rec.tap }),
-      );
+    if (netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)) {
+      inNetns(rec.netnsPath, (sock) => {
+        if (unplumb) unplumbNic(sock, { veth: rec.ifName, tap: rec.tap });
+        restoreVethAddrs(
+          sock,
+          rec.ifName,
+          rec.ips.map((ip) => `${ip.address}/${ip.prefix}`),
+        );
+      });
     }
     faultPoint("teardown:unplumbed");
     const list = parseConfList(rec.cniConfig, `record ${rec.id}`);

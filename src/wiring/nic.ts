@@ -22,7 +22,9 @@ import {
   setMtu,
   setTxQueueLen,
 } from "../kernel/link.ts";
-import { flushAddrs } from "../kernel/addr.ts";
+import { addAddr, flushAddrs } from "../kernel/addr.ts";
+import { KernelError } from "../sys/errors.ts";
+import { Errno } from "../sys/errno.ts";
 import { createTap } from "../kernel/tuntap.ts";
 import { describeWiring, unwireTap, wireTapToVeth } from "./tap_wiring.ts";
 
@@ -100,6 +102,30 @@ export function unplumbNic(
 ): void {
   if (getLinkByName(sock, opts.veth)) unwireTap(sock, opts);
   deleteLink(sock, opts.tap, { ignoreMissing: true });
+}
+
+/**
+ * Puts the CNI result's addresses back on the veth before CNI DEL. Some
+ * plugins find what to clean up from them (the bridge plugin's `ipMasq`
+ * NAT rules); vmnic removed them when it handed the veth to the guest.
+ * Returns false when the veth is gone (nothing to restore).
+ */
+export function restoreVethAddrs(
+  sock: NetlinkSocket,
+  veth: string,
+  cidrs: readonly string[],
+): boolean {
+  if (!getLinkByName(sock, veth)) return false;
+  for (const cidr of cidrs) {
+    try {
+      addAddr(sock, veth, cidr, { noDad: true });
+    } catch (err) {
+      if (!(err instanceof KernelError && err.errno === Errno.EEXIST)) {
+        throw err;
+      }
+    }
+  }
+  return true;
 }
 
 /** Presence and wiring of one NIC's devices, for `verify`. */
