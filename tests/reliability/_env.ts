@@ -16,12 +16,6 @@ import {
   uniquePrefix,
 } from "../support/harness.ts";
 
-export {
-  CLI_MAIN,
-  CLI_PERMISSIONS,
-  REPO_ROOT,
-  SYSTEM_CNI_BIN,
-} from "../support/cli.ts";
 import {
   CLI_MAIN,
   CLI_PERMISSIONS,

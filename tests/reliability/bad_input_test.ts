@@ -25,10 +25,10 @@ import {
   leaseFiles,
   makeEnv,
   randomBelow,
-  SYSTEM_CNI_BIN,
   type TestEnv,
 } from "./_env.ts";
 import { netnsNames } from "../support/harness.ts";
+import { SYSTEM_CNI_BIN } from "../support/cli.ts";
 
 // ------------------------------------------------------------------ PRNG
 
