@@ -1,26 +1,82 @@
 /**
- * What bench/alternatives_bench.ts and bench/delete_order_bench.ts share:
- * the throwaway-netns check, running the bare CNI plugin, timed benches
- * whose samples are kept (`deno bench` prints no median and ignores
- * `warmup`), medians, and a clean stop on SIGINT/SIGTERM.
+ * What the end-to-end bench files (provider, alternatives, delete order)
+ * share: the settings from the environment, the throwaway-netns check, the
+ * bridge network and provider dirs of a run, the bare CNI plugin and the
+ * floor built on it, the CLI process, timed benches whose samples are kept
+ * (`deno bench` prints no median and ignores `warmup`), medians, and a clean
+ * stop on SIGINT/SIGTERM.
  *
  * @module
  */
 import { join } from "node:path";
 import { listLinks } from "../src/kernel/link.ts";
-import { deleteNetns, listNetns } from "../src/kernel/netns.ts";
+import { createNetns, deleteNetns, listNetns } from "../src/kernel/netns.ts";
 import { NetlinkSocket } from "../src/netlink/socket.ts";
+import type { CniProvider } from "../src/provider/provider.ts";
+import type { ProviderConfig } from "../src/provider/types.ts";
+// Where the CLI is and its permissions (deno.json's `vmnic` task), as the
+// CLI tests start it.
+import { CLI_MAIN, CLI_PERMISSIONS, REPO_ROOT } from "../tests/support/cli.ts";
+
+export { REPO_ROOT };
 
 /** Where Debian's containernetworking-plugins are. */
 export const CNI_BIN = "/usr/lib/cni";
+/**
+ * Prefix of every netns a bench run makes: unique to the run, so a sweep by
+ * prefix touches nothing else.
+ */
+export const RUN_PREFIX = `vmnicb${Deno.pid.toString(36)}-`;
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
+/** `BENCH_N`: measured iterations per bench, `dflt` when it is not set. */
+export function benchIterations(dflt: number): number {
+  return Number(Deno.env.get("BENCH_N") ?? dflt);
+}
+
+/** `BENCH_EXISTING_VMS`: VMs present during the second groups (default 1000). */
+export function existingVms(): number {
+  return Number(Deno.env.get("BENCH_EXISTING_VMS") ?? 1000);
+}
+
+/**
+ * Throws unless `existing` VMs fit on the bridge (1024 ports) beside what
+ * the benches add: `max` at most.
+ */
+export function checkExistingVms(existing: number, max: number): void {
+  if (!Number.isInteger(existing) || existing < 1 || existing > max) {
+    throw new Error(`BENCH_EXISTING_VMS=${existing}: 1–${max} (bridge ports)`);
+  }
+}
+
+/**
+ * True when the bench file `file` may run: as root, inside a throwaway
+ * netns (see {@linkcode inThrowawayNetns}). Says on stderr why not.
+ */
+export function mayRun(file: string): boolean {
+  if (Deno.uid() !== 0) {
+    console.error(
+      `${file}: skipped, needs root (run it inside \`unshare --net\`)`,
+    );
+    return false;
+  }
+  if (!inThrowawayNetns()) {
+    console.error(
+      `${file}: skipped, run it inside a throwaway netns ` +
+        "(`unshare --net -- deno bench ...`): it makes a bridge and a subnet",
+    );
+    return false;
+  }
+  return true;
+}
+
 /**
  * True when this process's netns holds nothing but `lo`, as a fresh
  * `unshare --net` gives: a bench's bridge and subnet must never land in a
- * netns with real interfaces (the host's).
+ * netns with real interfaces (the host's). PID 1's netns cannot be compared
+ * with: /proc/1/ns is EACCES in some containers, even for root.
  */
 export function inThrowawayNetns(): boolean {
   const sock = NetlinkSocket.open();
@@ -58,6 +114,146 @@ export async function execPlugin(
   return stdout;
 }
 
+/** The CNI environment for interface `ifName` of the netns `name` at `path`. */
+export function cniEnv(
+  name: string,
+  path: string,
+  ifName: string,
+): Record<string, string> {
+  return { CNI_CONTAINERID: name, CNI_NETNS: path, CNI_IFNAME: ifName };
+}
+
+/**
+ * What any provider pays for a VM of `nics` NICs: the named netns `name`
+ * made, the `bridge` plugin's ADD per NIC, then DEL per NIC (last first),
+ * the netns removed.
+ */
+export async function cniFloor(
+  name: string,
+  conf: Record<string, unknown>,
+  nics: number,
+): Promise<void> {
+  const path = createNetns(name);
+  try {
+    const results: string[] = [];
+    for (let i = 0; i < nics; i++) {
+      const env = cniEnv(name, path, `eth${i}`);
+      results.push(await execPlugin("bridge", "ADD", env, conf));
+    }
+    for (let i = nics - 1; i >= 0; i--) {
+      // DEL gets the ADD result as prevResult, as libcni (and vmnic) give it.
+      await execPlugin("bridge", "DEL", cniEnv(name, path, `eth${i}`), {
+        ...conf,
+        prevResult: JSON.parse(results[i]),
+      });
+    }
+  } finally {
+    deleteNetns(name);
+  }
+}
+
+/** The bench's CNI network: one `bridge` plugin with `host-local` IPAM. */
+export interface BridgeNetwork {
+  name: string;
+  bridge: string;
+  subnet: string;
+}
+
+/**
+ * The `bridge` plugin's config as a runtime feeds it (the network's name and
+ * cniVersion in); `host-local` keeps its leases in `ipamDir`.
+ */
+export function bridgePluginConf(
+  net: BridgeNetwork,
+  ipamDir: string,
+): Record<string, unknown> {
+  return {
+    cniVersion: "1.0.0",
+    name: net.name,
+    type: "bridge",
+    bridge: net.bridge,
+    isGateway: true,
+    ipMasq: false,
+    ipam: {
+      type: "host-local",
+      ranges: [[{ subnet: net.subnet }]],
+      routes: [{ dst: "0.0.0.0/0" }],
+      dataDir: ipamDir,
+    },
+  };
+}
+
+/** A run's temp dir and the provider settings that point into it. */
+export interface ProviderSetup {
+  dir: string;
+  config: ProviderConfig;
+  /** The same settings as vmnic CLI flags. */
+  cliFlags: string[];
+  /** The bridge plugin's config, for the floor (name/cniVersion in). */
+  bridgeConf: Record<string, unknown>;
+}
+
+/**
+ * Makes a temp dir with the conflist of `net` (its only network), records,
+ * locks and leases inside, no hooks; netns get `netnsPrefix`.
+ */
+export function makeProviderSetup(
+  net: BridgeNetwork,
+  netnsPrefix: string,
+): ProviderSetup {
+  const dir = Deno.makeTempDirSync({ prefix: "vmnic-bench-" });
+  const rootDir = join(dir, "root");
+  const runDir = join(dir, "run");
+  const cniConfDir = join(dir, "net.d");
+  // Never created: no executable hooks.
+  const hooksDir = join(dir, "hooks.d");
+  Deno.mkdirSync(cniConfDir);
+  const bridgeConf = bridgePluginConf(net, join(dir, "ipam"));
+  const { cniVersion, name, ...plugin } = bridgeConf;
+  Deno.writeTextFileSync(
+    join(cniConfDir, `10-${net.name}.conflist`),
+    JSON.stringify({ cniVersion, name, plugins: [plugin] }),
+  );
+  return {
+    dir,
+    config: {
+      rootDir,
+      runDir,
+      cniConfDir,
+      cniBinDirs: [CNI_BIN],
+      netnsPrefix,
+      hooksDir,
+      tsHooks: false,
+    },
+    cliFlags: [
+      `--root-dir=${rootDir}`,
+      `--run-dir=${runDir}`,
+      `--cni-conf-dir=${cniConfDir}`,
+      `--cni-bin-dir=${CNI_BIN}`,
+      `--netns-prefix=${netnsPrefix}`,
+      `--hooks-dir=${hooksDir}`,
+    ],
+    bridgeConf,
+  };
+}
+
+/**
+ * Runs one vmnic CLI process as `deno task vmnic` would, without this
+ * process's VMNIC_* settings; returns its stdout.
+ */
+export function runCli(args: string[]): Promise<string> {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) =>
+      !k.startsWith("VMNIC_")
+    ),
+  );
+  return runChecked(
+    Deno.execPath(),
+    ["run", ...CLI_PERMISSIONS, CLI_MAIN, ...args],
+    { env, clearEnv: true, cwd: REPO_ROOT },
+  );
+}
+
 /** Runs a command to completion; throws with its output when it fails. */
 export async function runChecked(
   cmd: string,
@@ -84,6 +280,35 @@ export async function runChecked(
   return stdout;
 }
 
+/**
+ * Adds `count` VMs of one NIC each (`existing-0`, …) through `provider`, one
+ * at a time, each as `run`'s operation in flight; returns when each add
+ * ended, in ms from the first one's start.
+ */
+export async function addExistingVms(
+  run: BenchRun,
+  provider: CniProvider,
+  count: number,
+): Promise<number[]> {
+  const ended: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const [nic] = await run.track(() => provider.add(`existing-${i}`, {}, {}));
+    if (!nic?.ips.length) throw new Error(`existing-${i}: no IP`);
+    ended.push(performance.now() - t0);
+  }
+  return ended;
+}
+
+/**
+ * `fn`, run on the first call only: every call gets that first promise (the
+ * existing VMs of a run are made once, by whichever bench comes first).
+ */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  return () => result ??= fn();
+}
+
 /** Median of `xs` (NaN when empty). */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -108,6 +333,24 @@ export function removeNetnsWithPrefix(prefix: string): number {
     }
   }
   return removed;
+}
+
+/**
+ * The end of a run, synchronous for `unload` and signal handlers: `close`
+ * (best effort), every netns with `prefix` (their veths go with them), then
+ * the temp dir `dir`.
+ */
+export function removeRun(
+  prefix: string,
+  dir: string,
+  close: () => void,
+): void {
+  try {
+    close();
+  } catch { /* best effort; the dir goes below */ }
+  const removed = removeNetnsWithPrefix(prefix);
+  Deno.removeSync(dir, { recursive: true });
+  console.error(`cleanup: ${removed} netns and ${dir} removed`);
 }
 
 /**

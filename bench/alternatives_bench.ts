@@ -29,26 +29,32 @@
  * @module
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createNetns, deleteNetns } from "../src/kernel/netns.ts";
 import { CniProvider } from "../src/provider/provider.ts";
-import type { ProviderConfig } from "../src/provider/types.ts";
 import {
+  addExistingVms,
+  benchIterations,
   BenchRun,
+  checkExistingVms,
   CNI_BIN,
-  execPlugin,
-  inThrowawayNetns,
-  removeNetnsWithPrefix,
+  cniFloor,
+  existingVms,
+  makeProviderSetup,
+  mayRun,
+  once,
+  type ProviderSetup,
+  removeRun,
+  REPO_ROOT,
+  RUN_PREFIX,
   runChecked,
+  runCli,
 } from "./_support.ts";
 
-const IS_ROOT = Deno.uid() === 0;
-const EXISTING = Number(Deno.env.get("BENCH_EXISTING_VMS") ?? 1000);
+const EXISTING = existingVms();
 /**
  * Measured iterations per bench: the whole file stays near 5 minutes
  * (`BENCH_N` overrides it, for a quick check).
  */
-const N = Number(Deno.env.get("BENCH_N") ?? 15);
+const N = benchIterations(15);
 /**
  * Extra untimed rounds in each bench's first call; `deno bench`'s own warmup
  * calls (dropped from the medians) come on top.
@@ -57,94 +63,32 @@ const WARMUP = 1;
 /** VMs added and deleted at once in the parallel groups. */
 const PARALLEL = 4;
 
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
-const CLI_MAIN = join(REPO_ROOT, "src/cli/main.ts");
 const SCRIPT = join(REPO_ROOT, "bench/baseline_plumbing.sh");
-/** deno.json's `vmnic` task permissions. */
-const CLI_PERMISSIONS = [
-  "--allow-ffi",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-env",
-  "--allow-sys=hostname,uid",
-];
-const NETWORK = "altnet";
-// Unique to the run, so a sweep by prefix touches nothing else.
-const PREFIX = `vmnicb${Deno.pid.toString(36)}-`;
-const BRIDGE = `vba${Deno.pid.toString(36)}`.slice(0, 15);
-// A /16: room for the existing VMs and every benchmarked NIC.
-const SUBNET = "10.241.0.0/16";
+const NETWORK = {
+  name: "altnet",
+  bridge: `vba${Deno.pid.toString(36)}`.slice(0, 15),
+  // A /16: room for the existing VMs and every benchmarked NIC.
+  subnet: "10.241.0.0/16",
+};
 
-/** The run's dirs and settings, made once. */
-interface Setup {
-  dir: string;
-  cliFlags: string[];
-  /** The bridge plugin's config (name/cniVersion in), for floor and script. */
-  bridgeConf: Record<string, unknown>;
+/** The run's dirs and settings, made once, and the provider on them. */
+interface Setup extends ProviderSetup {
+  /** What bench/baseline_plumbing.sh reads: the bridge conf, a state dir. */
   scriptEnv: Record<string, string>;
   provider: CniProvider;
 }
 
 let setup: Setup | undefined;
 
-function makeSetup(): Omit<Setup, "provider"> & { config: ProviderConfig } {
-  const dir = Deno.makeTempDirSync({ prefix: "vmnic-bench-" });
-  const rootDir = join(dir, "root");
-  const runDir = join(dir, "run");
-  const cniConfDir = join(dir, "net.d");
-  // Never created: no executable hooks.
-  const hooksDir = join(dir, "hooks.d");
-  const stateDir = join(dir, "script-state");
-  Deno.mkdirSync(cniConfDir);
+/** The provider's dirs and settings, and the shell script's beside them. */
+function makeSetup(): Omit<Setup, "provider"> {
+  const s = makeProviderSetup(NETWORK, RUN_PREFIX);
+  const stateDir = join(s.dir, "script-state");
   Deno.mkdirSync(stateDir);
-  const conflist = {
-    cniVersion: "1.0.0",
-    name: NETWORK,
-    plugins: [{
-      type: "bridge",
-      bridge: BRIDGE,
-      isGateway: true,
-      ipMasq: false,
-      ipam: {
-        type: "host-local",
-        ranges: [[{ subnet: SUBNET }]],
-        routes: [{ dst: "0.0.0.0/0" }],
-        dataDir: join(dir, "ipam"),
-      },
-    }],
-  };
-  Deno.writeTextFileSync(
-    join(cniConfDir, `10-${NETWORK}.conflist`),
-    JSON.stringify(conflist),
-  );
-  const bridgeConf = {
-    ...conflist.plugins[0],
-    name: conflist.name,
-    cniVersion: conflist.cniVersion,
-  };
-  const confFile = join(dir, "bridge.json");
-  Deno.writeTextFileSync(confFile, JSON.stringify(bridgeConf));
+  const confFile = join(s.dir, "bridge.json");
+  Deno.writeTextFileSync(confFile, JSON.stringify(s.bridgeConf));
   return {
-    dir,
-    config: {
-      rootDir,
-      runDir,
-      cniConfDir,
-      cniBinDirs: [CNI_BIN],
-      netnsPrefix: PREFIX,
-      hooksDir,
-      tsHooks: false,
-    },
-    cliFlags: [
-      `--root-dir=${rootDir}`,
-      `--run-dir=${runDir}`,
-      `--cni-conf-dir=${cniConfDir}`,
-      `--cni-bin-dir=${CNI_BIN}`,
-      `--netns-prefix=${PREFIX}`,
-      `--hooks-dir=${hooksDir}`,
-    ],
-    bridgeConf,
+    ...s,
     scriptEnv: {
       BASELINE_CONF: confFile,
       BASELINE_STATE_DIR: stateDir,
@@ -156,63 +100,28 @@ function makeSetup(): Omit<Setup, "provider"> & { config: ProviderConfig } {
 /** Every netns of the run (its veths go with it), then the temp dir. */
 function cleanup(): void {
   if (!setup) return;
-  try {
-    setup.provider?.close();
-  } catch { /* best effort; the dir goes below */ }
-  const removed = removeNetnsWithPrefix(PREFIX);
-  Deno.removeSync(setup.dir, { recursive: true });
-  console.error(`cleanup: ${removed} netns and ${setup.dir} removed`);
+  const { dir, provider } = setup;
+  removeRun(RUN_PREFIX, dir, () => provider.close());
 }
 
 const run = new BenchRun(N, WARMUP, cleanup);
 
-let populated: Promise<void> | undefined;
-
 /** Makes the existing VMs once (real adds), reporting how long they took. */
-function populate(): Promise<void> {
-  populated ??= (async () => {
-    const p = setup!.provider;
-    const t0 = performance.now();
-    for (let i = 0; i < EXISTING; i++) {
-      const [nic] = await run.track(() => p.add(`existing-${i}`, {}, {}));
-      if (!nic?.ips.length) throw new Error(`existing-${i}: no IP`);
-    }
-    const ms = performance.now() - t0;
-    console.log(
-      `populate: ${EXISTING} VMs added through the library in ${
-        (ms / 1000).toFixed(1)
-      } s (${(ms / EXISTING).toFixed(1)} ms per add)`,
-    );
-  })();
-  return populated;
-}
+const populate = once(async () => {
+  const ended = await addExistingVms(run, setup!.provider, EXISTING);
+  const ms = ended[EXISTING - 1];
+  console.log(
+    `populate: ${EXISTING} VMs added through the library in ${
+      (ms / 1000).toFixed(1)
+    } s (${(ms / EXISTING).toFixed(1)} ms per add)`,
+  );
+});
 
 let seq = 0;
 
 /** What any provider pays: netns, ADD per NIC, DEL per NIC, netns gone. */
-async function floor(id: string, nics: number): Promise<void> {
-  const name = PREFIX + id;
-  const path = createNetns(name);
-  try {
-    const conf = setup!.bridgeConf;
-    const results: string[] = [];
-    for (let i = 0; i < nics; i++) {
-      results.push(await execPlugin("bridge", "ADD", env(name, path, i), conf));
-    }
-    for (let i = nics - 1; i >= 0; i--) {
-      // DEL gets the ADD result as prevResult, as libcni (and vmnic) give it.
-      await execPlugin("bridge", "DEL", env(name, path, i), {
-        ...conf,
-        prevResult: JSON.parse(results[i]),
-      });
-    }
-  } finally {
-    deleteNetns(name);
-  }
-}
-
-function env(name: string, path: string, i: number): Record<string, string> {
-  return { CNI_CONTAINERID: name, CNI_NETNS: path, CNI_IFNAME: `eth${i}` };
+function floor(id: string, nics: number): Promise<void> {
+  return cniFloor(RUN_PREFIX + id, setup!.bridgeConf, nics);
 }
 
 async function library(vm: string, nics: number): Promise<void> {
@@ -226,26 +135,15 @@ async function library(vm: string, nics: number): Promise<void> {
   if (res.errors.length) throw new Error(JSON.stringify(res.errors));
 }
 
-/** One CLI process, as `deno task vmnic` runs it, without VMNIC_* settings. */
+/** One CLI process for `add`, one for `delete`. */
 async function cli(vm: string, nics: number): Promise<void> {
-  const env = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) =>
-      !k.startsWith("VMNIC_")
-    ),
-  );
-  const base = ["run", ...CLI_PERMISSIONS, CLI_MAIN];
   const flags = [...setup!.cliFlags, "--json"];
-  const opts = { env, clearEnv: true, cwd: REPO_ROOT };
-  await runChecked(
-    Deno.execPath(),
-    [...base, "add", vm, `--nics=${nics}`, ...flags],
-    opts,
-  );
-  await runChecked(Deno.execPath(), [...base, "delete", vm, ...flags], opts);
+  await runCli(["add", vm, `--nics=${nics}`, ...flags]);
+  await runCli(["delete", vm, ...flags]);
 }
 
 async function script(id: string, nics: number): Promise<void> {
-  const ns = PREFIX + id;
+  const ns = RUN_PREFIX + id;
   const env = setup!.scriptEnv;
   await runChecked("bash", [SCRIPT, "add", ns, String(nics)], { env });
   await runChecked("bash", [SCRIPT, "del", ns, String(nics)], { env });
@@ -310,23 +208,11 @@ function printMedians(): void {
   console.error(lines.join("\n"));
 }
 
-if (!IS_ROOT) {
-  console.error(
-    "alternatives_bench: skipped, needs root (run it inside `unshare --net`)",
-  );
-} else if (!inThrowawayNetns()) {
-  console.error(
-    "alternatives_bench: skipped, run it inside a throwaway netns " +
-      "(`unshare --net -- deno bench ...`): it makes a bridge and a subnet",
-  );
-} else {
+if (mayRun("alternatives_bench")) {
   // The bridge takes 1024 ports; the benches add up to 4 more at once.
-  if (!Number.isInteger(EXISTING) || EXISTING < 1 || EXISTING > 1000) {
-    throw new Error(`BENCH_EXISTING_VMS=${EXISTING}: 1–1000 (bridge ports)`);
-  }
+  checkExistingVms(EXISTING, 1000);
   const s = makeSetup();
-  setup = { ...s, provider: undefined! };
-  setup.provider = await CniProvider.open(s.config);
+  setup = { ...s, provider: await CniProvider.open(s.config) };
   run.install(printMedians);
   const none = () => Promise.resolve();
   for (const [existing, before] of [[0, none], [EXISTING, populate]] as const) {

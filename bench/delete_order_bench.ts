@@ -36,42 +36,45 @@ import { join } from "node:path";
 import { getLinkByName } from "../src/kernel/link.ts";
 import { createNetns, deleteNetns } from "../src/kernel/netns.ts";
 import { NetlinkSocket } from "../src/netlink/socket.ts";
-import { inNetns } from "../src/provider/netns_ops.ts";
+import { inNetns } from "../src/wiring/netns.ts";
 import { plumbNic, unplumbNic } from "../src/wiring/nic.ts";
 import {
+  benchIterations,
   BenchRun,
+  bridgePluginConf,
+  checkExistingVms,
+  cniEnv,
   execPlugin,
-  inThrowawayNetns,
+  existingVms,
+  mayRun,
   median,
-  removeNetnsWithPrefix,
+  once,
+  removeRun,
+  RUN_PREFIX,
 } from "./_support.ts";
 
-const IS_ROOT = Deno.uid() === 0;
-const EXISTING = Number(Deno.env.get("BENCH_EXISTING_VMS") ?? 1000);
+const EXISTING = existingVms();
 /** Measured iterations per bench (`BENCH_N` overrides it). */
-const N = Number(Deno.env.get("BENCH_N") ?? 20);
+const N = benchIterations(20);
 /** Extra untimed rounds in each bench's first call. */
 const WARMUP = 1;
 /** How long "netns, DEL, wait" waits for the kernel to drop a host veth. */
 const VETH_GONE_TIMEOUT_MS = 2_000;
 
-const NETWORK = "delnet";
-// Unique to the run, so a sweep by prefix touches nothing else.
-const PREFIX = `vmnicb${Deno.pid.toString(36)}-`;
-const BRIDGE = `vbd${Deno.pid.toString(36)}`.slice(0, 15);
-const SUBNET = "10.242.0.0/16";
+const NETWORK = {
+  name: "delnet",
+  bridge: `vbd${Deno.pid.toString(36)}`.slice(0, 15),
+  subnet: "10.242.0.0/16",
+};
 
 let dir = "";
 let conf: Record<string, unknown> = {};
 /** A netlink socket in the bench's own netns, where the bridge is. */
 let hostSock: NetlinkSocket | undefined;
 
+/** Every netns of the run (its veths go with it), then the temp dir. */
 function cleanup(): void {
-  if (!dir) return;
-  hostSock?.close();
-  const removed = removeNetnsWithPrefix(PREFIX);
-  Deno.removeSync(dir, { recursive: true });
-  console.error(`cleanup: ${removed} netns and ${dir} removed`);
+  if (dir) removeRun(RUN_PREFIX, dir, () => hostSock?.close());
 }
 
 const run = new BenchRun(N, WARMUP, cleanup);
@@ -93,19 +96,19 @@ async function makeVm(
   nics: number,
   plumb: boolean,
 ): Promise<{ name: string; path: string; nics: Nic[] }> {
-  const name = PREFIX + id;
+  const name = RUN_PREFIX + id;
   const path = createNetns(name);
   const out: Nic[] = [];
   for (let i = 0; i < nics; i++) {
     const ifName = `eth${i}`;
     const result = JSON.parse(
-      await execPlugin("bridge", "ADD", env(name, path, ifName), conf),
+      await execPlugin("bridge", "ADD", cniEnv(name, path, ifName), conf),
     );
     const ifaces = result.interfaces as { name: string; sandbox?: string }[];
-    const host = ifaces.find((x) => !x.sandbox && x.name !== BRIDGE);
+    const host = ifaces.find((x) => !x.sandbox && x.name !== NETWORK.bridge);
     if (!host) throw new Error(`${name}/${ifName}: no host veth in result`);
     const leases = (result.ips as { address: string }[]).map((ip) =>
-      join(dir, "ipam", NETWORK, ip.address.split("/")[0])
+      join(dir, "ipam", NETWORK.name, ip.address.split("/")[0])
     );
     out.push({ ifName, tap: `tap${i}`, hostVeth: host.name, leases, result });
     if (plumb) {
@@ -118,20 +121,12 @@ async function makeVm(
   return { name, path, nics: out };
 }
 
-function env(
-  name: string,
-  path: string,
-  ifName: string,
-): Record<string, string> {
-  return { CNI_CONTAINERID: name, CNI_NETNS: path, CNI_IFNAME: ifName };
-}
-
 /** CNI DEL of every NIC, last first, with its ADD result as prevResult. */
 async function cniDel(
   vm: { name: string; path: string; nics: Nic[] },
 ): Promise<void> {
   for (const nic of [...vm.nics].reverse()) {
-    await execPlugin("bridge", "DEL", env(vm.name, vm.path, nic.ifName), {
+    await execPlugin("bridge", "DEL", cniEnv(vm.name, vm.path, nic.ifName), {
       ...conf,
       prevResult: nic.result,
     });
@@ -232,23 +227,18 @@ function register(group: string, nics: number, before: () => Promise<void>) {
   }
 }
 
-let populated: Promise<void> | undefined;
-
 /** The existing VMs: a netns with a veth on the bridge each (bare ADDs). */
-function populate(): Promise<void> {
-  populated ??= (async () => {
-    const t0 = performance.now();
-    for (let i = 0; i < EXISTING; i++) {
-      await run.track(() => makeVm(`existing-${i}`, 1, false));
-    }
-    console.log(
-      `populate: ${EXISTING} netns with a veth on the bridge in ${
-        ((performance.now() - t0) / 1000).toFixed(1)
-      } s`,
-    );
-  })();
-  return populated;
-}
+const populate = once(async () => {
+  const t0 = performance.now();
+  for (let i = 0; i < EXISTING; i++) {
+    await run.track(() => makeVm(`existing-${i}`, 1, false));
+  }
+  console.log(
+    `populate: ${EXISTING} netns with a veth on the bridge in ${
+      ((performance.now() - t0) / 1000).toFixed(1)
+    } s`,
+  );
+});
 
 function printMedians(): void {
   const lines = [
@@ -280,34 +270,10 @@ function printMedians(): void {
   console.error(lines.join("\n"));
 }
 
-if (!IS_ROOT) {
-  console.error(
-    "delete_order_bench: skipped, needs root (run it inside `unshare --net`)",
-  );
-} else if (!inThrowawayNetns()) {
-  console.error(
-    "delete_order_bench: skipped, run it inside a throwaway netns " +
-      "(`unshare --net -- deno bench ...`): it makes a bridge and a subnet",
-  );
-} else {
-  if (!Number.isInteger(EXISTING) || EXISTING < 1 || EXISTING > 1000) {
-    throw new Error(`BENCH_EXISTING_VMS=${EXISTING}: 1–1000 (bridge ports)`);
-  }
+if (mayRun("delete_order_bench")) {
+  checkExistingVms(EXISTING, 1000);
   dir = Deno.makeTempDirSync({ prefix: "vmnic-bench-" });
-  conf = {
-    cniVersion: "1.0.0",
-    name: NETWORK,
-    type: "bridge",
-    bridge: BRIDGE,
-    isGateway: true,
-    ipMasq: false,
-    ipam: {
-      type: "host-local",
-      ranges: [[{ subnet: SUBNET }]],
-      routes: [{ dst: "0.0.0.0/0" }],
-      dataDir: join(dir, "ipam"),
-    },
-  };
+  conf = bridgePluginConf(NETWORK, join(dir, "ipam"));
   hostSock = NetlinkSocket.open();
   run.install(printMedians);
   const none = () => Promise.resolve();

@@ -70,7 +70,7 @@ export function parse(argv: string[]): Parsed {
       strict: true,
     });
   } catch (e) {
-    const cmd = argv.find((a) => a in COMMANDS);
+    const cmd = argv.find((a) => Object.hasOwn(COMMANDS, a));
     throw new UsageError(
       (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ""),
       cmd,
@@ -80,7 +80,7 @@ export function parse(argv: string[]): Parsed {
   const values = out.values as Record<string, OptionValue>;
   const json = values.json === true;
   const help = values.help === true;
-  if (command !== null && !(command in COMMANDS)) {
+  if (command !== null && !Object.hasOwn(COMMANDS, command)) {
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }
   if (command !== null && !help) {
@@ -138,8 +138,10 @@ export function providerConfig(
   p: Parsed,
   env: (k: string) => string | undefined,
 ): ProviderConfig {
+  // An empty variable counts as unset: VMNIC_ROOT_DIR="" must not put the
+  // database in the current directory.
   const pick = (flag: string, envName: string) =>
-    str(p, flag) ?? env(envName) ?? undefined;
+    str(p, flag) ?? (env(envName) || undefined);
   const bin = pick("cni-bin-dir", "VMNIC_CNI_BIN_DIR");
   const cfg: ProviderConfig = {
     rootDir: pick("root-dir", "VMNIC_ROOT_DIR"),

@@ -12,12 +12,12 @@ import {
   NotFoundError,
   VmnicError,
 } from "../provider/errors.ts";
-import { InvalidArgumentError } from "../sys/errors.ts";
 import {
   GUEST_CONFIG_FORMATS,
   type GuestConfigFormat,
 } from "../provider/guest_config.ts";
-import type { AddSpec, NicConfig } from "../provider/types.ts";
+import type { AddSpec, NicConfig, VmConfig } from "../provider/types.ts";
+import { validateIndex, validateVmId } from "../provider/validate.ts";
 import { tsHooks } from "../../hooks/registry.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -107,10 +107,7 @@ function jsonRequested(argv: string[]): boolean {
 }
 
 function exitCodeOf(e: unknown): number {
-  if (
-    e instanceof UsageError || e instanceof InvalidInputError ||
-    e instanceof InvalidArgumentError
-  ) {
+  if (e instanceof UsageError || e instanceof InvalidInputError) {
     return EXIT.USAGE;
   }
   if (e instanceof NotFoundError) return EXIT.NOT_FOUND;
@@ -154,6 +151,9 @@ async function run(p: Parsed, io: Io): Promise<number> {
     }
   }
 
+  // Every check of the input happens before the store is opened: bad input
+  // changes nothing, not even by creating the database.
+  const input = await readInput(p, io);
   const provider = await CniProvider.open(cfg, { tsHooks });
   try {
     switch (p.command) {
@@ -163,24 +163,12 @@ async function run(p: Parsed, io: Io): Promise<number> {
         return EXIT.OK;
       }
       case "add": {
-        const nics = await provider.add(first, {
-          cpu: int(p, "cpu", 1, 256),
-          queueSize: int(p, "queue-size", 1, 32768),
-          network: str(p, "network"),
-        }, ...addSpecs(p));
+        const nics = await provider.add(first, input.vmCfg, ...input.specs);
         print(nics, () => nicTable(nics));
         return EXIT.OK;
       }
       case "remove": {
-        const indices = p.positionals.slice(1).map((s) => {
-          if (!/^\d+$/.test(s)) {
-            throw new UsageError(
-              `remove: index must be an integer 0–31, got ${JSON.stringify(s)}`,
-              "remove",
-            );
-          }
-          return Number(s);
-        });
+        const indices = input.indices;
         await provider.remove(first, ...indices);
         print(
           { vmId: first, removed: indices },
@@ -199,6 +187,7 @@ async function run(p: Parsed, io: Io): Promise<number> {
           [
             ...res.deleted.map((id) => `deleted ${id}`),
             ...res.errors.map((e) => `FAILED ${e.vmId}: ${e.error}`),
+            ...res.warnings.map((w) => `warning ${w.vmId}: ${w.warning}`),
           ].join("\n"));
         return res.errors.length ? EXIT.FAILED : EXIT.OK;
       }
@@ -259,22 +248,8 @@ async function run(p: Parsed, io: Io): Promise<number> {
         return EXIT.OK;
       }
       case "guest-config": {
-        const format = str(p, "format");
-        if (
-          !format ||
-          !(GUEST_CONFIG_FORMATS as readonly string[]).includes(format)
-        ) {
-          throw new UsageError(
-            `guest-config: --format must be one of ${
-              GUEST_CONFIG_FORMATS.join(", ")
-            }`,
-            "guest-config",
-          );
-        }
-        const files = await provider.guestConfig(
-          first,
-          format as GuestConfigFormat,
-        );
+        const format = input.format;
+        const files = await provider.guestConfig(first, format);
         print(
           { vmId: first, format, files },
           () =>
@@ -315,12 +290,118 @@ async function run(p: Parsed, io: Io): Promise<number> {
         return EXIT.OK;
       }
       case "gc":
-        return await gc(p, io, provider, print);
+        return await gc(p, input.active, provider, print, io);
     }
     throw new UsageError(`unknown command ${p.command}`);
   } finally {
     provider.close();
   }
+}
+
+/** What a command needs from the command line, checked before any change. */
+interface Input {
+  vmCfg: VmConfig;
+  specs: AddSpec[];
+  indices: number[];
+  format: GuestConfigFormat;
+  active: string[];
+}
+
+/** Commands whose first argument is a VM id. */
+const VM_COMMANDS = new Set([
+  "prepare",
+  "add",
+  "remove",
+  "verify",
+  "recover",
+  "quiesce",
+  "unquiesce",
+  "guest-config",
+]);
+
+async function readInput(p: Parsed, io: Io): Promise<Input> {
+  const command = p.command!;
+  const input: Input = {
+    vmCfg: {},
+    specs: [],
+    indices: [],
+    format: "cmdline",
+    active: [],
+  };
+  if (VM_COMMANDS.has(command)) validateVmId(command, p.positionals[0]);
+  if (command === "delete") {
+    for (const id of p.positionals) validateVmId(command, id);
+  }
+  const vm = str(p, "vm");
+  if (command === "list" && vm !== undefined) validateVmId(command, vm);
+  switch (command) {
+    case "add":
+      input.vmCfg = {
+        cpu: int(p, "cpu", 1, 256),
+        queueSize: int(p, "queue-size", 1, 32768),
+        network: str(p, "network"),
+      };
+      input.specs = addSpecs(p);
+      break;
+    case "remove":
+      input.indices = p.positionals.slice(1).map((s) => {
+        if (!/^\d+$/.test(s)) {
+          throw new UsageError(
+            `remove: index must be an integer 0–31, got ${JSON.stringify(s)}`,
+            "remove",
+          );
+        }
+        validateIndex(command, p.positionals[0], Number(s));
+        return Number(s);
+      });
+      break;
+    case "guest-config": {
+      const format = str(p, "format");
+      if (
+        !format || !(GUEST_CONFIG_FORMATS as readonly string[]).includes(format)
+      ) {
+        throw new UsageError(
+          `guest-config: --format must be one of ${
+            GUEST_CONFIG_FORMATS.join(", ")
+          }`,
+          "guest-config",
+        );
+      }
+      input.format = format as GuestConfigFormat;
+      break;
+    }
+    case "gc":
+      input.active = await activeSet(p, io);
+      break;
+  }
+  return input;
+}
+
+/** The VM ids `gc` must keep, from `--active` or `--active-file`. */
+async function activeSet(p: Parsed, io: Io): Promise<string[]> {
+  const activeArg = str(p, "active");
+  const file = str(p, "active-file");
+  if ((activeArg === undefined) === (file === undefined)) {
+    throw new UsageError(
+      "gc: give exactly one of --active or --active-file",
+      "gc",
+    );
+  }
+  let text = activeArg;
+  if (text === undefined) {
+    try {
+      text = file === "-"
+        ? await io.readStdin()
+        : await Deno.readTextFile(file!);
+    } catch (e) {
+      throw new UsageError(
+        `gc: cannot read --active-file ${file}: ${(e as Error).message}`,
+        "gc",
+      );
+    }
+  }
+  return text.split(activeArg !== undefined ? "," : /\r?\n/)
+    .map((s) => s.trim()).filter(Boolean);
 }
 
 function addSpecs(p: Parsed): AddSpec[] {
@@ -344,23 +425,11 @@ function addSpecs(p: Parsed): AddSpec[] {
 
 async function gc(
   p: Parsed,
-  io: Io,
+  active: string[],
   provider: CniProvider,
   print: (json: unknown, human: () => string) => void,
+  io: Io,
 ): Promise<number> {
-  const activeArg = str(p, "active");
-  const file = str(p, "active-file");
-  if ((activeArg === undefined) === (file === undefined)) {
-    throw new UsageError(
-      "gc: give exactly one of --active or --active-file",
-      "gc",
-    );
-  }
-  const text = activeArg ??
-    (file === "-" ? await io.readStdin() : await Deno.readTextFile(file!));
-  const active = text.split(activeArg !== undefined ? "," : /\r?\n/).map((s) =>
-    s.trim()
-  ).filter(Boolean);
   const orch = new GcOrchestrator();
   orch.register(provider.gcModule());
   const dryRun = p.values["dry-run"] === true;
@@ -376,6 +445,7 @@ async function gc(
         : report.collected.map((id) => `collected ${id}`)),
       ...report.skipped.map((s) => `skipped ${s.id}: ${s.reason}`),
       ...report.errors.map((e) => `FAILED ${e.id}: ${e.error}`),
+      ...report.warnings.map((w) => `warning ${w.id}: ${w.warning}`),
     ].join("\n") || "nothing to collect");
   return report.errors.length ? EXIT.FAILED : EXIT.OK;
 }

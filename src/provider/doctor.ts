@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { netnsDirPropagates } from "../kernel/netns.ts";
-import { checkTunDevice } from "../kernel/tuntap.ts";
+import { checkTunDevice, netnsDirPropagates } from "../wiring/netns.ts";
 import { loadConfDir } from "../cni/config.ts";
 import type { ResolvedConfig } from "./provider.ts";
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { InvalidArgumentError } from "../wiring/netns.ts";
 
 /** Base class of the errors the provider throws on purpose. */
 export class VmnicError extends Error {
@@ -67,6 +68,24 @@ export class OperationError extends VmnicError {
     super(op, object, message, { cause });
     this.name = "OperationError";
   }
+}
+
+/**
+ * An error at the provider's boundary: vmnic's own errors pass through;
+ * a kernel layer's refusal of bad input becomes {@linkcode InvalidInputError}
+ * and anything else an {@linkcode OperationError} carrying it as `cause`, so
+ * library callers only ever match on the classes `mod.ts` exports.
+ */
+export function toVmnicError(
+  op: string,
+  object: string,
+  e: unknown,
+): VmnicError {
+  if (e instanceof VmnicError) return e;
+  if (e instanceof InvalidArgumentError) {
+    return new InvalidInputError(op, object, `${op} ${object}: ${e.message}`);
+  }
+  return new OperationError(op, object, `${op} ${object}: ${messageOf(e)}`, e);
 }
 
 /** The message of any thrown value. */

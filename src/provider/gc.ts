@@ -27,6 +27,8 @@ export interface GcReport {
   skipped: { id: string; reason: string }[];
   /** Ids that failed, with why. */
   errors: { id: string; error: string }[];
+  /** Collected ids with something to report (e.g. a failed `afterRemove` hook). */
+  warnings: { id: string; warning: string }[];
 }
 
 /**
@@ -101,5 +103,6 @@ function failed(module: string, e: unknown): GcReport {
     collected: [],
     skipped: [],
     errors: [{ id: "*", error: e instanceof Error ? e.message : String(e) }],
+    warnings: [],
   };
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { basename, dirname } from "node:path";
 import { CniRuntime, type PluginVersionInfo } from "../cni/runtime.ts";
 import {
   loadConfDir,
@@ -17,14 +18,15 @@ import { CniPluginNotFoundError } from "../cni/errors.ts";
 import {
   deleteNetns,
   ensureNetns,
+  inNetns,
   listNetns,
   netnsDirPropagates,
   netnsExists,
   netnsPath,
-} from "../kernel/netns.ts";
+} from "../wiring/netns.ts";
 import { Store } from "../store/store.ts";
 import { acquireVmLock, type VmLock } from "../store/locks.ts";
-import { newNicId, type NicRecord } from "../store/types.ts";
+import { newNicId, type NicRecord, type NicState } from "../store/types.ts";
 import { HookRunner } from "../hooks/runner.ts";
 import type {
   HookEvent,
@@ -40,7 +42,6 @@ import {
   setNicQuiesced,
   unplumbNic,
 } from "../wiring/nic.ts";
-import { inNetns } from "./netns_ops.ts";
 import { faultPoint } from "./faults.ts";
 import { EMBEDDED_NETWORK_NAME, embeddedConflist } from "./default_network.ts";
 import {
@@ -49,9 +50,11 @@ import {
   NotFoundError,
   OperationError,
   RollbackIncompleteError,
+  toVmnicError,
   VmBusyError,
 } from "./errors.ts";
 import {
+  isVmId,
   MAX_NIC_INDEX,
   normalizeMac,
   parseIpArg,
@@ -176,7 +179,7 @@ export class CniProvider {
    * Opens the provider: the record store under `rootDir`. A missing
    * conflist is not an error until `add` (the embedded network serves).
    */
-  static open(
+  static async open(
     config: ProviderConfig = {},
     opts: OpenOptions = {},
   ): Promise<CniProvider> {
@@ -196,7 +199,7 @@ export class CniProvider {
       hooksDir: cfg.hooksDir,
       defaultTimeoutMs: cfg.hookTimeoutMs,
     });
-    return Promise.resolve(new CniProvider(cfg, store, hooks));
+    return await Promise.resolve(new CniProvider(cfg, store, hooks));
   }
 
   /** Closes the record store. */
@@ -359,6 +362,8 @@ export class CniProvider {
       );
       faultPoint("add:netns-created");
       const added: NicRecord[] = [];
+      // NICs whose afterAdd hooks ran: their hooks hear of the rollback.
+      const announced = new Set<NicRecord>();
       try {
         for (const p of plans) {
           added.push(await this.#addNic(op, vmId, path, p));
@@ -369,6 +374,7 @@ export class CniProvider {
             operation: op,
             cniResult: rec.cniResult,
           });
+          announced.add(rec);
         }
       } catch (err) {
         const rollbackErrors: string[] = [];
@@ -378,6 +384,10 @@ export class CniProvider {
             this.#store.deleteNic(vmId, rec.index);
           } catch (e) {
             rollbackErrors.push(`NIC ${rec.index}: ${messageOf(e)}`);
+            continue;
+          }
+          if (announced.has(rec)) {
+            rollbackErrors.push(...await this.#afterRemove(rec, op));
           }
         }
         if (err instanceof RollbackIncompleteError) {
@@ -491,6 +501,13 @@ export class CniProvider {
         ifName,
         ...ipRequest(p.list, p.spec, op, vmId),
       });
+      // Kept before plumbing flushes the veth: any teardown from here on
+      // (rollback, or delete/gc after a crash) has the result and the IPs
+      // that CNI DEL needs.
+      record.cniResult = result;
+      record.ips = ipsOf(result, ifName, path);
+      record.dns = (result.dns ?? {}) as Record<string, unknown>;
+      this.#store.updateNic(record);
       faultPoint("add:cni-added");
       const plumbed = inNetns(
         path,
@@ -499,15 +516,11 @@ export class CniProvider {
       faultPoint("add:plumbed");
       record.mac = plumbed.mac;
       record.mtu = plumbed.mtu;
-      record.cniResult = result;
-      record.ips = ipsOf(result, ifName, path);
-      record.dns = (result.dns ?? {}) as Record<string, unknown>;
       record.state = "active";
       this.#store.updateNic(record);
       faultPoint("add:active");
       return record;
     } catch (err) {
-      record.cniResult = result ?? null;
       try {
         // Plugin lookup fails before any plugin runs: nothing for CNI DEL to
         // undo, and DEL would fail the same way and strand the record.
@@ -538,14 +551,19 @@ export class CniProvider {
     rec: NicRecord,
     { unplumb = true }: { unplumb?: boolean } = {},
   ): Promise<void> {
-    if (netnsExists(this.netnsName(rec.vmId), this.config.netnsDir)) {
+    // The record's own netns: settings (prefix, dir) may have changed since.
+    if (netnsExists(basename(rec.netnsPath), dirname(rec.netnsPath))) {
       inNetns(rec.netnsPath, (sock) => {
         if (unplumb) unplumbNic(sock, { veth: rec.ifName, tap: rec.tap });
-        restoreVethAddrs(
-          sock,
-          rec.ifName,
-          rec.ips.map((ip) => `${ip.address}/${ip.prefix}`),
-        );
+        try {
+          restoreVethAddrs(
+            sock,
+            rec.ifName,
+            rec.ips.map((ip) => `${ip.address}/${ip.prefix}`),
+          );
+        } catch {
+          // Only a help for the plugins' DEL: never a reason to skip it.
+        }
       });
     }
     faultPoint("teardown:unplumbed");
@@ -563,9 +581,13 @@ export class CniProvider {
   }
 
   /** Finishes adds and removes that a crashed process left half-done. */
-  async #finishStaleNics(vmId: string, op: string): Promise<void> {
+  async #finishStaleNics(
+    vmId: string,
+    op: string,
+    states: readonly NicState[] = ["adding", "deleting"],
+  ): Promise<void> {
     for (const rec of this.#store.listNics({ vmId })) {
-      if (rec.state === "active") continue;
+      if (!states.includes(rec.state)) continue;
       try {
         await this.#teardownNic(rec);
         this.#store.deleteNic(vmId, rec.index);
@@ -611,6 +633,8 @@ export class CniProvider {
       }
       const found = recs.filter((r): r is NicRecord => r !== null);
       for (const rec of found) {
+        // A NIC left half-added or half-removed by a crash has no say.
+        if (rec.state !== "active") continue;
         await this.#runHook("beforeRemove", {
           ...hookFields(rec),
           operation: op,
@@ -626,7 +650,9 @@ export class CniProvider {
           errors.push(`NIC ${rec.index}: ${messageOf(e)}`);
         }
         this.#store.deleteNic(vmId, rec.index);
-        errors.push(...await this.#afterRemove(rec, op));
+        if (rec.state === "active") {
+          errors.push(...await this.#afterRemove(rec, op));
+        }
       }
       if (missing.length) errors.push(`no NIC ${missing.join(", ")}`);
       if (errors.length) {
@@ -662,13 +688,16 @@ export class CniProvider {
   ): Promise<DeleteResult> {
     const op = "delete";
     for (const id of vmIds) validateVmId(op, id);
-    const result: DeleteResult = { deleted: [], errors: [] };
+    const result: DeleteResult = { deleted: [], errors: [], warnings: [] };
     let done = 0;
     for (const vmId of vmIds) {
       try {
         const lock = await this.#lock(op, vmId, true);
         try {
-          await this.#deleteVm(vmId, op);
+          const warnings = await this.#deleteVm(vmId, op);
+          result.warnings.push(
+            ...warnings.map((warning) => ({ vmId, warning })),
+          );
         } finally {
           lock.releaseAndRemove();
         }
@@ -681,8 +710,12 @@ export class CniProvider {
     return result;
   }
 
-  /** Tears a whole VM down; the caller holds its lock. */
-  async #deleteVm(vmId: string, op: HookOperation): Promise<void> {
+  /**
+   * Tears a whole VM down; the caller holds its lock. Throws unless the VM
+   * is fully gone; returns the `afterRemove` hook failures, which do not
+   * undo a removal.
+   */
+  async #deleteVm(vmId: string, op: HookOperation): Promise<string[]> {
     const recs = this.#store.listNics({ vmId });
     // Veto point: nothing torn down yet.
     for (const rec of recs) {
@@ -716,19 +749,29 @@ export class CniProvider {
     }
     // The netns stays while a NIC's CNI DEL still has to be retried in it.
     if (!teardownErrors.length) {
-      deleteNetns(this.netnsName(vmId), this.config.netnsDir);
+      const paths = new Set([
+        this.netnsPath(vmId),
+        ...recs.map((r) => r.netnsPath),
+      ]);
+      for (const path of paths) deleteNetns(basename(path), dirname(path));
       faultPoint("delete:netns-deleted");
     }
-    const errors = [...teardownErrors, ...hookErrors];
-    if (errors.length) throw new OperationError(op, vmId, errors.join("; "));
+    if (teardownErrors.length) {
+      throw new OperationError(
+        op,
+        vmId,
+        [...teardownErrors, ...hookErrors].join("; "),
+      );
+    }
+    return hookErrors;
   }
 
   // ---------------------------------------------------------------- queries
 
   /** One NIC by record id, or null. */
-  inspect(id: string): Promise<NicConfig | null> {
+  async inspect(id: string): Promise<NicConfig | null> {
     const rec = this.#store.getNic(id);
-    return Promise.resolve(rec ? toNicConfig(rec) : null);
+    return await Promise.resolve(rec ? toNicConfig(rec) : null);
   }
 
   /** Every NIC, optionally of one VM. */
@@ -747,7 +790,9 @@ export class CniProvider {
    */
   verify(vmId: string): Promise<VerifyResult> {
     // Bad input (or a kernel error) rejects rather than throwing synchronously.
-    return Promise.try(() => this.#verify(vmId));
+    return Promise.try(() => this.#verify(vmId)).catch((e) => {
+      throw toVmnicError("verify", vmId, e);
+    });
   }
 
   #verify(vmId: string): Promise<VerifyResult> {
@@ -826,6 +871,9 @@ export class CniProvider {
     validateVmId(op, vmId);
     return await this.#withLock(op, vmId, async () => {
       this.#checkPropagation(op);
+      // A crashed remove is finished, not revived. A NIC left `adding` (by a
+      // crashed add or recover) keeps its MAC and requested IPs: recovered.
+      await this.#finishStaleNics(vmId, op, ["deleting"]);
       const recs = this.#store.listNics({ vmId });
       if (!recs.length) {
         throw new NotFoundError(
@@ -1037,37 +1085,46 @@ export class CniProvider {
       collected: [],
       skipped: [],
       errors: [],
+      warnings: [],
     };
     const doomed = snapshot.vmIds.filter((id) => !active.has(id));
     report.candidates = doomed;
     if (opts.dryRun) return report;
     let done = 0;
     for (const vmId of doomed) {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(vmId)) {
-        report.skipped.push({ id: vmId, reason: "not a vmnic VM id" });
-        continue;
-      }
-      const lock = await acquireVmLock(this.config.runDir, vmId, {
-        wait: false,
-      });
-      if (!lock) {
-        report.skipped.push({
-          id: vmId,
-          reason: "locked by another vmnic process",
-        });
-        continue;
-      }
-      try {
-        await this.#deleteVm(vmId, "gc");
-        report.collected.push(vmId);
-      } catch (e) {
-        report.errors.push({ id: vmId, error: messageOf(e) });
-      } finally {
-        lock.releaseAndRemove();
-      }
+      await this.#gcOne(vmId, report);
       opts.onProgress?.(vmId, ++done, doomed.length);
     }
     return report;
+  }
+
+  /** Collects one VM for GC, unless it is not vmnic's or is locked. */
+  async #gcOne(vmId: string, report: GcReport): Promise<void> {
+    if (!isVmId(vmId)) {
+      report.skipped.push({ id: vmId, reason: "not a vmnic VM id" });
+      return;
+    }
+    const lock = await acquireVmLock(this.config.runDir, vmId, {
+      wait: false,
+    });
+    if (!lock) {
+      report.skipped.push({
+        id: vmId,
+        reason: "locked by another vmnic process",
+      });
+      return;
+    }
+    try {
+      const warnings = await this.#deleteVm(vmId, "gc");
+      report.collected.push(vmId);
+      report.warnings.push(
+        ...warnings.map((warning) => ({ id: vmId, warning })),
+      );
+    } catch (e) {
+      report.errors.push({ id: vmId, error: messageOf(e) });
+    } finally {
+      lock.releaseAndRemove();
+    }
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1086,6 +1143,8 @@ export class CniProvider {
     const lock = await this.#lock(op, vmId, true);
     try {
       return await fn();
+    } catch (e) {
+      throw toVmnicError(op, vmId, e);
     } finally {
       lock.release();
     }

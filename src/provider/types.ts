@@ -148,6 +148,8 @@ export interface DeleteResult {
   deleted: string[];
   /** VM ids not fully cleaned, each with why. */
   errors: { vmId: string; error: string }[];
+  /** Cleaned VMs whose `afterRemove` hooks failed (the removal stands). */
+  warnings: { vmId: string; warning: string }[];
 }
 
 /** Result of `verify`. */

@@ -16,13 +16,19 @@ export const MAX_NIC_INDEX = 31;
 /** Upper bound of TAP queue pairs (the kernel allows 256 per TAP). */
 export const MAX_QUEUES = 256;
 
+/** Whether `vmId` is a valid VM id (the rule {@linkcode validateVmId} enforces). */
+export function isVmId(vmId: unknown): vmId is string {
+  return typeof vmId === "string" && VM_ID_PATTERN.test(vmId) &&
+    !vmId.includes("..");
+}
+
 /** Throws unless `vmId` is a valid VM id. */
 export function validateVmId(
   op: string,
   vmId: unknown,
 ): asserts vmId is string {
   if (
-    typeof vmId !== "string" || !VM_ID_PATTERN.test(vmId) || vmId.includes("..")
+    !isVmId(vmId)
   ) {
     throw new InvalidInputError(
       op,

@@ -293,7 +293,7 @@ rootTest(
         "delete",
         vm,
       ]);
-      assert.deepEqual(del, { deleted: [vm], errors: [] });
+      assert.deepEqual(del, { deleted: [vm], errors: [], warnings: [] });
       assert.deepEqual(await fx.netns(), []);
       assert.deepEqual(await fx.cliOk(["list"]), []);
       assert.deepEqual(await fx.leasedIps(), []);
@@ -317,6 +317,7 @@ rootTest("cli: one vCPU gives a single-queue TAP (Firecracker)", async () => {
     assert.deepEqual(await fx.cliOk(["delete", vm]), {
       deleted: [vm],
       errors: [],
+      warnings: [],
     });
     assert.deepEqual(await fx.netns(), []);
   } finally {

@@ -160,7 +160,7 @@ guestTest(
 
       await qemu.kill();
       const del = await fx.cliOk(["delete", vm]);
-      assert.deepEqual(del, { deleted: [vm], errors: [] });
+      assert.deepEqual(del, { deleted: [vm], errors: [], warnings: [] });
       assert.deepEqual(await fx.netns(), [], "no netns with the prefix");
       assert.deepEqual(await fx.cliOk(["list", "--vm", vm]), [], "no record");
       assert.deepEqual(await fx.leasedIps(), [], "no host-local lease");
@@ -194,6 +194,7 @@ guestTest(
       assert.deepEqual(await fx.cliOk(["delete", vm]), {
         deleted: [vm],
         errors: [],
+        warnings: [],
       });
       assert.deepEqual(await fx.netns(), []);
       assert.deepEqual(await fx.leasedIps(), []);

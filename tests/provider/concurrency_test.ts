@@ -94,7 +94,7 @@ rootTest(
         ),
       );
       for (const [w, r] of deleted.entries()) {
-        assert.deepEqual(r, { deleted: ids[w], errors: [] });
+        assert.deepEqual(r, { deleted: ids[w], errors: [], warnings: [] });
       }
       assert.deepEqual(await fx.netns(), []);
       assert.deepEqual(await fx.cliOk(["list"]), []);

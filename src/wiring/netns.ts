@@ -1,11 +1,24 @@
 /**
- * Running a step inside a VM's netns with one netlink socket for the whole
- * step (DESIGN.md: enter, synchronous work only, switch back).
+ * The per-VM namespace operations the provider uses: the kernel layer's
+ * named netns handling, and running a step inside a VM's netns with one
+ * netlink socket for the whole step (DESIGN.md: enter, synchronous work
+ * only, switch back). The provider reaches the kernel only through here.
  *
  * @module
  */
 import { withNetns } from "../kernel/netns.ts";
 import { NetlinkSocket } from "../netlink/socket.ts";
+
+export {
+  deleteNetns,
+  ensureNetns,
+  listNetns,
+  netnsDirPropagates,
+  netnsExists,
+  netnsPath,
+} from "../kernel/netns.ts";
+export { checkTunDevice } from "../kernel/tuntap.ts";
+export { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 
 /**
  * Runs `fn` inside the netns at `path` with a netlink socket opened there.
