@@ -1,7 +1,6 @@
 /**
- * The CLI's commands: usage text, the options each accepts, and what each
- * does with the provider. Parsing lives in `args.ts`, printing in
- * `output.ts`.
+ * The CLI's commands: usage text, the options and arguments each accepts.
+ * Parsing lives in `args.ts`; running and printing in `main.ts`.
  *
  * @module
  */

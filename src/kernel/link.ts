@@ -9,7 +9,7 @@
  * @module
  */
 import { Errno } from "../sys/errno.ts";
-import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
+import { InvalidArgumentError, isErrno, KernelError } from "../sys/errors.ts";
 import {
   type Attr,
   Attrs,
@@ -116,10 +116,6 @@ export function decodeLink(msg: NetlinkMessage): Link {
     if (value !== undefined) link[key] = value;
   }
   return link;
-}
-
-function isErrno(err: unknown, ...codes: number[]): err is KernelError {
-  return err instanceof KernelError && codes.includes(err.errno);
 }
 
 /** One link by name, or `null` when there is none. */

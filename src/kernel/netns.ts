@@ -23,7 +23,6 @@ import {
   O_EXCL,
   O_RDONLY,
 } from "./constants.ts";
-import { libcExtra } from "./libc_extra.ts";
 
 /** Where iproute2 (and vmnic by default) keeps named network namespaces. */
 export const DEFAULT_NETNS_DIR = "/var/run/netns";
@@ -99,7 +98,7 @@ export function createNetns(name: string, dir = DEFAULT_NETNS_DIR): string {
     // The mount may have been made before a later step failed: undo both.
     const p = cstr(path);
     libc().umount2(p, MNT_DETACH);
-    libcExtra().unlink(p);
+    libc().unlink(p);
     throw err;
   }
   return path;
@@ -143,7 +142,7 @@ export function deleteNetns(name: string, dir = DEFAULT_NETNS_DIR): boolean {
   const p = cstr(path);
   detach(name, p);
   for (let attempt = 0;; attempt++) {
-    if (libcExtra().unlink(p) === 0) return true;
+    if (libc().unlink(p) === 0) return true;
     const e = errno();
     if (e === Errno.ENOENT) return false;
     if (e !== Errno.EBUSY || attempt >= UNLINK_RETRIES) {
@@ -163,8 +162,15 @@ export function netnsExists(name: string, dir = DEFAULT_NETNS_DIR): boolean {
   return isNetnsFile(netnsPath(name, dir));
 }
 
-/** Names (sorted) of the live network namespaces in `dir`. */
-export function listNetns(dir = DEFAULT_NETNS_DIR): string[] {
+/**
+ * Names (sorted) of the live network namespaces in `dir`; with `stale`,
+ * also the leftover files no namespace is mounted on (what `deleteNetns`
+ * cleans up).
+ */
+export function listNetns(
+  dir = DEFAULT_NETNS_DIR,
+  opts: { stale?: boolean } = {},
+): string[] {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];
@@ -173,7 +179,7 @@ export function listNetns(dir = DEFAULT_NETNS_DIR): string[] {
     throw err;
   }
   return entries
-    .filter((e) => !e.isDirectory && isNetnsFile(join(dir, e.name)))
+    .filter((e) => e.isFile && (opts.stale || isNetnsFile(join(dir, e.name))))
     .map((e) => e.name)
     .sort();
 }
@@ -372,7 +378,7 @@ function isNetnsFile(path: string): boolean {
   if (fd < 0) return false;
   try {
     const fs = new BigInt64Array(STATFS_SIZE / 8);
-    if (libcExtra().fstatfs(fd, fs) < 0) return false;
+    if (libc().fstatfs(fd, fs) < 0) return false;
     if (fs[0] !== BigInt(NSFS_MAGIC)) return false; // f_type leads struct statfs
     return libc().ioctl(fd, BigInt(NS_GET_NSTYPE), null) === CLONE_NEWNET;
   } finally {
@@ -454,7 +460,7 @@ function readProcFile(path: string): string {
     const buf = new Uint8Array(PROC_READ_CHUNK);
     for (;;) {
       const n = Number(
-        check(libcExtra().read(fd, buf, BigInt(buf.length)), "read", path),
+        check(libc().read(fd, buf, BigInt(buf.length)), "read", path),
       );
       if (n === 0) break;
       chunks.push(buf.slice(0, n));
@@ -474,7 +480,7 @@ function readProcFile(path: string): string {
 /** readlink(2) of a /proc link, or `null` when it cannot be read. */
 function readProcLink(path: string): string | null {
   const buf = new Uint8Array(PATH_MAX);
-  const n = Number(libcExtra().readlink(cstr(path), buf, BigInt(buf.length)));
+  const n = Number(libc().readlink(cstr(path), buf, BigInt(buf.length)));
   return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 

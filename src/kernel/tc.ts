@@ -24,7 +24,7 @@ import {
 import { decodeTcMsg, encodeTcMsg, htons } from "../netlink/route.ts";
 import type { NetlinkSocket } from "../netlink/socket.ts";
 import { Errno } from "../sys/errno.ts";
-import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
+import { InvalidArgumentError, isErrno } from "../sys/errors.ts";
 
 /**
  * Struct sizes and positions of linux/pkt_cls.h and
@@ -38,6 +38,18 @@ export const TcStruct = {
   TC_U32_SEL_LEN: 16,
   /** sizeof(struct tc_mirred): tc_gen (5 × 32 bit), eaction, ifindex. */
   TC_MIRRED_LEN: 28,
+  /** offsetof(struct tc_mirred, index): tc_gen's first field. */
+  TC_MIRRED_INDEX_OFF: 0,
+  /** offsetof(struct tc_mirred, action): tc_gen's third field. */
+  TC_MIRRED_ACTION_OFF: 8,
+  /** offsetof(struct tc_mirred, eaction). */
+  TC_MIRRED_EACTION_OFF: 20,
+  /** offsetof(struct tc_mirred, ifindex). */
+  TC_MIRRED_IFINDEX_OFF: 24,
+  /** offsetof(struct tc_u32_sel, flags). */
+  TC_U32_SEL_FLAGS_OFF: 0,
+  /** offsetof(struct tc_u32_sel, nkeys). */
+  TC_U32_SEL_NKEYS_OFF: 2,
   /**
    * Nested action attributes are numbered by their order in the action
    * list, from 1 (the kernel's tcf_action_init loop starts at 1; order 0 is
@@ -382,9 +394,9 @@ function encodeTcMirred(eaction: number, ifindex: number): Uint8Array {
   const b = new Uint8Array(TcStruct.TC_MIRRED_LEN);
   const v = new DataView(b.buffer);
   // tc_gen: index 0 (kernel picks), capab 0, action, refcnt 0, bindcnt 0.
-  v.setInt32(8, PktCls.TC_ACT_STOLEN, true);
-  v.setInt32(20, eaction, true);
-  v.setUint32(24, ifindex, true);
+  v.setInt32(TcStruct.TC_MIRRED_ACTION_OFF, PktCls.TC_ACT_STOLEN, true);
+  v.setInt32(TcStruct.TC_MIRRED_EACTION_OFF, eaction, true);
+  v.setUint32(TcStruct.TC_MIRRED_IFINDEX_OFF, ifindex, true);
   return b;
 }
 
@@ -399,16 +411,21 @@ function encodeMatchAllSelector(): Uint8Array {
   );
   // flags, offshift, nkeys; offmask/off/offoff/hoff/hmask and the key's
   // mask/val/off/offmask all stay 0.
-  b[0] = PktCls.TC_U32_TERMINAL;
-  b[2] = nkeys;
+  b[TcStruct.TC_U32_SEL_FLAGS_OFF] = PktCls.TC_U32_TERMINAL;
+  b[TcStruct.TC_U32_SEL_NKEYS_OFF] = nkeys;
   return b;
 }
 
 /** A terminal tc_u32_sel whose keys all have mask 0 (so match anything). */
 function isMatchAllSelector(sel: Uint8Array | undefined): boolean {
   if (!sel || sel.length < TcStruct.TC_U32_SEL_LEN) return false;
-  const nkeys = sel[2];
-  if (!(sel[0] & PktCls.TC_U32_TERMINAL) || nkeys === 0) return false;
+  const nkeys = sel[TcStruct.TC_U32_SEL_NKEYS_OFF];
+  if (
+    !(sel[TcStruct.TC_U32_SEL_FLAGS_OFF] & PktCls.TC_U32_TERMINAL) ||
+    nkeys === 0
+  ) {
+    return false;
+  }
   if (sel.length < TcStruct.TC_U32_SEL_LEN + nkeys * TcStruct.TC_U32_KEY_LEN) {
     return false;
   }
@@ -437,7 +454,7 @@ function decodeActions(list: Attrs | undefined): ActionInfo[] {
       return { kind };
     }
     const v = new DataView(parms.buffer, parms.byteOffset, parms.byteLength);
-    const eaction = v.getInt32(20, true);
+    const eaction = v.getInt32(TcStruct.TC_MIRRED_EACTION_OFF, true);
     return {
       kind: MIRRED_KIND,
       direction: eaction === TcMirred.TCA_INGRESS_REDIR ||
@@ -448,8 +465,8 @@ function decodeActions(list: Attrs | undefined): ActionInfo[] {
           eaction === TcMirred.TCA_INGRESS_MIRROR
         ? "mirror"
         : "redirect",
-      ifindex: v.getUint32(24, true),
-      index: v.getUint32(0, true),
+      ifindex: v.getUint32(TcStruct.TC_MIRRED_IFINDEX_OFF, true),
+      index: v.getUint32(TcStruct.TC_MIRRED_INDEX_OFF, true),
     } satisfies MirredActionInfo;
   });
 }
@@ -472,8 +489,4 @@ function checkPrio(op: string, object: string, prio: number): void {
   if (!Number.isInteger(prio) || prio < 1 || prio > MAX_PRIO) {
     throw new InvalidArgumentError(op, object, `bad prio ${prio} (1..65535)`);
   }
-}
-
-function isErrno(err: unknown, ...codes: number[]): err is KernelError {
-  return err instanceof KernelError && codes.includes(err.errno);
 }

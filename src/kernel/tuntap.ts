@@ -25,7 +25,6 @@ import {
   TUNSETPERSIST,
 } from "./constants.ts";
 import { validateIfName } from "./ifname.ts";
-import { libcExtra } from "./libc_extra.ts";
 
 /** The TUN/TAP clone device. */
 const TUN_DEVICE = "/dev/net/tun";
@@ -100,7 +99,7 @@ function tunIoctl(
   name: string,
   step: string,
 ): void {
-  if (libcExtra().ioctl_int(fd, BigInt(request), BigInt(value)) < 0) {
+  if (libc().ioctl_int(fd, BigInt(request), BigInt(value)) < 0) {
     throw new KernelError("create tap", name, errno(), step);
   }
 }

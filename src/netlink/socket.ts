@@ -11,6 +11,7 @@
  */
 import { check, libc } from "../sys/libc.ts";
 import { KernelError } from "../sys/errors.ts";
+import { Errno } from "../sys/errno.ts";
 import { Netlink, Socket } from "./constants.ts";
 import {
   type Attr,
@@ -23,6 +24,12 @@ import {
 const RECV_BUF_SIZE = 64 * 1024;
 const RECV_TIMEOUT_SECONDS = 10;
 const NLMSGERR_LEN = 4 + Netlink.NLMSG_HDRLEN; // int error + the echoed nlmsghdr
+/** sizeof(struct sockaddr_nl): family u16, pad u16, pid u32, groups u32. */
+const SOCKADDR_NL_LEN = 12;
+/** sizeof(struct timeval) on 64-bit Linux: tv_sec i64, tv_usec i64. */
+const TIMEVAL_LEN = 16;
+/** How often a dump the kernel marks interrupted (NLM_F_DUMP_INTR) is redone. */
+const DUMP_ATTEMPTS = 3;
 
 /** What a request is, for error messages: the operation and the object. */
 export interface RequestContext {
@@ -64,7 +71,7 @@ export class NetlinkSocket {
     );
     try {
       // struct sockaddr_nl: family, pad, pid 0 (kernel assigns), groups 0.
-      const addr = new Uint8Array(12);
+      const addr = new Uint8Array(SOCKADDR_NL_LEN);
       new DataView(addr.buffer).setUint16(0, Socket.AF_NETLINK, true);
       check(
         c.bind(fd, addr, addr.length),
@@ -76,7 +83,7 @@ export class NetlinkSocket {
       c.setsockopt(fd, Socket.SOL_NETLINK, Netlink.NETLINK_EXT_ACK, one, 4);
       c.setsockopt(fd, Socket.SOL_NETLINK, Netlink.NETLINK_CAP_ACK, one, 4);
       // Never block forever on a reply that does not come.
-      const tv = new Uint8Array(16);
+      const tv = new Uint8Array(TIMEVAL_LEN);
       new DataView(tv.buffer).setBigInt64(
         0,
         BigInt(RECV_TIMEOUT_SECONDS),
@@ -102,12 +109,30 @@ export class NetlinkSocket {
     );
   }
 
-  /** Sends a dump request (NLM_F_DUMP) and returns every message of it. */
+  /**
+   * Sends a dump request (NLM_F_DUMP) and returns every message of it. A
+   * dump the kernel marks inconsistent (the table changed while it was
+   * being read, NLM_F_DUMP_INTR) is redone, then refused with EINTR.
+   */
   dump(req: Request, ctx: RequestContext): NetlinkMessage[] {
-    return this.#exchange(
-      { ...req, flags: req.flags | Netlink.NLM_F_REQUEST | Netlink.NLM_F_DUMP },
-      ctx,
-    );
+    for (let attempt = 1;; attempt++) {
+      const msgs = this.#exchange(
+        {
+          ...req,
+          flags: req.flags | Netlink.NLM_F_REQUEST | Netlink.NLM_F_DUMP,
+        },
+        ctx,
+      );
+      if (!msgs.some((m) => m.flags & Netlink.NLM_F_DUMP_INTR)) return msgs;
+      if (attempt === DUMP_ATTEMPTS) {
+        throw new KernelError(
+          ctx.op,
+          ctx.object,
+          Errno.EINTR,
+          `dump interrupted ${DUMP_ATTEMPTS} times`,
+        );
+      }
+    }
   }
 
   #exchange(req: Request, ctx: RequestContext): NetlinkMessage[] {
@@ -119,7 +144,7 @@ export class NetlinkSocket {
       req.attrs,
     );
     const c = libc();
-    const dest = new Uint8Array(12);
+    const dest = new Uint8Array(SOCKADDR_NL_LEN);
     new DataView(dest.buffer).setUint16(0, Socket.AF_NETLINK, true);
     check(
       c.sendto(this.#fd, msg, BigInt(msg.length), 0, dest, dest.length),
@@ -136,7 +161,19 @@ export class NetlinkSocket {
       // Copy: the receive buffer is reused by the next recv.
       for (const m of decodeMessages(this.#buf.slice(0, n))) {
         if (m.seq !== seq) continue; // a stale reply of an earlier request
-        if (m.type === Netlink.NLMSG_DONE) return out;
+        if (m.type === Netlink.NLMSG_DONE) {
+          // A dump that failed part-way ends with its errno in NLMSG_DONE.
+          const errno = m.body.length >= 4
+            ? -new DataView(m.body.buffer, m.body.byteOffset, 4).getInt32(
+              0,
+              true,
+            )
+            : 0;
+          if (errno > 0) {
+            throw new KernelError(ctx.op, ctx.object, errno, extAckMessage(m));
+          }
+          return out;
+        }
         if (m.type === Netlink.NLMSG_ERROR) {
           const errno = -new DataView(m.body.buffer, m.body.byteOffset, 4)
             .getInt32(0, true);

@@ -84,7 +84,7 @@ import {
   netplan,
   networkd,
 } from "./guest_config.ts";
-import type { GcModule, GcPlan, GcReport } from "./gc.ts";
+import type { GcModule, GcOrchestrator, GcPlan, GcReport } from "./gc.ts";
 
 /** Default virtio queue size recorded when the VM config names none. */
 export const DEFAULT_QUEUE_SIZE = 256;
@@ -812,18 +812,24 @@ export class CniProvider {
     }
     const problems: string[] = [];
     if (!present) problems.push(`netns ${path} is missing`);
-    const nics = recs.map((rec) => {
-      const state = present
-        ? inNetns(
-          path,
-          (sock) => inspectNic(sock, { veth: rec.ifName, tap: rec.tap }),
-        )
-        : {
-          tapPresent: false,
-          vethPresent: false,
-          wired: false,
-          vethUp: false,
-        };
+    const absent = {
+      tapPresent: false,
+      vethPresent: false,
+      wired: false,
+      vethUp: false,
+    };
+    // One entry into the netns for all NICs.
+    const states = present
+      ? inNetns(
+        path,
+        (sock) =>
+          recs.map((rec) =>
+            inspectNic(sock, { veth: rec.ifName, tap: rec.tap })
+          ),
+      )
+      : recs.map(() => absent);
+    const nics = recs.map((rec, i) => {
+      const state = states[i];
       if (present && !state.tapPresent) {
         problems.push(`NIC ${rec.index}: TAP ${rec.tap} is missing`);
       }
@@ -1062,12 +1068,18 @@ export class CniProvider {
     };
   }
 
+  /** Registers {@linkcode gcModule} with an orchestrator (the seed's `RegisterGC`). */
+  registerGc(orchestrator: GcOrchestrator): void {
+    orchestrator.register(this.gcModule());
+  }
+
   #gcSnapshot(): CniGcSnapshot {
     const prefix = this.config.netnsPrefix;
     const netns = prefix
-      ? listNetns(this.config.netnsDir).filter((n) => n.startsWith(prefix)).map(
-        (n) => n.slice(prefix.length),
-      )
+      ? listNetns(this.config.netnsDir, { stale: true })
+        .filter((n) => n.startsWith(prefix)).map(
+          (n) => n.slice(prefix.length),
+        )
       : [];
     return {
       vmIds: [...new Set([...this.#store.listVmIds(), ...netns])].sort(),

@@ -25,7 +25,7 @@ export interface LockOptions {
 
 /** A held lock. */
 export interface VmLock {
-  /** The VM id, or `"global"` for the global lock. */
+  /** The VM id. */
   readonly name: string;
   /** The lock file. */
   readonly path: string;
@@ -58,24 +58,12 @@ export async function acquireVmLock(
   return await acquire(vmId, join(runDir, "locks", `${vmId}.lock`), opts);
 }
 
-/**
- * Takes the global lock of `runDir`, for operations that must see no other
- * operation in flight (e.g. a GC sweep deciding which records are orphans).
- * It is independent of the per-VM locks.
- */
-export function acquireGlobalLock(
-  runDir: string,
-  opts: LockOptions,
-): Promise<VmLock | null> {
-  return acquire("global", join(runDir, "global.lock"), opts);
-}
-
 async function acquire(
   name: string,
   path: string,
   opts: LockOptions,
 ): Promise<VmLock | null> {
-  const op = name === "global" ? "lock global" : "lock vm";
+  const op = "lock vm";
   const deadline = opts.timeoutMs === undefined
     ? undefined
     : Date.now() + opts.timeoutMs;

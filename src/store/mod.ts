@@ -16,10 +16,5 @@ export {
   LockTimeoutError,
   StoreError,
 } from "./errors.ts";
-export {
-  acquireGlobalLock,
-  acquireVmLock,
-  type LockOptions,
-  type VmLock,
-} from "./locks.ts";
+export { acquireVmLock, type LockOptions, type VmLock } from "./locks.ts";
 export { type Migration, MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";

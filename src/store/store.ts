@@ -202,11 +202,6 @@ export class Store {
     this.#setState(vmId, "deleting", indices);
   }
 
-  /** Marks NICs `active` again (a teardown that was called off). */
-  markActive(vmId: string, indices?: number[]): void {
-    this.#setState(vmId, "active", indices);
-  }
-
   /** Removes the record of NIC `index` of `vmId` (absent is fine). */
   deleteNic(vmId: string, index: number): void {
     this.#query(

@@ -59,3 +59,8 @@ export class InvalidArgumentError extends Error {
     this.object = object;
   }
 }
+
+/** Whether `err` is a {@linkcode KernelError} with one of these errno values. */
+export function isErrno(err: unknown, ...codes: number[]): err is KernelError {
+  return err instanceof KernelError && codes.includes(err.errno);
+}

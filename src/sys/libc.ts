@@ -1,6 +1,7 @@
 /**
  * libc over Deno FFI: the handful of calls vmnic needs for namespaces,
  * netlink sockets and TAP devices, with errno read right after each call.
+ * The only place that opens a native library.
  *
  * FFI calls run on the JS main thread, so the errno read through
  * `__errno_location` is the one of the call just made.
@@ -33,6 +34,18 @@ const SYMBOLS = {
   },
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  // read/readlink/fstatfs serve /proc files, which Deno's own file APIs
+  // refuse without --allow-all.
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
+  // The TUN ioctls take the value itself, not a pointer to it.
+  ioctl_int: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "u64"],
+    result: "i32",
+  },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
