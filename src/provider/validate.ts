@@ -7,7 +7,6 @@
  */
 import { InvalidInputError } from "./errors.ts";
 import type { AddSpec, VmConfig } from "./types.ts";
-import { isIPv4, isIPv6 } from "node:net";
 
 /** VM ids: nothing that could escape the netns dir or a lock file name. */
 export const VM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -95,7 +94,7 @@ export function parseIpArg(
   ip: string,
 ): { address: string; prefix?: number; version: 4 | 6 } {
   const [address, prefixText, ...rest] = ip.split("/");
-  const version = isIPv4(address) ? 4 : isIPv6(address) ? 6 : 0;
+  const version = ipVersion(address);
   const max = version === 4 ? 32 : 128;
   const prefix = prefixText === undefined ? undefined : Number(prefixText);
   if (
@@ -161,5 +160,24 @@ function positiveInt(
       vmId,
       `${op} ${vmId}: invalid ${what} ${JSON.stringify(v)}: allowed 1–${max}`,
     );
+  }
+}
+
+const IPV4_OCTET = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+const IPV4 = new RegExp(`^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}$`);
+
+/**
+ * 4 or 6 for a valid IPv4 (dotted quad, no leading zeros) or IPv6 address
+ * (zone ids refused), else 0. IPv6 is checked by the WHATWG URL parser:
+ * node:net's isIPv6 would cost every CLI process the node:net module.
+ */
+function ipVersion(address: string): 0 | 4 | 6 {
+  if (IPV4.test(address)) return 4;
+  if (!address.includes(":") || /[^0-9a-fA-F:.]/.test(address)) return 0;
+  try {
+    new URL(`http://[${address}]/`);
+    return 6;
+  } catch {
+    return 0;
   }
 }
