@@ -5,9 +5,11 @@
  * Nothing binary lives in the repository: the guest is assembled from
  * Debian packages into a cache directory outside it, and rebuilt only when
  * its inputs change (kernel version, busybox version, init script).
+ * With `--with-iperf3` (option `withIperf3`) the guest also carries Debian's
+ * `iperf3` and its shared libraries, for bench/guest_datapath.ts.
  *
  * ```sh
- * deno run --allow-read --allow-write --allow-run --allow-env scripts/build_guest.ts [cacheDir]
+ * deno run --allow-read --allow-write --allow-run --allow-env scripts/build_guest.ts [--with-iperf3] [cacheDir]
  * ```
  *
  * Prints the built guest as JSON. The cache dir is `[cacheDir]`, else
@@ -15,7 +17,7 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 /** Where the guest is cached when neither an argument nor the environment says. */
 export const DEFAULT_CACHE_DIR = "/var/cache/vmnic-e2e";
@@ -27,6 +29,10 @@ export const GUEST_PACKAGES = [
   "busybox-static",
   "cpio",
 ];
+
+/** Debian's iperf3 package and its binary (`withIperf3`). */
+const IPERF3_PACKAGE = "iperf3";
+const IPERF3_BINARY = "/usr/bin/iperf3";
 
 /** Modules the guest needs for a virtio NIC (those the kernel has built in are skipped). */
 const ROOT_MODULES = ["virtio_pci", "virtio_mmio", "virtio_net"];
@@ -42,6 +48,8 @@ export interface GuestImage {
   busyboxVersion: string;
   /** Module files in the initramfs, in the order init loads them. */
   modules: string[];
+  /** iperf3's package version when the guest carries `/bin/iperf3`. */
+  iperf3Version?: string;
 }
 
 /** A guest input that is missing (a package not installed, a module not found). */
@@ -60,6 +68,8 @@ export interface BuildOptions {
   install?: boolean;
   /** Progress messages (stderr by default). */
   log?: (msg: string) => void;
+  /** Also put `/bin/iperf3` and its shared libraries in the initramfs. */
+  withIperf3?: boolean;
 }
 
 /** The cache dir the options, the environment or the default name. */
@@ -73,13 +83,30 @@ export function cacheDirOf(cacheDir?: string): string {
  */
 export async function buildGuest(opts: BuildOptions = {}): Promise<GuestImage> {
   const log = opts.log ?? ((m: string) => console.error(`build_guest: ${m}`));
-  if (opts.install) await ensurePackages(GUEST_PACKAGES, log);
+  const packages = opts.withIperf3
+    ? [...GUEST_PACKAGES, IPERF3_PACKAGE]
+    : GUEST_PACKAGES;
+  if (opts.install) await ensurePackages(packages, log);
   const kernelVersion = await newestKernel();
   const busybox = await findBusybox();
   const busyboxVersion = await packageVersion("busybox-static") ??
     (await output(busybox, ["--help"])).split("\n")[0].trim();
+  const iperf3Version = opts.withIperf3
+    ? await packageVersion(IPERF3_PACKAGE)
+    : undefined;
+  if (iperf3Version === null) {
+    throw new GuestBuildError(
+      "iperf3",
+      "package iperf3 not installed (scripts/build_guest.ts --with-iperf3 installs it)",
+    );
+  }
   const init = await Deno.readTextFile(INIT_SCRIPT);
-  const key = await cacheKey(kernelVersion, busyboxVersion, init);
+  const key = await cacheKey(
+    kernelVersion,
+    busyboxVersion,
+    init,
+    iperf3Version,
+  );
   const dir = join(cacheDirOf(opts.cacheDir), key);
   const cached = await readManifest(dir);
   if (cached) return cached;
@@ -100,6 +127,7 @@ export async function buildGuest(opts: BuildOptions = {}): Promise<GuestImage> {
     await Deno.writeTextFile(join(root, "init"), init, { mode: 0o755 });
     await Deno.chmod(join(root, "init"), 0o755);
     const modules = await copyModules(kernelVersion, join(root, "lib/modules"));
+    if (iperf3Version) await copyIperf3(root);
     await Deno.writeTextFile(
       join(root, "lib/modules/load-order"),
       modules.map((m) => `${m}\n`).join(""),
@@ -110,6 +138,7 @@ export async function buildGuest(opts: BuildOptions = {}): Promise<GuestImage> {
       kernelVersion,
       busyboxVersion,
       modules,
+      ...(iperf3Version ? { iperf3Version } : {}),
     };
     const out = join(work, "out");
     await Deno.mkdir(out);
@@ -152,22 +181,67 @@ async function readManifest(dir: string): Promise<GuestImage | null> {
   }
 }
 
-/** A file-name-safe key of the inputs: versions plus a hash of the init script. */
+/**
+ * A file-name-safe key of the inputs: versions plus a hash of the init
+ * script (and iperf3's version when the guest carries it; without iperf3
+ * the key is what it was before that option existed).
+ */
 async function cacheKey(
   kernelVersion: string,
   busyboxVersion: string,
   init: string,
+  iperf3Version?: string,
 ): Promise<string> {
+  const inputs = [init, ROOT_MODULES, kernelVersion, busyboxVersion];
+  if (iperf3Version) inputs.push(`iperf3 ${iperf3Version}`);
   const digest = await crypto.subtle.digest(
     "SHA-256",
-    new TextEncoder().encode(
-      JSON.stringify([init, ROOT_MODULES, kernelVersion, busyboxVersion]),
-    ),
+    new TextEncoder().encode(JSON.stringify(inputs)),
   );
   const hash = [...new Uint8Array(digest).slice(0, 6)]
     .map((b) => b.toString(16).padStart(2, "0")).join("");
   const safe = (s: string) => s.replace(/[^A-Za-z0-9.+_-]/g, "_");
-  return `${safe(kernelVersion)}_bb${safe(busyboxVersion)}_${hash}`;
+  const iperf = iperf3Version ? `_iperf3-${safe(iperf3Version)}` : "";
+  return `${safe(kernelVersion)}_bb${safe(busyboxVersion)}${iperf}_${hash}`;
+}
+
+/**
+ * Copies iperf3 to `/bin/iperf3` in `root`, and every shared library `ldd`
+ * names (the dynamic loader too) to its own path there: busybox is static,
+ * so the initramfs has no libc of its own.
+ */
+async function copyIperf3(root: string): Promise<void> {
+  const ldd = await new Deno.Command("ldd", {
+    args: [IPERF3_BINARY],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(ldd.stdout);
+  if (!ldd.success) {
+    throw new GuestBuildError(
+      "iperf3",
+      `ldd ${IPERF3_BINARY}: ${new TextDecoder().decode(ldd.stderr)}`,
+    );
+  }
+  // `libc.so.6 => /lib/.../libc.so.6 (0x…)` and `/lib64/ld-linux-x86-64.so.2 (0x…)`;
+  // linux-vdso has no file.
+  const libs = [...text.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/g)]
+    .map((m) => m[1]);
+  if (!libs.some((l) => l.includes("ld-linux"))) {
+    throw new GuestBuildError(
+      "iperf3",
+      `no dynamic loader in ldd output:\n${text}`,
+    );
+  }
+  for (const lib of libs) {
+    const dest = join(root, lib);
+    await Deno.mkdir(dirname(dest), { recursive: true });
+    // copyFile follows symlinks: the guest gets the library's content.
+    await Deno.copyFile(lib, dest);
+    await Deno.chmod(dest, 0o755);
+  }
+  await Deno.copyFile(IPERF3_BINARY, join(root, "bin/iperf3"));
+  await Deno.chmod(join(root, "bin/iperf3"), 0o755);
 }
 
 /** The newest kernel in /boot that has its modules installed. */
@@ -408,7 +482,9 @@ async function exists(path: string): Promise<boolean> {
 
 if (import.meta.main) {
   try {
-    const image = await buildGuest({ cacheDir: Deno.args[0], install: true });
+    const withIperf3 = Deno.args.includes("--with-iperf3");
+    const cacheDir = Deno.args.find((a) => !a.startsWith("--"));
+    const image = await buildGuest({ cacheDir, install: true, withIperf3 });
     console.log(JSON.stringify(image, null, 2));
   } catch (e) {
     if (!(e instanceof GuestBuildError)) throw e;

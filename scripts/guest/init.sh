@@ -18,8 +18,12 @@ while read -r mod; do
 done < /lib/modules/load-order
 
 spec=""
+iperf=""
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in ip=*) spec="${arg#ip=}" ;; esac
+  case "$arg" in
+    ip=*) spec="${arg#ip=}" ;;
+    vmnic.iperf=1) iperf=1 ;;
+  esac
 done
 if [ -z "$spec" ]; then
   say "VMNIC-GUEST-FAIL no ip= on the kernel command line"
@@ -48,6 +52,15 @@ fi
 # Queue pairs the driver runs (virtio-net multi-queue: one per vCPU).
 say "VMNIC-GUEST-QUEUES $(ls -d /sys/class/net/"$dev"/queues/rx-* | wc -l)"
 say "VMNIC-GUEST-READY $addr"
+
+# bench/guest_datapath.ts: an iperf3 server (in guests built --with-iperf3).
+if [ -n "$iperf" ]; then
+  if [ -x /bin/iperf3 ] && iperf3 -s -D; then
+    say "VMNIC-GUEST-IPERF3 up"
+  else
+    say "VMNIC-GUEST-IPERF3 fail"
+  fi
+fi
 
 if [ -n "$gw" ] && ping -c 3 -W 2 "$gw" > /dev/null 2>&1; then
   say "VMNIC-GUEST-GW-PING ok"
