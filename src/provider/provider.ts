@@ -43,6 +43,7 @@ import {
   unplumbNic,
 } from "../wiring/nic.ts";
 import { faultPoint } from "./faults.ts";
+import { hookFields, ipRequest, ipsOf, toNicConfig } from "./records.ts";
 import { EMBEDDED_NETWORK_NAME, embeddedConflist } from "./default_network.ts";
 import {
   InvalidInputError,
@@ -67,13 +68,10 @@ import {
   type AddSpec,
   DEFAULTS,
   type DeleteResult,
-  type DnsConfig,
-  type IpConfig,
   type ListFilter,
   type NicConfig,
   type ProviderConfig,
   type RecoverResult,
-  type RouteConfig,
   type VerifyResult,
   type VmConfig,
 } from "./types.ts";
@@ -1186,92 +1184,4 @@ function brokenNote(set: NetworkConfigSet): string {
       set.errors.map((e) => e.message).join("; ")
     })`
     : "";
-}
-
-/** CNI capability args or CNI_ARGS asking IPAM for the same IPs (recovery). */
-function ipRequest(
-  list: NetworkConfigList,
-  spec: AddSpec,
-  op: string,
-  /** The VM. */
-  vmId: string,
-): { args?: [string, string][]; capabilityArgs?: Record<string, unknown> } {
-  const caps: Record<string, unknown> = {};
-  const declares = (cap: string) =>
-    list.plugins.some((p) => p.capabilities[cap]);
-  if (spec.mac && declares("mac")) caps.mac = spec.mac.toLowerCase();
-  if (!spec.ips?.length) {
-    return Object.keys(caps).length ? { capabilityArgs: caps } : {};
-  }
-  if (declares("ips")) {
-    caps.ips = spec.ips;
-    return { capabilityArgs: caps };
-  }
-  const bare = spec.ips.map((ip) => parseIpArg(op, vmId, ip).address);
-  return {
-    args: [["IgnoreUnknown", "1"], ["IP", bare.join(",")]],
-    ...(Object.keys(caps).length ? { capabilityArgs: caps } : {}),
-  };
-}
-
-/** The IPs of the VM's interface in a CNI result. */
-function ipsOf(result: CniResult, ifName: string, netns: string): IpConfig[] {
-  const ifaceIdx = result.interfaces.findIndex((i) =>
-    i.name === ifName && (!i.sandbox || i.sandbox === netns)
-  );
-  return result.ips
-    .filter((ip) =>
-      ip.interface === undefined || ifaceIdx < 0 || ip.interface === ifaceIdx
-    )
-    .map((ip) => {
-      const [address, prefix] = ip.address.split("/");
-      return {
-        address,
-        prefix: Number(prefix),
-        ...(ip.gateway ? { gateway: ip.gateway } : {}),
-        version: address.includes(":") ? 6 : 4,
-      } as IpConfig;
-    });
-}
-
-/** A record as the public NIC config (DESIGN.md's JSON). */
-function toNicConfig(rec: NicRecord): NicConfig {
-  const result = rec.cniResult as CniResult | null;
-  return {
-    id: rec.id,
-    vmId: rec.vmId,
-    index: rec.index,
-    ifName: rec.ifName,
-    tap: rec.tap,
-    mac: rec.mac,
-    network: rec.network,
-    netnsPath: rec.netnsPath,
-    numQueues: rec.numQueues,
-    queueSize: rec.queueSize,
-    mtu: rec.mtu,
-    ips: rec.ips as IpConfig[],
-    routes: (result?.routes ?? []).map((r) => ({
-      dst: r.dst,
-      ...(r.gw ? { gw: r.gw } : {}),
-    })) as RouteConfig[],
-    dns: rec.dns as DnsConfig,
-    createdAt: rec.createdAt,
-  };
-}
-
-/** The hook context fields of a record. */
-function hookFields(rec: NicRecord): Omit<HookInput, "operation"> {
-  return {
-    vmId: rec.vmId,
-    index: rec.index,
-    ifName: rec.ifName,
-    tap: rec.tap,
-    ...(rec.mac ? { mac: rec.mac } : {}),
-    ips: rec.ips,
-    netnsPath: rec.netnsPath,
-    network: rec.network,
-    numQueues: rec.numQueues,
-    queueSize: rec.queueSize,
-    ...(rec.mtu ? { mtu: rec.mtu } : {}),
-  };
 }
