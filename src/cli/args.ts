@@ -140,8 +140,16 @@ export function providerConfig(
 ): ProviderConfig {
   // An empty variable counts as unset: VMNIC_ROOT_DIR="" must not put the
   // database in the current directory.
-  const pick = (flag: string, envName: string) =>
-    str(p, flag) ?? (env(envName) || undefined);
+  const pick = (flag: string, envName: string) => {
+    const value = str(p, flag);
+    if (value === "") {
+      throw new UsageError(
+        `--${flag} must not be empty`,
+        p.command ?? undefined,
+      );
+    }
+    return value ?? (env(envName) || undefined);
+  };
   const bin = pick("cni-bin-dir", "VMNIC_CNI_BIN_DIR");
   const cfg: ProviderConfig = {
     rootDir: pick("root-dir", "VMNIC_ROOT_DIR"),

@@ -17,7 +17,12 @@ import {
   type GuestConfigFormat,
 } from "../provider/guest_config.ts";
 import type { AddSpec, NicConfig, VmConfig } from "../provider/types.ts";
-import { validateIndex, validateVmId } from "../provider/validate.ts";
+import {
+  validateIndex,
+  validateSpec,
+  validateVmConfig,
+  validateVmId,
+} from "../provider/validate.ts";
 import { tsHooks } from "../../hooks/registry.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -342,6 +347,10 @@ async function readInput(p: Parsed, io: Io): Promise<Input> {
         network: str(p, "network"),
       };
       input.specs = addSpecs(p);
+      validateVmConfig(command, p.positionals[0], input.vmCfg);
+      for (const spec of input.specs) {
+        validateSpec(command, p.positionals[0], spec);
+      }
       break;
     case "remove":
       input.indices = p.positionals.slice(1).map((s) => {

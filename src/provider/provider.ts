@@ -191,7 +191,12 @@ export class CniProvider {
         }: up to 32 of [A-Za-z0-9_.-]`,
       );
     }
-    const store = Store.open(cfg.rootDir);
+    let store: Store;
+    try {
+      store = Store.open(cfg.rootDir);
+    } catch (e) {
+      throw toVmnicError("open", cfg.rootDir, e);
+    }
     const hooks = new HookRunner({
       tsHooks: cfg.tsHooks ? opts.tsHooks ?? {} : {},
       hooksDir: cfg.hooksDir,
@@ -228,7 +233,9 @@ export class CniProvider {
 
   /** The conflists loaded (or the embedded network), and the broken files. */
   async networks(): Promise<NetworksReport> {
-    const set = await this.#loadNetworks();
+    const set = await this.#loadNetworks().catch((e) => {
+      throw toVmnicError("networks", this.config.cniConfDir, e);
+    });
     const lists = set.networks.length ? set.networks : [this.#embedded()];
     // With every conflist broken, nothing is default: `add` refuses to fall
     // back to the embedded network unless it is named.
@@ -326,7 +333,9 @@ export class CniProvider {
       specs.map((s) =>
         this.#resolveNetwork(op, vmId, s.network ?? vmCfg.network)
       ),
-    );
+    ).catch((e) => {
+      throw toVmnicError(op, vmId, e);
+    });
     return await this.#withLock(op, vmId, async () => {
       this.#checkPropagation(op);
       await this.#finishStaleNics(vmId, op);
@@ -376,7 +385,11 @@ export class CniProvider {
         }
       } catch (err) {
         const rollbackErrors: string[] = [];
+        // Reported, but no reason to keep a netns whose NICs are all gone.
+        const hookErrors: string[] = [];
         for (const rec of added.reverse()) {
+          // Marked first: a crash or failed DEL leaves it for delete/gc.
+          this.#store.markDeleting(vmId, [rec.index]);
           try {
             await this.#teardownNic(rec);
             this.#store.deleteNic(vmId, rec.index);
@@ -385,7 +398,7 @@ export class CniProvider {
             continue;
           }
           if (announced.has(rec)) {
-            rollbackErrors.push(...await this.#afterRemove(rec, op));
+            hookErrors.push(...await this.#afterRemove(rec, op));
           }
         }
         if (err instanceof RollbackIncompleteError) {
@@ -405,7 +418,8 @@ export class CniProvider {
           `${op} ${vmId}: ${messageOf(err)}` +
             (rollbackErrors.length
               ? `; rollback incomplete: ${rollbackErrors.join("; ")}`
-              : "; rolled back"),
+              : "; rolled back") +
+            (hookErrors.length ? `; ${hookErrors.join("; ")}` : ""),
           err,
         );
       }
@@ -584,22 +598,39 @@ export class CniProvider {
     op: string,
     states: readonly NicState[] = ["adding", "deleting"],
   ): Promise<void> {
+    const problems = await this.#tryFinishStaleNics(vmId, states);
+    if (problems.length) {
+      const [first] = problems;
+      throw new OperationError(
+        op,
+        `${vmId}/${first.index}`,
+        `${op} ${vmId}: ${problems.map((p) => p.error).join("; ")}`,
+      );
+    }
+  }
+
+  /** Like {@linkcode #finishStaleNics}, but returns the failures per NIC. */
+  async #tryFinishStaleNics(
+    vmId: string,
+    states: readonly NicState[],
+  ): Promise<{ index: number; error: string }[]> {
+    const problems: { index: number; error: string }[] = [];
     for (const rec of this.#store.listNics({ vmId })) {
       if (!states.includes(rec.state)) continue;
       try {
         await this.#teardownNic(rec);
         this.#store.deleteNic(vmId, rec.index);
       } catch (e) {
-        throw new OperationError(
-          op,
-          `${vmId}/${rec.index}`,
-          `${op} ${vmId}: NIC ${rec.index} was left ${rec.state} by an earlier run and could not be finished: ${
-            messageOf(e)
-          }`,
-          e,
-        );
+        problems.push({
+          index: rec.index,
+          error:
+            `NIC ${rec.index} was left ${rec.state} by an earlier run and could not be finished: ${
+              messageOf(e)
+            }`,
+        });
       }
     }
+    return problems;
   }
 
   // ------------------------------------------------------------------ remove
@@ -768,8 +799,12 @@ export class CniProvider {
 
   /** One NIC by record id, or null. */
   async inspect(id: string): Promise<NicConfig | null> {
-    const rec = this.#store.getNic(id);
-    return await Promise.resolve(rec ? toNicConfig(rec) : null);
+    try {
+      const rec = this.#store.getNic(id);
+      return await Promise.resolve(rec ? toNicConfig(rec) : null);
+    } catch (e) {
+      throw toVmnicError("inspect", id, e);
+    }
   }
 
   /** Every NIC, optionally of one VM. */
@@ -778,6 +813,8 @@ export class CniProvider {
     return Promise.try(() => {
       if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
       return this.#store.listNics(filter).map(toNicConfig);
+    }).catch((e) => {
+      throw toVmnicError("list", filter.vmId ?? "*", e);
     });
   }
 
@@ -877,9 +914,16 @@ export class CniProvider {
       this.#checkPropagation(op);
       // A crashed remove is finished, not revived. A NIC left `adding` (by a
       // crashed add or recover) keeps its MAC and requested IPs: recovered.
-      await this.#finishStaleNics(vmId, op, ["deleting"]);
-      const recs = this.#store.listNics({ vmId });
+      const hadRecords = this.#store.listNics({ vmId }).length > 0;
+      const stale = await this.#tryFinishStaleNics(vmId, ["deleting"]);
+      const recs = this.#store.listNics({ vmId })
+        .filter((r) => r.state !== "deleting");
       if (!recs.length) {
+        if (stale.length) return { vmId, nics: [], problems: stale };
+        if (hadRecords) {
+          // A delete that crashed: finished now, netns included.
+          await this.#deleteVm(vmId, op);
+        }
         throw new NotFoundError(
           op,
           vmId,
@@ -888,7 +932,7 @@ export class CniProvider {
       }
       const path = this.netnsPath(vmId);
       ensureNetns(this.netnsName(vmId), this.config.netnsDir);
-      const out: RecoverResult = { vmId, nics: [], problems: [] };
+      const out: RecoverResult = { vmId, nics: [], problems: [...stale] };
       for (const rec of recs) {
         try {
           const nic = await this.#recoverNic(rec, path);
@@ -954,7 +998,19 @@ export class CniProvider {
         cniResult: added.cniResult,
       });
     } catch (e) {
-      await this.#teardownNic(added).catch(() => {});
+      this.#store.markDeleting(rec.vmId, [added.index]);
+      try {
+        await this.#teardownNic(added);
+      } catch (teardown) {
+        // The re-added NIC stays recorded (deleting) for delete/gc; the old
+        // record cannot come back over it.
+        throw new RollbackIncompleteError(
+          "recover",
+          `${rec.vmId}/${rec.index}`,
+          `${messageOf(e)}; rollback failed (${messageOf(teardown)})`,
+          e,
+        );
+      }
       this.#store.deleteNic(rec.vmId, added.index);
       restore();
       throw e;
@@ -1049,7 +1105,9 @@ export class CniProvider {
 
   /** The hooks in effect, in run order. */
   hooks(): Promise<HookInfo[]> {
-    return this.#hooks.list();
+    return this.#hooks.list().catch((e) => {
+      throw toVmnicError("hooks", this.config.hooksDir, e);
+    });
   }
 
   /**
@@ -1150,13 +1208,14 @@ export class CniProvider {
     vmId: string,
     fn: () => T | Promise<T>,
   ): Promise<T> {
-    const lock = await this.#lock(op, vmId, true);
+    let lock: VmLock | undefined;
     try {
+      lock = await this.#lock(op, vmId, true);
       return await fn();
     } catch (e) {
       throw toVmnicError(op, vmId, e);
     } finally {
-      lock.release();
+      lock?.release();
     }
   }
 
