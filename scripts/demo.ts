@@ -21,7 +21,7 @@ const PERMS = [
   "--allow-write",
   "--allow-run",
   "--allow-env",
-  "--allow-sys=hostname,uid",
+  "--allow-sys=uid",
 ];
 const deno = Deno.execPath();
 const root = new URL("..", import.meta.url).pathname;

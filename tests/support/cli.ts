@@ -19,7 +19,7 @@ export const CLI_PERMISSIONS = [
   "--allow-write",
   "--allow-run",
   "--allow-env",
-  "--allow-sys=hostname,uid",
+  "--allow-sys=uid",
 ];
 /** The Debian CNI plugins. */
 export const SYSTEM_CNI_BIN = "/usr/lib/cni";
