@@ -82,6 +82,16 @@ Deno.bench({
   },
 });
 
+/** Both ingress qdiscs and redirects via tc.ts, then the qdiscs deleted. */
+function tcRoundTrip(tapIndex: number): void {
+  addIngressQdisc(sock!, vethIndex);
+  addIngressQdisc(sock!, tapIndex);
+  addRedirectFilter(sock!, { ifindex: vethIndex, toIfindex: tapIndex });
+  addRedirectFilter(sock!, { ifindex: tapIndex, toIfindex: vethIndex });
+  deleteIngressQdisc(sock!, vethIndex);
+  deleteIngressQdisc(sock!, tapIndex);
+}
+
 Deno.bench({
   name: "createTap + tc.ts qdisc/filter calls, then delete (rtnetlink)",
   group: "wiring",
@@ -90,12 +100,7 @@ Deno.bench({
     const tap = "bwtap1";
     withNetns(netnsPath, () => createTap({ name: tap }));
     const tapIndex = getLinkByName(sock!, tap)!.index;
-    addIngressQdisc(sock!, vethIndex);
-    addIngressQdisc(sock!, tapIndex);
-    addRedirectFilter(sock!, { ifindex: vethIndex, toIfindex: tapIndex });
-    addRedirectFilter(sock!, { ifindex: tapIndex, toIfindex: vethIndex });
-    deleteIngressQdisc(sock!, vethIndex);
-    deleteIngressQdisc(sock!, tapIndex);
+    tcRoundTrip(tapIndex);
     deleteLink(sock!, tap);
   },
 });
@@ -149,13 +154,7 @@ Deno.bench({
   group: "tc only",
   ignore: !IS_ROOT,
   fn() {
-    const tapIndex = standingTapIndex;
-    addIngressQdisc(sock!, vethIndex);
-    addIngressQdisc(sock!, tapIndex);
-    addRedirectFilter(sock!, { ifindex: vethIndex, toIfindex: tapIndex });
-    addRedirectFilter(sock!, { ifindex: tapIndex, toIfindex: vethIndex });
-    deleteIngressQdisc(sock!, vethIndex);
-    deleteIngressQdisc(sock!, tapIndex);
+    tcRoundTrip(standingTapIndex);
   },
 });
 

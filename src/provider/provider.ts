@@ -851,7 +851,6 @@ export class CniProvider {
       tapPresent: false,
       vethPresent: false,
       wired: false,
-      vethUp: false,
     };
     // One entry into the netns for all NICs.
     const states = present

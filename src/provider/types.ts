@@ -5,6 +5,9 @@
  *
  * @module
  */
+import { DEFAULT_BIN_DIRS, DEFAULT_TIMEOUT_MS } from "../cni/exec.ts";
+import { DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_HOOKS_DIR } from "../hooks/runner.ts";
+import { DEFAULT_NETNS_DIR } from "../wiring/netns.ts";
 
 /** Per-VM settings that shape its NICs (the seed's `VMConfig`). */
 export interface VmConfig {
@@ -134,12 +137,12 @@ export const DEFAULTS = {
   rootDir: "/var/lib/vmnic",
   runDir: "/run/vmnic",
   cniConfDir: "/etc/cni/net.d",
-  cniBinDirs: ["/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni"],
-  netnsDir: "/var/run/netns",
+  cniBinDirs: DEFAULT_BIN_DIRS,
+  netnsDir: DEFAULT_NETNS_DIR,
   netnsPrefix: "vmnic-",
-  hooksDir: "/etc/vmnic/hooks.d",
-  pluginTimeoutMs: 60_000,
-  hookTimeoutMs: 10_000,
+  hooksDir: DEFAULT_HOOKS_DIR,
+  pluginTimeoutMs: DEFAULT_TIMEOUT_MS,
+  hookTimeoutMs: DEFAULT_HOOK_TIMEOUT_MS,
 } as const;
 
 /** Result of `delete` (and of GC's collection): who is gone, who is not and why. */

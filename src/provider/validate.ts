@@ -6,6 +6,7 @@
  * @module
  */
 import { InvalidInputError } from "./errors.ts";
+import { parseIP } from "../wiring/nic.ts";
 import type { AddSpec, VmConfig } from "./types.ts";
 
 /** VM ids: nothing that could escape the netns dir or a lock file name. */
@@ -163,20 +164,10 @@ function positiveInt(
   }
 }
 
-const IPV4_OCTET = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
-const IPV4 = new RegExp(`^${IPV4_OCTET}(\\.${IPV4_OCTET}){3}$`);
-
-/**
- * 4 or 6 for a valid IPv4 (dotted quad, no leading zeros) or IPv6 address
- * (zone ids refused), else 0. IPv6 is checked by the WHATWG URL parser:
- * node:net's isIPv6 would cost every CLI process the node:net module.
- */
+/** 4 or 6 for a valid IPv4 or IPv6 address (the kernel layer's parser), else 0. */
 function ipVersion(address: string): 0 | 4 | 6 {
-  if (IPV4.test(address)) return 4;
-  if (!address.includes(":") || /[^0-9a-fA-F:.]/.test(address)) return 0;
   try {
-    new URL(`http://[${address}]/`);
-    return 6;
+    return parseIP(address).family;
   } catch {
     return 0;
   }

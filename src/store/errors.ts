@@ -46,13 +46,11 @@ export class DuplicateNicError extends StoreError {
   }
 }
 
-/** A lock that could not be taken (bad name, timeout, I/O failure). */
-export class LockError extends Error {
-  /** What was attempted, e.g. `"lock vm"`. */
-  readonly op: string;
-  /** The lock's name (VM id or `"global"`). */
-  readonly object: string;
-
+/**
+ * A lock that could not be taken (bad name, timeout, I/O failure); the
+ * object is the lock's name (the VM id).
+ */
+export class LockError extends StoreError {
   /** Taking the lock `object` failed, `reason` saying why. */
   constructor(
     op: string,
@@ -60,10 +58,8 @@ export class LockError extends Error {
     reason: string,
     options?: ErrorOptions,
   ) {
-    super(`${op} ${object}: ${reason}`, options);
+    super(op, object, reason, options);
     this.name = "LockError";
-    this.op = op;
-    this.object = object;
   }
 }
 

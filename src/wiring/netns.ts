@@ -10,6 +10,7 @@ import { withNetns } from "../kernel/netns.ts";
 import { NetlinkSocket } from "../netlink/socket.ts";
 
 export {
+  DEFAULT_NETNS_DIR,
   deleteNetns,
   ensureNetns,
   listNetns,

@@ -23,10 +23,13 @@ import {
   setTxQueueLen,
 } from "../kernel/link.ts";
 import { addAddr, flushAddrs } from "../kernel/addr.ts";
-import { KernelError } from "../sys/errors.ts";
+import { isErrno } from "../sys/errors.ts";
 import { Errno } from "../sys/errno.ts";
 import { createTap } from "../kernel/tuntap.ts";
 import { describeWiring, unwireTap, wireTapToVeth } from "./tap_wiring.ts";
+
+/** IP text parsing, for the provider's checks of recovery IPs. */
+export { parseIP } from "../kernel/ipaddr.ts";
 
 /** TAP transmit queue length: deep enough for a busy guest's bursts. */
 export const TAP_TXQUEUELEN = 10_000;
@@ -120,7 +123,7 @@ export function restoreVethAddrs(
     try {
       addAddr(sock, veth, cidr, { noDad: true });
     } catch (err) {
-      if (!(err instanceof KernelError && err.errno === Errno.EEXIST)) {
+      if (!isErrno(err, Errno.EEXIST)) {
         throw err;
       }
     }
@@ -133,7 +136,6 @@ export interface NicState {
   tapPresent: boolean;
   vethPresent: boolean;
   wired: boolean;
-  vethUp: boolean;
 }
 
 /** Reports whether the TAP and veth exist and the redirects join them. */
@@ -141,15 +143,11 @@ export function inspectNic(
   sock: NetlinkSocket,
   opts: { veth: string; tap: string },
 ): NicState {
-  const tap = getLinkByName(sock, opts.tap);
-  const veth = getLinkByName(sock, opts.veth);
-  const wired = tap !== null && veth !== null &&
-    describeWiring(sock, opts).wired;
+  const w = describeWiring(sock, opts);
   return {
-    tapPresent: tap !== null,
-    vethPresent: veth !== null,
-    wired,
-    vethUp: veth?.up ?? false,
+    tapPresent: w.tapIndex !== null,
+    vethPresent: w.vethIndex !== null,
+    wired: w.wired,
   };
 }
 

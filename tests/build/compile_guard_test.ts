@@ -10,11 +10,10 @@
  */
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { tsHooks } from "../../hooks/registry.ts";
-
-/** The repository root (the CLI runs from there, so deno.json applies). */
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+import { run, type RunResult } from "../support/harness.ts";
+import { REPO_ROOT } from "../support/cli.ts";
 /** The compile target. */
 const ENTRY = "src/cli/main.ts";
 /** Directories whose code goes into the binary. */
@@ -31,22 +30,8 @@ async function denoJson(): Promise<DenoJson> {
 }
 
 /** Runs `deno <args>` from the repo root. */
-async function deno(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
+function deno(args: string[]): Promise<RunResult> {
+  return run(Deno.execPath(), args, { cwd: REPO_ROOT });
 }
 
 /** Every `.ts` file under `dir` (repo-relative), recursively, sorted. */

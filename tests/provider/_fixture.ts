@@ -15,6 +15,7 @@ import {
   netnsNames,
   removeNetnsWithPrefix,
   run,
+  type RunResult,
   uniquePrefix,
 } from "../support/harness.ts";
 
@@ -26,11 +27,7 @@ import {
 } from "../support/cli.ts";
 
 /** Output of one CLI process. */
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = RunResult;
 
 /** Options of {@linkcode makeFixture}. */
 export interface FixtureOptions {
@@ -220,21 +217,16 @@ export async function runCli(args: string[]): Promise<CliResult> {
       !k.startsWith("VMNIC_")
     ),
   );
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CLI_PERMISSIONS, CLI_MAIN, ...args],
+  return await run(Deno.execPath(), [
+    "run",
+    ...CLI_PERMISSIONS,
+    CLI_MAIN,
+    ...args,
+  ], {
     cwd: REPO_ROOT,
     env,
     clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
+  });
 }
 
 /** The links of a netns (`ip -j -d link`), by name. */

@@ -53,11 +53,19 @@ export interface RunResult {
 export async function run(
   cmd: string,
   args: string[],
-  opts: { stdin?: string; env?: Record<string, string> } = {},
+  opts: {
+    stdin?: string;
+    env?: Record<string, string>;
+    /** Run with `env` only, not the inherited environment. */
+    clearEnv?: boolean;
+    cwd?: string;
+  } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(cmd, {
     args,
     env: opts.env,
+    clearEnv: opts.clearEnv,
+    cwd: opts.cwd,
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
