@@ -76,13 +76,20 @@ const flagSchema = (what: string) =>
     error: `'${what}' must be true or false`,
   }).optional().transform((v) => v === true || v === "true");
 
-const pluginSchema = z.looseObject({
-  type: z.string({ error: missingOr("type", "a string") })
-    .min(1, "'type' is empty")
+const pluginTypeSchema = (what: string) =>
+  z.string({ error: missingOr(what, "a string") })
+    .min(1, `'${what}' is empty`)
     .refine((t) => !t.includes("/") && !t.includes(".."), {
-      message: "'type' must be a plain executable name (no '/' or '..')",
+      message: `'${what}' must be a plain executable name (no '/' or '..')`,
     })
-    .refine((t) => !t.includes("\0"), "'type' contains a NUL byte"),
+    .refine((t) => !t.includes("\0"), `'${what}' contains a NUL byte`);
+
+const pluginSchema = z.looseObject({
+  type: pluginTypeSchema("type"),
+  // The plugin execs its IPAM plugin from the same bin path: the same rule.
+  ipam: z.looseObject({ type: pluginTypeSchema("ipam.type").optional() }, {
+    error: "'ipam' must be an object",
+  }).optional(),
   capabilities: z.record(
     z.string(),
     z.boolean({ error: "must be true or false" }),
@@ -248,9 +255,8 @@ function decode(
     try {
       obj = JSON.parse(raw);
     } catch (e) {
-      throw new CniConfigError(source, `not valid JSON: ${errText(e)}`, {
-        cause: e,
-      });
+      // Never quote the text: the file may be a link to a secret.
+      throw new CniConfigError(source, `not valid JSON${jsonErrorWhere(e)}`);
     }
   } else {
     checkObjectDepth(input, 0, source);
@@ -373,6 +379,19 @@ function tooDeep(source: string): CniConfigError {
     source,
     `JSON nested deeper than ${MAX_CONFIG_DEPTH} levels`,
   );
+}
+
+/**
+ * Where JSON.parse gave up (" at line L column C"), without the excerpt of
+ * the text that its message carries.
+ */
+function jsonErrorWhere(e: unknown): string {
+  const m = /line (\d+) column (\d+)/.exec(errText(e)) ??
+    /position (\d+)/.exec(errText(e));
+  if (!m) return "";
+  return m.length === 3
+    ? ` (at line ${m[1]} column ${m[2]})`
+    : ` (at byte ${m[1]})`;
 }
 
 function errText(e: unknown): string {

@@ -43,11 +43,13 @@ export {
   type PluginConfig,
 } from "./config.ts";
 export {
+  binaryPluginExec,
   DEFAULT_BIN_DIRS,
   DEFAULT_TIMEOUT_MS,
   execPlugin,
   findPlugin,
   MAX_PLUGIN_OUTPUT_BYTES,
+  type PluginExec,
   type PluginExecRequest,
 } from "./exec.ts";
 export {

@@ -9,7 +9,7 @@ import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 import { Attrs, type NetlinkMessage, nla } from "../netlink/codec.ts";
 import { IfAddr, Netlink, Rtnl, Socket } from "../netlink/constants.ts";
 import { decodeIfAddrMsg, encodeIfAddrMsg } from "../netlink/route.ts";
-import type { NetlinkSocket } from "../netlink/socket.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 import { type Cidr, formatIP, parseCidr, parseIP } from "./ipaddr.ts";
 import { requireLink } from "./link.ts";
 
@@ -71,7 +71,7 @@ export function decodeAddress(msg: NetlinkMessage): Address | null {
  * (`index`) and/or one family.
  */
 export function listAddrs(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   filter: { index?: number; family?: 4 | 6 } = {},
 ): Address[] {
   const af = filter.family ? FAMILY_TO_AF[filter.family] : Socket.AF_UNSPEC;
@@ -116,7 +116,7 @@ function cidrOf(op: string, cidr: string): Cidr {
  * the link is absent.
  */
 export function addAddr(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifName: string,
   cidr: string,
   opts: { noDad?: boolean } = {},
@@ -150,7 +150,7 @@ export function addAddr(
  * the kernel matches IFA_ADDRESS against the peer there).
  */
 function deleteAddress(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   op: string,
   ifName: string,
   index: number,
@@ -182,7 +182,7 @@ function deleteAddress(
  * name is a bug, not an already-done delete).
  */
 export function delAddr(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifName: string,
   cidr: string,
   opts: { ignoreMissing?: boolean } = {},
@@ -211,7 +211,7 @@ export function delAddr(
  * @returns how many addresses were deleted.
  */
 export function flushAddrs(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifName: string,
   family?: 4 | 6,
 ): number {

@@ -19,16 +19,19 @@ export const MS_SHARED = 1 << 20;
 /** `<linux/mount.h>`: `umount2(2)` flag, lazy detach. */
 export const MNT_DETACH = 0x2;
 
-/** `<asm-generic/fcntl.h>`: `open(2)` flags (x86_64 / generic values). */
-export const O_RDONLY = 0o0;
-/** `<asm-generic/fcntl.h>` */
-export const O_RDWR = 0o2;
-/** `<asm-generic/fcntl.h>` */
-export const O_CREAT = 0o100;
-/** `<asm-generic/fcntl.h>` */
-export const O_EXCL = 0o200;
-/** `<asm-generic/fcntl.h>` */
-export const O_CLOEXEC = 0o2000000;
+export {
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
+  O_CLOEXEC,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_RDONLY,
+  O_RDWR,
+} from "../sys/fcntl.ts";
 
 /** `<linux/nsfs.h>`: ioctl returning the `CLONE_NEW*` kind of an nsfs fd. */
 export const NS_GET_NSTYPE = 0xb703; // _IO(NSIO 0xb7, 0x3)

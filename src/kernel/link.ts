@@ -28,7 +28,7 @@ import {
   Veth,
 } from "../netlink/constants.ts";
 import { decodeIfInfoMsg, encodeIfInfoMsg } from "../netlink/route.ts";
-import type { NetlinkSocket } from "../netlink/socket.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 import { validateIfName } from "./ifname.ts";
 
 /** A link as the kernel reports it (RTM_NEWLINK). */
@@ -65,6 +65,8 @@ export interface Link {
   groMaxSize?: number;
   /** IFLA_INET6_ADDR_GEN_MODE (IN6_ADDR_GEN_MODE_*); absent without IPv6. */
   inet6AddrGenMode?: number;
+  /** IFLA_IFALIAS (`ip link set … alias`), when one is set. */
+  alias?: string;
 }
 
 const { NLM_F_CREATE, NLM_F_EXCL } = Netlink;
@@ -96,6 +98,8 @@ export function decodeLink(msg: NetlinkMessage): Link {
   if (kind !== undefined) link.kind = kind;
   const mac = a.get(IfLink.IFLA_ADDRESS);
   if (mac) link.mac = formatMac(mac);
+  const alias = a.str(IfLink.IFLA_IFALIAS);
+  if (alias) link.alias = alias;
   const optional: [OptionalNumber, number | undefined][] = [
     ["master", a.u32(IfLink.IFLA_MASTER)],
     ["txqlen", a.u32(IfLink.IFLA_TXQLEN)],
@@ -119,21 +123,21 @@ export function decodeLink(msg: NetlinkMessage): Link {
 }
 
 /** One link by name, or `null` when there is none. */
-export function getLinkByName(sock: NetlinkSocket, name: string): Link | null {
+export function getLinkByName(sock: NetlinkConn, name: string): Link | null {
   validateIfName(name);
   return getLink(sock, 0, [nla.str(IfLink.IFLA_IFNAME, name)], name);
 }
 
 /** One link by index, or `null` when there is none. */
 export function getLinkByIndex(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   index: number,
 ): Link | null {
   return getLink(sock, index, [], `#${index}`);
 }
 
 function getLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   index: number,
   attrs: Attr[],
   object: string,
@@ -154,7 +158,7 @@ function getLink(
 }
 
 /** Every link of the socket's netns. */
-export function listLinks(sock: NetlinkSocket): Link[] {
+export function listLinks(sock: NetlinkConn): Link[] {
   return sock.dump({
     type: Rtnl.RTM_GETLINK,
     flags: 0,
@@ -170,7 +174,7 @@ export function listLinks(sock: NetlinkSocket): Link[] {
  * @throws {KernelError} `ENODEV` naming `op` when it does not exist.
  */
 export function requireLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   op: string,
 ): Link {
@@ -188,7 +192,7 @@ function macBytes(op: string, device: string, mac: string): Uint8Array {
 }
 
 function createLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   op: string,
   name: string,
   attrs: Attr[],
@@ -214,7 +218,7 @@ function linkInfo(kind: string, data?: Attr[]): Attr {
  * @throws {KernelError} `EEXIST` when a link of that name exists.
  */
 export function createBridge(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   opts: { mtu?: number } = {},
 ): void {
@@ -244,7 +248,7 @@ export interface VethOptions {
  * @throws {KernelError} `EEXIST` when either name is taken.
  */
 export function createVeth(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   peerName: string,
   opts: VethOptions = {},
@@ -287,7 +291,7 @@ export function createVeth(
  * Creates a dummy device (down). Needs CONFIG_DUMMY: `EOPNOTSUPP` where the
  * kernel lacks it.
  */
-export function createDummy(sock: NetlinkSocket, name: string): void {
+export function createDummy(sock: NetlinkConn, name: string): void {
   validateIfName(name);
   createLink(sock, "create dummy", name, [linkInfo("dummy")]);
 }
@@ -299,7 +303,7 @@ export function createDummy(sock: NetlinkSocket, name: string): void {
  * @throws {KernelError} `ENODEV` when absent without `ignoreMissing`.
  */
 export function deleteLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   opts: { ignoreMissing?: boolean } = {},
 ): boolean {
@@ -323,7 +327,7 @@ export function deleteLink(
  * the kernel resolves, so one round trip; ENODEV when absent).
  */
 function setLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   op: string,
   name: string,
   attrs: Attr[],
@@ -339,7 +343,7 @@ function setLink(
 }
 
 /** Sets the link administratively up. */
-export function setLinkUp(sock: NetlinkSocket, name: string): void {
+export function setLinkUp(sock: NetlinkConn, name: string): void {
   setLink(sock, "set link up", name, [], {
     flags: If.IFF_UP,
     change: If.IFF_UP,
@@ -347,17 +351,17 @@ export function setLinkUp(sock: NetlinkSocket, name: string): void {
 }
 
 /** Sets the link administratively down. */
-export function setLinkDown(sock: NetlinkSocket, name: string): void {
+export function setLinkDown(sock: NetlinkConn, name: string): void {
   setLink(sock, "set link down", name, [], { flags: 0, change: If.IFF_UP });
 }
 
 /** Sets the MTU (`EINVAL` outside the device's min/max MTU). */
-export function setMtu(sock: NetlinkSocket, name: string, mtu: number): void {
+export function setMtu(sock: NetlinkConn, name: string, mtu: number): void {
   setLink(sock, "set mtu", name, [nla.u32(IfLink.IFLA_MTU, mtu)]);
 }
 
 /** Sets the MAC address (`aa:bb:cc:dd:ee:ff`). */
-export function setMac(sock: NetlinkSocket, name: string, mac: string): void {
+export function setMac(sock: NetlinkConn, name: string, mac: string): void {
   const op = "set mac";
   validateIfName(name);
   setLink(sock, op, name, [
@@ -365,9 +369,29 @@ export function setMac(sock: NetlinkSocket, name: string, mac: string): void {
   ]);
 }
 
+/** Longest alias the kernel takes: IFALIASZ (256) less the NUL we send. */
+export const MAX_IFALIAS = 254;
+
+/** Sets the link's alias (`ip link set NAME alias TEXT`); `""` clears it. */
+export function setLinkAlias(
+  sock: NetlinkConn,
+  name: string,
+  alias: string,
+): void {
+  const op = "set link alias";
+  if (new TextEncoder().encode(alias).length > MAX_IFALIAS) {
+    throw new InvalidArgumentError(
+      op,
+      alias,
+      `longer than ${MAX_IFALIAS} bytes`,
+    );
+  }
+  setLink(sock, op, name, [nla.str(IfLink.IFLA_IFALIAS, alias)]);
+}
+
 /** Sets the transmit queue length (`txqlen`). */
 export function setTxQueueLen(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   len: number,
 ): void {
@@ -381,7 +405,7 @@ export function setTxQueueLen(
  * @throws {KernelError} `ENODEV` naming the master when it does not exist.
  */
 export function setMaster(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   masterName: string | null,
 ): void {
@@ -401,7 +425,7 @@ export function setMaster(
  * drop unknown attributes), `true` when the link now reports `size`.
  */
 export function setGroMaxSize(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   size: number,
 ): boolean {
@@ -425,7 +449,7 @@ export function setGroMaxSize(
  * `newName` is taken, `ENODEV` when `name` does not exist.
  */
 export function renameLink(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   newName: string,
 ): void {
@@ -448,7 +472,7 @@ export function renameLink(
  * (EAFNOSUPPORT, EOPNOTSUPP), `true` when set.
  */
 export function setInet6AddrGenMode(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   name: string,
   mode: number,
 ): boolean {

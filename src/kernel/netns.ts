@@ -12,6 +12,9 @@ import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 import { check, cstr, errno, gettid, libc } from "../sys/libc.ts";
 import {
   CLONE_NEWNET,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
   MNT_DETACH,
   MS_BIND,
   MS_REC,
@@ -20,6 +23,7 @@ import {
   NSFS_MAGIC,
   O_CLOEXEC,
   O_CREAT,
+  O_DIRECTORY,
   O_EXCL,
   O_RDONLY,
 } from "./constants.ts";
@@ -85,6 +89,16 @@ export function netnsPath(name: string, dir = DEFAULT_NETNS_DIR): string {
 export function createNetns(name: string, dir = DEFAULT_NETNS_DIR): string {
   const path = netnsPath(name, dir);
   ensureSharedDir(dir);
+  // Shared: creations proceed together; releaseNetnsDir waits for none.
+  const dirLock = lockDir(dir, LOCK_SH);
+  try {
+    return createIn(name, path);
+  } finally {
+    if (dirLock >= 0) libc().close(dirLock);
+  }
+}
+
+function createIn(name: string, path: string): string {
   const fd = libc().open(
     cstr(path),
     O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -102,6 +116,64 @@ export function createNetns(name: string, dir = DEFAULT_NETNS_DIR): string {
     throw err;
   }
   return path;
+}
+
+/**
+ * Undoes the bind mount that made a custom netns `dir` a shared mount, once
+ * the dir holds nothing: vmnic must not leave a mount behind in a dir of
+ * the operator's choosing. The default dir (`/var/run/netns`) is shared
+ * with iproute2 and keeps its mount, as iproute2 leaves it. Only a
+ * self-bind (the dir mounted onto itself) is undone, and only while no
+ * other vmnic process is creating a netns in it.
+ */
+export function releaseNetnsDir(dir: string): void {
+  if (dir.replace(/\/+$/, "") === DEFAULT_NETNS_DIR) return;
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  const fd = lockDir(real, LOCK_EX | LOCK_NB);
+  if (fd < 0) return; // being created in right now: keep the mount
+  try {
+    if ([...Deno.readDirSync(real)].length) return;
+    const mounts = readMountinfo();
+    const here = mounts.findLast((m) => m.mountPoint === real);
+    if (!here) return;
+    const parent = mounts.find((m) => m.id === here.parentId);
+    if (!parent || parent.majorMinor !== here.majorMinor) return;
+    const rel = parent.mountPoint === "/"
+      ? real
+      : real.slice(parent.mountPoint.length);
+    const expectedRoot = parent.root === "/" ? rel : parent.root + rel;
+    if (here.root !== expectedRoot) return; // something else is mounted there
+    check(libc().umount2(cstr(real), MNT_DETACH), "release netns dir", real);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/**
+ * An flock on `dir` (`LOCK_SH` while creating in it, `LOCK_EX` to release
+ * it); -1 when a non-blocking lock is held by another, or for the default
+ * dir, which iproute2 shares without taking part.
+ */
+function lockDir(dir: string, operation: number): number {
+  if (dir.replace(/\/+$/, "") === DEFAULT_NETNS_DIR) return -1;
+  const fd = check(
+    libc().open(cstr(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0),
+    "open netns dir",
+    dir,
+  );
+  if (libc().flock(fd, operation) < 0) {
+    const e = errno();
+    libc().close(fd);
+    if (e === Errno.EAGAIN) return -1;
+    throw new KernelError("lock netns dir", dir, e);
+  }
+  return fd;
 }
 
 /**
@@ -388,6 +460,11 @@ function isNetnsFile(path: string): boolean {
 
 /** One line of /proc/self/mountinfo, the parts needed here. */
 interface MountEntry {
+  id: number;
+  parentId: number;
+  majorMinor: string;
+  /** The root of the mount within its filesystem. */
+  root: string;
   mountPoint: string;
   /** Optional fields: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`. */
   tags: string[];
@@ -400,6 +477,10 @@ function readMountinfo(): MountEntry[] {
     const sep = fields.indexOf("-");
     if (fields.length < 7 || sep < 6) continue;
     out.push({
+      id: Number(fields[0]),
+      parentId: Number(fields[1]),
+      majorMinor: fields[2],
+      root: unescapeMountField(fields[3]),
       mountPoint: unescapeMountField(fields[4]),
       tags: fields.slice(6, sep),
     });

@@ -22,7 +22,7 @@ import {
   TcMirred,
 } from "../netlink/constants.ts";
 import { decodeTcMsg, encodeTcMsg, htons } from "../netlink/route.ts";
-import type { NetlinkSocket } from "../netlink/socket.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 import { Errno } from "../sys/errno.ts";
 import { InvalidArgumentError, isErrno } from "../sys/errors.ts";
 
@@ -159,7 +159,7 @@ export interface RedirectFilterOptions extends DeviceLabel {
  * `ENODEV` for an unknown ifindex.
  */
 export function addIngressQdisc(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifindex: number,
   opts: DeviceLabel & { ignoreExisting?: boolean } = {},
 ): boolean {
@@ -200,7 +200,7 @@ export function addIngressQdisc(
  * `ignoreMissing`), `ENODEV` for an unknown ifindex.
  */
 export function deleteIngressQdisc(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifindex: number,
   opts: DeviceLabel & { ignoreMissing?: boolean } = {},
 ): boolean {
@@ -235,7 +235,7 @@ export function deleteIngressQdisc(
 
 /** The qdiscs of the socket's netns, or of one device. */
 export function listQdiscs(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifindex?: number,
 ): QdiscInfo[] {
   const object = ifindex === undefined ? "*" : `ifindex ${ifindex}`;
@@ -270,7 +270,7 @@ export function listQdiscs(
  * @throws {KernelError} naming "add redirect filter" and `from -> to`.
  */
 export function addRedirectFilter(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   opts: RedirectFilterOptions,
 ): void {
   const op = "add redirect filter";
@@ -319,7 +319,7 @@ export function addRedirectFilter(
  * match traffic, with their actions decoded. No qdisc there: `[]`.
  */
 export function listFilters(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifindex: number,
   parent: number = INGRESS_PARENT,
   opts: DeviceLabel = {},
@@ -364,7 +364,7 @@ export function listFilters(
  * them. Deleting a priority that has none fails with `ENOENT`.
  */
 export function deleteFilters(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   ifindex: number,
   opts: DeviceLabel & { prio?: number } = {},
 ): void {
@@ -471,7 +471,7 @@ function decodeActions(list: Attrs | undefined): ActionInfo[] {
   });
 }
 
-function hasIngressQdisc(sock: NetlinkSocket, ifindex: number): boolean {
+function hasIngressQdisc(sock: NetlinkConn, ifindex: number): boolean {
   return listQdiscs(sock, ifindex).some((q) =>
     q.kind === INGRESS_KIND && q.parent === PktSched.TC_H_INGRESS
   );

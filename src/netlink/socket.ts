@@ -13,8 +13,8 @@ import { check, libc } from "../sys/libc.ts";
 import { KernelError } from "../sys/errors.ts";
 import { Errno } from "../sys/errno.ts";
 import { Netlink, Socket } from "./constants.ts";
+import type { NetlinkConn, Request, RequestContext } from "./conn.ts";
 import {
-  type Attr,
   Attrs,
   decodeMessages,
   encodeMessage,
@@ -31,22 +31,10 @@ const TIMEVAL_LEN = 16;
 /** How often a dump the kernel marks interrupted (NLM_F_DUMP_INTR) is redone. */
 const DUMP_ATTEMPTS = 3;
 
-/** What a request is, for error messages: the operation and the object. */
-export interface RequestContext {
-  op: string;
-  object: string;
-}
-
-/** A request: message type and flags, family header, attributes. */
-export interface Request {
-  type: number;
-  flags: number;
-  header: Uint8Array;
-  attrs?: Attr[];
-}
+export type { NetlinkConn, Request, RequestContext } from "./conn.ts";
 
 /** One rtnetlink socket, bound in the netns where it was opened. */
-export class NetlinkSocket {
+export class NetlinkSocket implements NetlinkConn {
   readonly #fd: number;
   #seq: number;
   #closed = false;

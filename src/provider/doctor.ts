@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { checkTunDevice, netnsDirPropagates } from "../wiring/netns.ts";
+import { checkTunDevice, hostKernel } from "../wiring/kernel.ts";
 import { loadConfDir } from "../cni/config.ts";
-import type { ResolvedConfig } from "./provider.ts";
+import type { ResolvedConfig } from "./config.ts";
 
 /** One check's outcome. */
 export interface DoctorCheck {
@@ -90,7 +90,7 @@ export async function doctor(
     });
   }
 
-  const prop = netnsDirPropagates(cfg.netnsDir);
+  const prop = hostKernel.netnsDirPropagates(cfg.netnsDir);
   checks.push({
     name: "mount propagation",
     ok: prop.ok,

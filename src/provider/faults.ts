@@ -1,26 +1,30 @@
 /**
  * Crash points for the reliability tests: when `VMNIC_FAULT_POINT` names one
  * of {@linkcode FAULT_POINTS}, the process SIGKILLs itself right there, as a
- * power cut or OOM kill would. The tests then check that the next `delete`
- * or `gc` leaves nothing behind. Unset (always, in production), a point is
- * one string comparison.
+ * power cut or OOM kill would. The tests then check that the documented
+ * recovery (docs/state-machine.md) leaves nothing behind. Unset (always, in
+ * production), a point is one string comparison.
  *
  * @module
  */
 
-/** Every place a crash is simulated, in the order an add/remove/delete reaches them. */
+/** Every place a crash is simulated, in the order operations reach them. */
 export const FAULT_POINTS = [
+  "add:vm-recorded",
   "add:netns-created",
   "add:record-inserted",
   "add:cni-added",
   "add:plumbed",
   "add:active",
-  "teardown:unplumbed",
-  "teardown:cni-deleted",
-  "remove:marked",
+  "retire:marked",
+  "retire:unplumbed",
+  "retire:cni-deleted",
   "delete:marked",
-  "delete:nic-torn-down",
+  "delete:nic-retired",
   "delete:netns-deleted",
+  "recover:nic-retired",
+  "recover:repaired",
+  "quiesce:recorded",
 ] as const;
 
 /** One of {@linkcode FAULT_POINTS}. */

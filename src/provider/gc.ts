@@ -1,108 +1,231 @@
 /**
- * A small GC orchestrator (the seed's `gc.Orchestrator`): a VM manager
- * registers the GC modules of its parts (network, disks, …); one run takes
- * every module's snapshot first, then lets each collect what is not in the
- * caller's active set.
+ * The provider's GC module: collects every VM this install recorded that
+ * is not in the caller's active set, like `delete`, skipping VMs another
+ * process is working on. A netns carrying the prefix that no record
+ * accounts for is reported and left alone, unless `includeUnknown` asks
+ * for it (never one another vmnic install made). Lock files of VMs that
+ * no longer exist go too.
  *
  * @module
  */
+import { lockedVmIds } from "../store/locks.ts";
+import { netnsTag } from "../wiring/nic.ts";
+import {
+  installOfTag,
+  lockVm,
+  netnsPathOf,
+  type ProviderContext,
+} from "./context.ts";
+import { reasonOf, toVmnicError, VmBusyError } from "./errors.ts";
+import type { GcModule, GcPlan, GcReport } from "./gc_orchestrator.ts";
+import { deleteVm } from "./lifecycle.ts";
+import { isVmId } from "./validate.ts";
 
-/** How a collection runs. */
-export interface GcPlan {
-  /** List the candidates without touching anything. */
-  dryRun?: boolean;
-  /** Called after each collected (or failed) candidate. */
-  onProgress?: (id: string, done: number, total: number) => void;
+/** What the CNI GC module sees. */
+export interface CniGcSnapshot {
+  /** VM ids in the records. */
+  vmIds: string[];
+  /** VM ids of netns carrying the prefix that no record accounts for. */
+  unknown: string[];
 }
 
-/** What one module did in a run. */
-export interface GcReport {
-  /** The module's name. */
-  module: string;
-  /** Ids not in the active set: collected unless `dryRun`. */
-  candidates: string[];
-  /** Ids collected. */
-  collected: string[];
-  /** Left alone, with why (e.g. locked by another process). */
-  skipped: { id: string; reason: string }[];
-  /** Ids that failed, with why. */
-  errors: { id: string; error: string }[];
-  /** Collected ids with something to report (e.g. a failed `afterRemove` hook). */
-  warnings: { id: string; warning: string }[];
-}
-
-/**
- * One GC participant. `snapshot` reads what exists; `collect` removes what
- * the snapshot holds that is not active.
- */
-export interface GcModule<S> {
-  /** Its name. */
-  readonly name: string;
-  /** Reads what exists. */
-  snapshot(): Promise<S>;
-  /** Removes what `snapshot` holds that is not active. */
-  collect(
-    snapshot: S,
-    active: ReadonlySet<string>,
-    plan: GcPlan,
-  ): Promise<GcReport>;
-}
-
-/** Runs registered GC modules together. */
-export class GcOrchestrator {
-  // deno-lint-ignore no-explicit-any
-  readonly #modules: GcModule<any>[] = [];
-
-  /** Adds a module; names must be unique. */
-  register<S>(module: GcModule<S>): void {
-    if (this.#modules.some((m) => m.name === module.name)) {
-      throw new Error(
-        `gc: a module named ${
-          JSON.stringify(module.name)
-        } is already registered`,
-      );
-    }
-    this.#modules.push(module);
-  }
-
-  /** The registered modules' names, in registration order. */
-  get modules(): string[] {
-    return this.#modules.map((m) => m.name);
-  }
-
+/** Options of the GC module. */
+export interface CniGcOptions {
   /**
-   * Snapshots every module, then collects. A module whose snapshot or
-   * collection throws is reported in its own report; the others still run.
+   * Also remove netns carrying the prefix that no record accounts for
+   * (without CNI DEL: there is no record of what was added).
    */
-  async run(active: Iterable<string>, plan: GcPlan = {}): Promise<GcReport[]> {
-    const activeSet = new Set(active);
-    const snaps = await Promise.allSettled(
-      this.#modules.map((m) => m.snapshot()),
-    );
-    const reports: GcReport[] = [];
-    for (const [i, m] of this.#modules.entries()) {
-      const snap = snaps[i];
-      if (snap.status === "rejected") {
-        reports.push(failed(m.name, snap.reason));
-        continue;
-      }
-      try {
-        reports.push(await m.collect(snap.value, activeSet, plan));
-      } catch (e) {
-        reports.push(failed(m.name, e));
-      }
-    }
-    return reports;
-  }
+  includeUnknown?: boolean;
 }
 
-function failed(module: string, e: unknown): GcReport {
+/** The GC module of a provider. */
+export function cniGcModule(
+  ctx: ProviderContext,
+  opts: CniGcOptions = {},
+): GcModule<CniGcSnapshot> {
   return {
-    module,
+    name: "cni",
+    snapshot: () => Promise.resolve(snapshot(ctx)),
+    collect: (snap, active, plan) => collect(ctx, snap, active, plan, opts),
+  };
+}
+
+function snapshot(ctx: ProviderContext): CniGcSnapshot {
+  const prefix = ctx.config.netnsPrefix;
+  const recorded = new Set([
+    ...ctx.store.listVmIds(),
+    ...ctx.store.listNics().map((n) => n.vmId),
+  ]);
+  const netns = prefix
+    ? ctx.kernel.listNetns(ctx.config.netnsDir, { stale: true })
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => n.slice(prefix.length))
+    : [];
+  return {
+    vmIds: [...recorded].sort(),
+    unknown: netns.filter((id) => !recorded.has(id)).sort(),
+  };
+}
+
+async function collect(
+  ctx: ProviderContext,
+  snap: CniGcSnapshot,
+  active: ReadonlySet<string>,
+  plan: GcPlan,
+  opts: CniGcOptions,
+): Promise<GcReport> {
+  const report: GcReport = {
+    module: "cni",
     candidates: [],
     collected: [],
     skipped: [],
-    errors: [{ id: "*", error: e instanceof Error ? e.message : String(e) }],
+    errors: [],
     warnings: [],
   };
+  const doomed = snap.vmIds.filter((id) => !active.has(id));
+  const unknown = snap.unknown.filter((id) => !active.has(id));
+  report.candidates = [
+    ...doomed,
+    ...(opts.includeUnknown ? unknown : []),
+  ];
+  if (!opts.includeUnknown) {
+    for (const id of unknown) {
+      report.skipped.push({
+        id,
+        reason: `netns ${
+          netnsPathOf(ctx, id)
+        } has no record in this install: left alone (--include-unknown removes it)`,
+      });
+    }
+  }
+  if (plan.dryRun) return report;
+  const total = report.candidates.length;
+  let done = 0;
+  for (const vmId of doomed) {
+    if (ctx.signal?.aborted) break;
+    await collectVm(ctx, vmId, report);
+    plan.onProgress?.(vmId, ++done, total);
+  }
+  for (const vmId of opts.includeUnknown ? unknown : []) {
+    if (ctx.signal?.aborted) break;
+    await collectUnknown(ctx, vmId, report);
+    plan.onProgress?.(vmId, ++done, total);
+  }
+  await removeStaleLocks(ctx, active);
+  return report;
+}
+
+/** Collects one recorded VM like `delete`, unless another process holds it. */
+async function collectVm(
+  ctx: ProviderContext,
+  vmId: string,
+  report: GcReport,
+): Promise<void> {
+  if (!isVmId(vmId)) {
+    report.skipped.push({ id: vmId, reason: "not a vmnic VM id" });
+    return;
+  }
+  let lock;
+  try {
+    lock = await lockVm(ctx, "gc", vmId, 0);
+  } catch (e) {
+    if (e instanceof VmBusyError) {
+      report.skipped.push({
+        id: vmId,
+        reason: "locked by another vmnic process",
+      });
+      return;
+    }
+    report.errors.push({
+      id: vmId,
+      error: reasonOf(toVmnicError("gc", vmId, e)),
+    });
+    return;
+  }
+  try {
+    const warnings = await deleteVm(ctx, "gc", vmId);
+    lock.releaseAndRemove();
+    report.collected.push(vmId);
+    report.warnings.push(...warnings.map((warning) => ({ id: vmId, warning })));
+  } catch (e) {
+    report.errors.push({
+      id: vmId,
+      error: reasonOf(toVmnicError("gc", vmId, e)),
+    });
+  } finally {
+    lock.release();
+  }
+}
+
+/** Removes a netns no record accounts for, unless another install made it. */
+async function collectUnknown(
+  ctx: ProviderContext,
+  vmId: string,
+  report: GcReport,
+): Promise<void> {
+  const name = ctx.config.netnsPrefix + vmId;
+  const path = netnsPathOf(ctx, vmId);
+  let lock;
+  try {
+    lock = await lockVm(ctx, "gc", vmId, 0);
+  } catch {
+    report.skipped.push({
+      id: vmId,
+      reason: "locked by another vmnic process",
+    });
+    return;
+  }
+  try {
+    if (ctx.store.getVm(vmId)) {
+      report.skipped.push({ id: vmId, reason: "recorded meanwhile" });
+      return;
+    }
+    if (ctx.kernel.netnsExists(name, ctx.config.netnsDir)) {
+      const owner = installOfTag(
+        ctx.kernel.inNetns(path, (s) => netnsTag(s.conn)),
+      );
+      if (owner !== null && owner !== ctx.installId) {
+        report.skipped.push({
+          id: vmId,
+          reason: `netns ${path} belongs to another vmnic install (${owner})`,
+        });
+        return;
+      }
+    }
+    ctx.kernel.deleteNetns(name, ctx.config.netnsDir);
+    lock.releaseAndRemove();
+    report.collected.push(vmId);
+    report.warnings.push({
+      id: vmId,
+      warning: `netns ${path} removed without CNI DEL (no record of what ` +
+        `was added in it): IPAM leases of its NICs may stay`,
+    });
+  } catch (e) {
+    report.errors.push({
+      id: vmId,
+      error: reasonOf(toVmnicError("gc", vmId, e)),
+    });
+  } finally {
+    lock.release();
+  }
+}
+
+/** Lock files of VMs with no record and no netns: nothing left to lock. */
+async function removeStaleLocks(
+  ctx: ProviderContext,
+  active: ReadonlySet<string>,
+): Promise<void> {
+  const recorded = new Set(ctx.store.listVmIds());
+  for (const vmId of lockedVmIds(ctx.config.runDir)) {
+    if (recorded.has(vmId) || active.has(vmId) || !isVmId(vmId)) continue;
+    const name = ctx.config.netnsPrefix + vmId;
+    if (ctx.kernel.netnsExists(name, ctx.config.netnsDir)) continue;
+    const lock = await lockVm(ctx, "gc", vmId, 0).catch(() => null);
+    if (!lock) continue; // in use: keep
+    try {
+      if (!ctx.store.getVm(vmId)) lock.releaseAndRemove();
+    } finally {
+      lock.release();
+    }
+  }
 }

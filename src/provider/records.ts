@@ -1,46 +1,69 @@
 /**
  * Mapping between what the provider handles: a spec's recovery request as
  * CNI args, a CNI result as the NIC's IPs, a stored record as the public NIC
- * config (DESIGN.md's JSON) and as a hook context.
+ * config (docs/cli.md's JSON) and as a hook context.
  *
  * @module
  */
 import type { NetworkConfigList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { HookInput } from "../hooks/types.ts";
-import type { NicRecord } from "../store/types.ts";
+import type { NicRecord, VmRecord } from "../store/types.ts";
+import { InvalidInputError } from "./errors.ts";
 import type {
-  AddSpec,
   DnsConfig,
   IpConfig,
   NicConfig,
   RouteConfig,
+  VmInfo,
 } from "./types.ts";
 import { parseIpArg } from "./validate.ts";
 
-/** CNI capability args or CNI_ARGS asking IPAM for the same IPs (recovery). */
+/** What a NIC asks of IPAM and the plugins besides the defaults. */
+export interface NicRequest {
+  /** A MAC to keep (recovery). */
+  mac?: string;
+  /** Addresses to have again (`10.0.0.5/24`), recovery. */
+  ips?: string[];
+}
+
+/**
+ * CNI capability args or CNI_ARGS asking IPAM for the same IPs (recovery),
+ * in the one way the chain accepts them: the `ips` capability where a
+ * plugin declares it, else `CNI_ARGS IP=` for a single address. More
+ * addresses without the capability cannot be asked for: that is refused
+ * before anything changes.
+ */
 export function ipRequest(
   list: NetworkConfigList,
-  spec: AddSpec,
+  req: NicRequest,
   op: string,
-  vmId: string,
+  object: string,
 ): { args?: [string, string][]; capabilityArgs?: Record<string, unknown> } {
   const caps: Record<string, unknown> = {};
   const declares = (cap: string) =>
     list.plugins.some((p) => p.capabilities[cap]);
-  if (spec.mac && declares("mac")) caps.mac = spec.mac.toLowerCase();
-  if (!spec.ips?.length) {
-    return Object.keys(caps).length ? { capabilityArgs: caps } : {};
-  }
+  if (req.mac && declares("mac")) caps.mac = req.mac.toLowerCase();
+  const withCaps = () =>
+    Object.keys(caps).length ? { capabilityArgs: caps } : {};
+  if (!req.ips?.length) return withCaps();
   if (declares("ips")) {
-    caps.ips = spec.ips;
-    return { capabilityArgs: caps };
+    caps.ips = req.ips;
+    return withCaps();
   }
-  const bare = spec.ips.map((ip) => parseIpArg(op, vmId, ip).address);
-  return {
-    args: [["IgnoreUnknown", "1"], ["IP", bare.join(",")]],
-    ...(Object.keys(caps).length ? { capabilityArgs: caps } : {}),
-  };
+  if (req.ips.length > 1) {
+    throw new InvalidInputError(
+      op,
+      object,
+      `network ${list.name} cannot be asked for ${req.ips.length} addresses ` +
+        `(${req.ips.join(", ")}): without the "ips" capability only one ` +
+        `goes through CNI_ARGS IP=. Declare "capabilities": {"ips": true} ` +
+        `on the plugin of ${list.source} that hands its config to IPAM ` +
+        `(e.g. bridge or ptp)`,
+    );
+  }
+  const bare = parseIpArg(op, object, req.ips[0]).address;
+  return { args: [["IgnoreUnknown", "1"], ["IP", bare]], ...withCaps() };
 }
 
 /** The IPs of the VM's interface in a CNI result. */
@@ -67,7 +90,13 @@ export function ipsOf(
     });
 }
 
-/** A record as the public NIC config (DESIGN.md's JSON). */
+/** The host-side interface of a CNI result (no sandbox), if it names one. */
+export function hostInterfaceOf(result: unknown): string | undefined {
+  const r = result as CniResult | null;
+  return r?.interfaces?.find((i) => !i.sandbox && i.name)?.name;
+}
+
+/** A record as the public NIC config (docs/cli.md's JSON). */
 export function toNicConfig(rec: NicRecord): NicConfig {
   const result = rec.cniResult as CniResult | null;
   return {
@@ -76,19 +105,38 @@ export function toNicConfig(rec: NicRecord): NicConfig {
     index: rec.index,
     ifName: rec.ifName,
     tap: rec.tap,
-    mac: rec.mac,
+    ...(rec.mac ? { mac: rec.mac } : {}),
     network: rec.network,
     netnsPath: rec.netnsPath,
     numQueues: rec.numQueues,
     queueSize: rec.queueSize,
-    mtu: rec.mtu,
+    ...(rec.mtu ? { mtu: rec.mtu } : {}),
     ips: rec.ips as IpConfig[],
     routes: (result?.routes ?? []).map((r) => ({
       dst: r.dst,
       ...(r.gw ? { gw: r.gw } : {}),
     })) as RouteConfig[],
     dns: rec.dns as DnsConfig,
+    state: rec.state,
+    ...(rec.error ? { error: rec.error } : {}),
     createdAt: rec.createdAt,
+  };
+}
+
+/** A VM record and its NICs as `vmnic vms` shows them. */
+export function toVmInfo(
+  vm: VmRecord,
+  nics: NicRecord[],
+  netns: boolean,
+): VmInfo {
+  return {
+    vmId: vm.vmId,
+    netnsPath: vm.netnsPath,
+    netns,
+    ...(vm.network ? { network: vm.network } : {}),
+    quiesced: vm.quiesced,
+    nics: nics.map((n) => ({ index: n.index, state: n.state })),
+    createdAt: vm.createdAt,
   };
 }
 

@@ -1,13 +1,16 @@
 /**
  * The provider's public data shapes: VM config, add specs, the NIC config
- * returned by `add`/`inspect`/`list` (stable camelCase JSON, DESIGN.md), and
- * the provider's settings.
+ * returned by `add`/`inspect`/`list` (stable camelCase JSON, docs/cli.md),
+ * the results of the other operations, and the provider's settings.
  *
  * @module
  */
 import { DEFAULT_BIN_DIRS, DEFAULT_TIMEOUT_MS } from "../cni/exec.ts";
 import { DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_HOOKS_DIR } from "../hooks/runner.ts";
-import { DEFAULT_NETNS_DIR } from "../wiring/netns.ts";
+import { DEFAULT_NETNS_DIR } from "../wiring/kernel.ts";
+import type { NicState } from "../store/types.ts";
+
+export type { NicState } from "../store/types.ts";
 
 /** Per-VM settings that shape its NICs (the seed's `VMConfig`). */
 export interface VmConfig {
@@ -24,7 +27,10 @@ export interface VmConfig {
  * same MAC is set on the veth and the same IPs are re-requested from IPAM.
  */
 export interface AddSpec {
-  /** NIC index 0–31; the next free one when absent. */
+  /**
+   * NIC index 0–31. When absent, the spec's position among the specs of the
+   * call: `add(vm, cfg, {}, {})` means "NICs 0 and 1 exist".
+   */
   index?: number;
   /** Network (conflist name); the VM's or the default one when absent. */
   network?: string;
@@ -80,8 +86,11 @@ export interface NicConfig {
   ifName: string;
   /** The TAP the hypervisor opens (`tap<index>`). */
   tap: string;
-  /** The MAC the guest must use (the veth's). */
-  mac: string;
+  /**
+   * The MAC the guest must use (the veth's). Known once the NIC is plumbed:
+   * always there for `active` and `quiesced` NICs.
+   */
+  mac?: string;
   /** The CNI network (conflist name). */
   network: string;
   /** The VM's netns path. */
@@ -90,14 +99,22 @@ export interface NicConfig {
   numQueues: number;
   /** virtio queue size. */
   queueSize: number;
-  /** MTU of veth and TAP; the guest's too. */
-  mtu: number;
+  /** MTU of veth and TAP; the guest's too. Known once the NIC is plumbed. */
+  mtu?: number;
   /** IPs from the CNI result. */
   ips: IpConfig[];
   /** Routes from the CNI result. */
   routes: RouteConfig[];
   /** DNS settings from the CNI result. */
   dns: DnsConfig;
+  /**
+   * Where the NIC is in its life cycle (docs/state-machine.md): `adding`,
+   * `active`, `quiesced` (veth down while the VM is stopped), `deleting`,
+   * or `failed` (CNI DEL failed; see `error`).
+   */
+  state: NicState;
+  /** Why the NIC is `failed`. */
+  error?: string;
   /** ISO 8601 creation time. */
   createdAt: string;
 }
@@ -106,6 +123,56 @@ export interface NicConfig {
 export interface ListFilter {
   /** The VM. */
   vmId?: string;
+}
+
+/** A VM this install holds, with or without NICs (`vmnic vms`). */
+export interface VmInfo {
+  /** The VM. */
+  vmId: string;
+  /** Its netns path. */
+  netnsPath: string;
+  /** Whether that netns exists now. */
+  netns: boolean;
+  /** The network NICs added without one join. */
+  network?: string;
+  /** Stopped (`quiesce`): veths down, new NICs stay down. */
+  quiesced: boolean;
+  /** Its NICs' indices and states. */
+  nics: { index: number; state: NicState }[];
+  /** ISO 8601 time the VM was first recorded. */
+  createdAt: string;
+}
+
+/** Options of `prepare`. */
+export interface PrepareOptions {
+  /**
+   * Take over a netns of that name that exists without a record here (made
+   * by hand, or by a tool vmnic does not know). Never one another vmnic
+   * install made.
+   */
+  adopt?: boolean;
+}
+
+/** Options of `remove` and `delete`. */
+export interface TeardownOptions {
+  /**
+   * Finish the teardown even when CNI DEL fails: the kernel state, the
+   * records and the lock go; what the plugins could not release is
+   * reported (as warnings).
+   */
+  force?: boolean;
+}
+
+/** Result of `remove`. */
+export interface RemoveResult {
+  /** The VM. */
+  vmId: string;
+  /** Indices torn down. */
+  removed: number[];
+  /** Indices that had no NIC (nothing to do). */
+  absent: number[];
+  /** Failed `afterRemove` hooks, and what `force` dropped. */
+  warnings: string[];
 }
 
 /** The provider's settings; every field has the DESIGN.md default. */
@@ -128,6 +195,8 @@ export interface ProviderConfig {
   pluginTimeoutMs?: number;
   /** Default timeout per hook in ms: default 10000. */
   hookTimeoutMs?: number;
+  /** How long to wait for another process's lock on a VM, in ms: default 30000. */
+  lockWaitMs?: number;
   /** Include the TS hooks compiled into vmnic (default true). */
   tsHooks?: boolean;
 }
@@ -143,6 +212,7 @@ export const DEFAULTS = {
   hooksDir: DEFAULT_HOOKS_DIR,
   pluginTimeoutMs: DEFAULT_TIMEOUT_MS,
   hookTimeoutMs: DEFAULT_HOOK_TIMEOUT_MS,
+  lockWaitMs: 30_000,
 } as const;
 
 /** Result of `delete` (and of GC's collection): who is gone, who is not and why. */
@@ -155,6 +225,43 @@ export interface DeleteResult {
   warnings: { vmId: string; warning: string }[];
 }
 
+/** What `verify` found of one NIC. */
+export interface NicVerdict {
+  /** NIC index (0–31). */
+  index: number;
+  /** The TAP the hypervisor opens (`tap<index>`). */
+  tap: string;
+  /** The CNI veth in the VM's netns (`eth<index>`). */
+  ifName: string;
+  /** The recorded state. */
+  state: NicState;
+  /** The TAP exists. */
+  tapPresent: boolean;
+  /** The veth exists. */
+  vethPresent: boolean;
+  /** Both redirects join them. */
+  wired: boolean;
+  /** The veth has the recorded MAC. */
+  macOk: boolean;
+  /** The veth is up (down is right only while quiesced). */
+  vethUp: boolean;
+  /** Addresses on the veth, which must carry none. */
+  strayAddresses: string[];
+  /** The host end of the veth: present, its bridge. */
+  host: {
+    /** The host veth exists. */
+    present: boolean;
+    /** Its name. */
+    name?: string;
+    /** Its master device. */
+    master?: string;
+    /** The bridge the conflist names, when it does. */
+    bridge?: string;
+  };
+  /** CNI CHECK: `ok`, `failed`, or `skipped` where the chain has none. */
+  check: "ok" | "failed" | "skipped";
+}
+
 /** Result of `verify`. */
 export interface VerifyResult {
   /** The VM. */
@@ -165,18 +272,10 @@ export interface VerifyResult {
   netnsPath: string;
   /** Whether the netns exists. */
   netns: boolean;
+  /** The VM is quiesced. */
+  quiesced: boolean;
   /** Per NIC. */
-  nics: {
-    /** NIC index (0–31). */
-    index: number;
-    /** The TAP the hypervisor opens (`tap<index>`). */
-    tap: string;
-    /** The CNI veth in the VM's netns (`eth<index>`). */
-    ifName: string;
-    tapPresent: boolean;
-    vethPresent: boolean;
-    wired: boolean;
-  }[];
+  nics: NicVerdict[];
   /** What is wrong, one line each. */
   problems: string[];
 }
@@ -185,8 +284,12 @@ export interface VerifyResult {
 export interface RecoverResult {
   /** The VM. */
   vmId: string;
-  /** Per NIC. */
+  /** Per NIC, as it is now. */
   nics: NicConfig[];
-  /** NICs whose old IPs could not be had again (or failed outright). */
+  /** What was mended in place, per NIC. */
+  repaired: { index: number; actions: string[] }[];
+  /** NICs that had to be rebuilt (CNI DEL and ADD; hooks fired). */
+  rebuilt: number[];
+  /** NICs that could not be recovered, with why (their records are kept). */
   problems: { index: number; error: string }[];
 }

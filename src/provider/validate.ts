@@ -1,7 +1,7 @@
 /**
- * Input rules (DESIGN.md, issue "input rules"): checked before anything is
- * touched, each failure an {@linkcode InvalidInputError} saying what, where
- * and what is allowed.
+ * Input rules (docs/cli.md, "Input"): checked before anything is touched,
+ * each failure an {@linkcode InvalidInputError} saying what, where and what
+ * is allowed.
  *
  * @module
  */
@@ -33,7 +33,7 @@ export function validateVmId(
     throw new InvalidInputError(
       op,
       String(vmId),
-      `${op}: invalid VM id ${JSON.stringify(vmId)}: use 1–63 characters ` +
+      `invalid VM id ${JSON.stringify(vmId)}: use 1–63 characters ` +
         `[A-Za-z0-9_.-], starting with a letter or digit, without ".."`,
     );
   }
@@ -52,9 +52,7 @@ export function validateIndex(
     throw new InvalidInputError(
       op,
       `${vmId}/${index}`,
-      `${op} ${vmId}: invalid NIC index ${
-        JSON.stringify(index)
-      }: allowed 0–${MAX_NIC_INDEX}`,
+      `invalid NIC index ${JSON.stringify(index)}: allowed 0–${MAX_NIC_INDEX}`,
     );
   }
 }
@@ -65,7 +63,7 @@ export function normalizeMac(op: string, vmId: string, mac: string): string {
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: invalid MAC ${
+      `invalid MAC ${
         JSON.stringify(mac)
       }: expected six hex pairs like 0a:58:0a:4d:00:05`,
     );
@@ -75,14 +73,14 @@ export function normalizeMac(op: string, vmId: string, mac: string): string {
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: MAC ${mac} is multicast: a NIC needs a unicast MAC (even first octet)`,
+      `MAC ${mac} is multicast: a NIC needs a unicast MAC (even first octet)`,
     );
   }
   if (/^(00:){5}00$/.test(mac)) {
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: MAC ${mac} is all zeros`,
+      `MAC ${mac} is all zeros`,
     );
   }
   return mac.toLowerCase();
@@ -105,7 +103,7 @@ export function parseIpArg(
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: invalid IP ${
+      `invalid IP ${
         JSON.stringify(ip)
       }: expected an IPv4 or IPv6 address, optionally with /prefix`,
     );
@@ -126,23 +124,62 @@ export function validateVmConfig(
 
 /** Checks one add spec (index, queues, MAC, IPs, network). */
 export function validateSpec(op: string, vmId: string, spec: AddSpec): void {
+  if (typeof spec !== "object" || spec === null) {
+    throw new InvalidInputError(op, vmId, "a NIC spec must be an object");
+  }
   if (spec.index !== undefined) validateIndex(op, vmId, spec.index);
   positiveInt(op, vmId, "queues", spec.queues, MAX_QUEUES);
   if (spec.mac !== undefined) normalizeMac(op, vmId, spec.mac);
-  for (const ip of spec.ips ?? []) parseIpArg(op, vmId, ip);
+  if (spec.ips !== undefined && !Array.isArray(spec.ips)) {
+    throw new InvalidInputError(op, vmId, "ips must be a list of addresses");
+  }
+  const seen = new Set<string>();
+  for (const ip of spec.ips ?? []) {
+    const { address } = parseIpArg(op, vmId, ip);
+    if (seen.has(address)) {
+      throw new InvalidInputError(op, vmId, `IP ${address} given twice`);
+    }
+    seen.add(address);
+  }
   if (spec.network !== undefined) validateNetworkName(op, vmId, spec.network);
 }
 
-function validateNetworkName(op: string, vmId: string, name: unknown): void {
+/**
+ * The NIC index each spec stands for: its own, or its position among the
+ * specs. Two specs for one index are refused.
+ */
+export function specIndices(
+  op: string,
+  vmId: string,
+  specs: readonly AddSpec[],
+): number[] {
+  const out = specs.map((s, i) => s.index ?? i);
+  const seen = new Set<number>();
+  for (const i of out) {
+    validateIndex(op, vmId, i);
+    if (seen.has(i)) {
+      throw new InvalidInputError(op, vmId, `NIC index ${i} given twice`);
+    }
+    seen.add(i);
+  }
+  return out;
+}
+
+/** Throws unless `name` can be a network (conflist) name. */
+export function validateNetworkName(
+  op: string,
+  vmId: string,
+  name: unknown,
+): void {
   if (
     typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)
   ) {
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: invalid network name ${
+      `invalid network name ${
         JSON.stringify(name)
-      }: use [A-Za-z0-9_.-]`,
+      }: use 1–128 of [A-Za-z0-9_.-], starting with a letter or digit`,
     );
   }
 }
@@ -159,7 +196,7 @@ function positiveInt(
     throw new InvalidInputError(
       op,
       vmId,
-      `${op} ${vmId}: invalid ${what} ${JSON.stringify(v)}: allowed 1–${max}`,
+      `invalid ${what} ${JSON.stringify(v)}: allowed 1–${max}`,
     );
   }
 }

@@ -67,11 +67,14 @@ export class LockError extends StoreError {
 export class LockTimeoutError extends LockError {
   /** The wait limit that expired. */
   readonly timeoutMs: number;
+  /** Who holds it, e.g. `held by pid 42 (add) since …`. */
+  readonly holder: string;
 
   /** Waiting `timeoutMs` for the lock `object` was not enough. */
-  constructor(op: string, object: string, timeoutMs: number) {
-    super(op, object, `still held by another operation after ${timeoutMs} ms`);
+  constructor(op: string, object: string, timeoutMs: number, holder: string) {
+    super(op, object, `${holder}; gave up after ${timeoutMs} ms`);
     this.name = "LockTimeoutError";
     this.timeoutMs = timeoutMs;
+    this.holder = holder;
   }
 }

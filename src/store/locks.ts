@@ -1,26 +1,43 @@
 /**
- * Per-VM file locks: an exclusive `flock` (Deno's `FsFile.lock`/`tryLock`)
- * on `<runDir>/locks/<vmId>.lock` serialises operations on one VM across
- * processes, while other VMs proceed in parallel. A lock held by a process
- * ends when the process dies, so a crash never leaves a VM locked.
+ * Per-VM locks: an exclusive `flock` on `<runDir>/locks/<vmId>.lock`
+ * serialises operations on one VM across processes, while other VMs
+ * proceed in parallel. A lock held by a process ends when the process dies,
+ * so a crash never leaves a VM locked. The holder writes who it is (pid,
+ * operation, since when) into the file, so a caller that gives up waiting
+ * can say who holds it.
  *
- * `flock` locks belong to the open file description, so two acquisitions in
- * the same process exclude each other too.
+ * Lock files are opened without following symlinks (O_NOFOLLOW), in a run
+ * dir that must be safe (owned by root, writable by no one else). `flock`
+ * locks belong to the open file description, so two acquisitions in the
+ * same process exclude each other too.
  *
  * @module
  */
 import { join } from "node:path";
 import { LockError, LockTimeoutError } from "./errors.ts";
+import { closeFd, flock, fstat, openNoFollow, rewrite } from "../sys/files.ts";
+import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
+import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
 
 /** Options of {@linkcode acquireVmLock}. */
 export interface LockOptions {
   /**
-   * `true`: wait until the lock is free (up to `timeoutMs`).
-   * `false`: return `null` at once if another holder has it.
+   * How long to wait for another holder, in ms. 0: do not wait, return
+   * `null` when it is held.
    */
-  wait: boolean;
-  /** Give up waiting after this long with a {@linkcode LockTimeoutError}. */
-  timeoutMs?: number;
+  waitMs: number;
+  /** The operation taking it, for whoever waits (e.g. `"add"`). */
+  op?: string;
+}
+
+/** Who holds a lock, as the holder wrote it. */
+export interface LockHolder {
+  /** The holder's process id. */
+  pid: number;
+  /** Its operation. */
+  op: string;
+  /** ISO 8601 time it took the lock. */
+  since: string;
 }
 
 /** A held lock. */
@@ -39,15 +56,20 @@ export interface VmLock {
   releaseAndRemove(): void;
 }
 
-/** Longest pause between two attempts while waiting with a timeout. */
-const MAX_POLL_MS = 50;
+/** Longest pause between two attempts while waiting. */
+const MAX_POLL_MS = 25;
 
 /** Longest VM id usable as a lock file name (NAME_MAX minus ".lock"). */
 const MAX_VM_ID_LENGTH = 250;
 
+/** The lock dir inside the run dir. */
+const LOCKS_DIR = "locks";
+const SUFFIX = ".lock";
+
 /**
  * Takes the lock of `vmId` under `runDir` (created 0700 if missing).
- * Returns `null` only with `wait: false` when another holder has it.
+ * Returns `null` only with `waitMs: 0` when another holder has it; throws
+ * {@linkcode LockTimeoutError}, naming the holder, when the wait runs out.
  */
 export async function acquireVmLock(
   runDir: string,
@@ -55,74 +77,101 @@ export async function acquireVmLock(
   opts: LockOptions,
 ): Promise<VmLock | null> {
   checkVmId(vmId);
-  return await acquire(vmId, join(runDir, "locks", `${vmId}.lock`), opts);
-}
-
-async function acquire(
-  name: string,
-  path: string,
-  opts: LockOptions,
-): Promise<VmLock | null> {
   const op = "lock vm";
-  const deadline = opts.timeoutMs === undefined
-    ? undefined
-    : Date.now() + opts.timeoutMs;
+  const dir = locksDir(runDir, op, vmId);
+  const path = join(dir, vmId + SUFFIX);
+  const deadline = Date.now() + opts.waitMs;
   let pause = 1;
   for (;;) {
-    const file = await openLockFile(op, name, path);
+    const fd = openLockFile(op, vmId, path);
     let handedOver = false;
     try {
-      if (!opts.wait) {
-        if (!await file.tryLock(true)) return null;
-      } else if (deadline === undefined) {
-        // Blocks in Deno's worker pool, not on the JS thread.
-        await file.lock(true);
-      } else {
-        // A blocked lock() cannot be cancelled, so a bounded wait polls.
-        while (!await file.tryLock(true)) {
-          const left = deadline - Date.now();
-          if (left <= 0) throw new LockTimeoutError(op, name, opts.timeoutMs!);
-          await sleep(Math.min(pause, left));
-          pause = Math.min(pause * 2, MAX_POLL_MS);
+      if (flock(fd, LOCK_EX | LOCK_NB, path)) {
+        // The previous holder may have removed the file meanwhile; a lock
+        // on the unlinked inode protects nothing, so start over.
+        if (stillLinked(fd, path)) {
+          rewrite(
+            fd,
+            JSON.stringify(
+              {
+                pid: Deno.pid,
+                op: opts.op ?? "vmnic",
+                since: new Date().toISOString(),
+              } satisfies LockHolder,
+            ),
+            path,
+          );
+          handedOver = true;
+          return new HeldLock(vmId, path, fd);
         }
+        continue;
       }
-      // The previous holder may have removed the file while we waited; a
-      // lock on the unlinked inode protects nothing, so start over.
-      if (await stillLinked(file, path)) {
-        handedOver = true;
-        return new HeldLock(name, path, file);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        if (opts.waitMs === 0) return null;
+        throw new LockTimeoutError(op, vmId, opts.waitMs, describe(path));
       }
+      await sleep(Math.min(pause, left));
+      pause = Math.min(pause * 2, MAX_POLL_MS);
     } catch (err) {
       if (err instanceof LockError) throw err;
-      throw new LockError(op, name, `${path}: ${err}`, { cause: err });
+      throw new LockError(op, vmId, `${path}: ${err}`, { cause: err });
     } finally {
       // Closing drops a lock taken on a stale inode, too.
-      if (!handedOver) file.close();
+      if (!handedOver) closeFd(fd);
     }
+  }
+}
+
+/** Who holds (or last held) the lock of `vmId`, or null. */
+export function lockHolder(runDir: string, vmId: string): LockHolder | null {
+  try {
+    const v = JSON.parse(
+      Deno.readTextFileSync(join(runDir, LOCKS_DIR, vmId + SUFFIX)),
+    ) as Partial<LockHolder>;
+    return typeof v.pid === "number" && typeof v.op === "string" &&
+        typeof v.since === "string"
+      ? { pid: v.pid, op: v.op, since: v.since }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/** VM ids that have a lock file under `runDir`. */
+export function lockedVmIds(runDir: string): string[] {
+  try {
+    return [...Deno.readDirSync(join(runDir, LOCKS_DIR))]
+      .filter((e) => e.isFile && e.name.endsWith(SUFFIX))
+      .map((e) => e.name.slice(0, -SUFFIX.length))
+      .sort();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
   }
 }
 
 class HeldLock implements VmLock {
   readonly name: string;
   readonly path: string;
-  #file: Deno.FsFile | undefined;
+  #fd: number | undefined;
 
-  constructor(name: string, path: string, file: Deno.FsFile) {
+  constructor(name: string, path: string, fd: number) {
     this.name = name;
     this.path = path;
-    this.#file = file;
+    this.#fd = fd;
   }
 
   release(): void {
-    const file = this.#file;
-    if (!file) return;
-    this.#file = undefined;
+    const fd = this.#fd;
+    if (fd === undefined) return;
+    this.#fd = undefined;
     // Closing the last descriptor of the open file drops the flock.
-    file.close();
+    closeFd(fd);
   }
 
   releaseAndRemove(): void {
-    if (!this.#file) return;
+    if (this.#fd === undefined) return;
     try {
       Deno.removeSync(this.path);
     } catch (err) {
@@ -137,38 +186,51 @@ class HeldLock implements VmLock {
   }
 }
 
-async function openLockFile(
-  op: string,
-  name: string,
-  path: string,
-): Promise<Deno.FsFile> {
-  const open = () =>
-    Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+function locksDir(runDir: string, op: string, vmId: string): string {
   try {
-    return await open();
+    ensureSecureDir(runDir);
+    return ensureSecureDir(join(runDir, LOCKS_DIR));
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) {
-      throw new LockError(op, name, `${path}: ${err}`, { cause: err });
+    if (err instanceof InsecurePathError) {
+      throw new LockError(
+        op,
+        vmId,
+        `${err.message}: the run dir and its ancestors must be owned by root and writable by no one else`,
+        { cause: err },
+      );
     }
-  }
-  // First use: make the dirs (run dir 0700: lock names reveal VM ids).
-  const locksDir = join(path, "..");
-  try {
-    await Deno.mkdir(locksDir, { recursive: true, mode: 0o700 });
-    return await open();
-  } catch (err) {
-    throw new LockError(op, name, `${path}: ${err}`, { cause: err });
+    throw new LockError(op, vmId, `${runDir}: ${err}`, { cause: err });
   }
 }
 
-async function stillLinked(file: Deno.FsFile, path: string): Promise<boolean> {
-  const held = await file.stat();
+function openLockFile(op: string, name: string, path: string): number {
   try {
-    const now = await Deno.stat(path);
-    return now.ino === held.ino && now.dev === held.dev;
+    return openNoFollow(path, O_RDWR | O_CREAT, 0o600, op);
+  } catch (err) {
+    throw new LockError(op, name, String((err as Error).message ?? err), {
+      cause: err,
+    });
+  }
+}
+
+function stillLinked(fd: number, path: string): boolean {
+  const held = fstat(fd, path);
+  try {
+    const now = Deno.lstatSync(path);
+    return BigInt(now.ino ?? -1) === held.ino &&
+      BigInt(now.dev ?? -1) === held.dev;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;
+  }
+}
+
+function describe(path: string): string {
+  try {
+    const h = JSON.parse(Deno.readTextFileSync(path)) as LockHolder;
+    return `held by pid ${h.pid} (${h.op}) since ${h.since}`;
+  } catch {
+    return "held by another process";
   }
 }
 

@@ -52,6 +52,57 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    description: "VM records, install identity, NIC states quiesced and failed",
+    sql: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE vms (
+        vm_id      TEXT PRIMARY KEY NOT NULL CHECK (vm_id <> ''),
+        netns_path TEXT NOT NULL,
+        network    TEXT,
+        quiesced   INTEGER NOT NULL DEFAULT 0 CHECK (quiesced IN (0, 1)),
+        created_at TEXT NOT NULL
+      ) STRICT;
+      INSERT INTO vms (vm_id, netns_path, network, quiesced, created_at)
+        SELECT n.vm_id, n.netns_path, n.network, 0, n.created_at FROM nics n
+        WHERE n.nic_index = (SELECT MIN(m.nic_index) FROM nics m
+                             WHERE m.vm_id = n.vm_id);
+      CREATE TABLE nics_v3 (
+        id              TEXT PRIMARY KEY NOT NULL,
+        vm_id           TEXT NOT NULL REFERENCES vms (vm_id),
+        nic_index       INTEGER NOT NULL CHECK (nic_index >= 0),
+        if_name         TEXT NOT NULL,
+        tap             TEXT NOT NULL,
+        mac             TEXT NOT NULL,
+        network         TEXT NOT NULL,
+        netns_path      TEXT NOT NULL,
+        num_queues      INTEGER NOT NULL,
+        queue_size      INTEGER NOT NULL,
+        mtu             INTEGER NOT NULL,
+        ips_json        TEXT NOT NULL,
+        dns_json        TEXT NOT NULL,
+        cni_result_json TEXT NOT NULL,
+        cni_config_json TEXT NOT NULL,
+        container_id    TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN
+                          ('adding', 'active', 'quiesced', 'deleting', 'failed')),
+        error           TEXT,
+        created_at      TEXT NOT NULL,
+        UNIQUE (vm_id, nic_index)
+      ) STRICT;
+      INSERT INTO nics_v3 SELECT id, vm_id, nic_index, if_name, tap, mac,
+        network, netns_path, num_queues, queue_size, mtu, ips_json, dns_json,
+        cni_result_json, cni_config_json, container_id, state, NULL, created_at
+        FROM nics;
+      DROP TABLE nics;
+      ALTER TABLE nics_v3 RENAME TO nics;
+      -- A MAC is unique within an install.
+      CREATE INDEX nics_by_mac ON nics (mac) WHERE mac <> '';
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -1,15 +1,23 @@
 /**
- * The NIC records in SQLite (`node:sqlite`): one row per NIC keyed by
- * `(vm_id, nic_index)`, with the CNI result and the exact conflist text used,
- * so a DEL works even after the conflist changed.
+ * The records in SQLite (`node:sqlite`): one row per VM this install made a
+ * netns for, one row per NIC keyed by `(vm_id, nic_index)` with the CNI
+ * result and the exact conflist text used (so DEL works after the conflist
+ * changed), the install's identity, and cached plugin VERSION answers.
+ *
+ * Every change to a VM's rows is also written to its record backup
+ * (`journal.ts`) before the transaction commits.
  *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import { DuplicateNicError, StoreError } from "./errors.ts";
+import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
-import type { IpRecord, NicRecord, NicState } from "./types.ts";
+import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
+import { closeFd, fchmod, fstat, openNoFollow } from "../sys/files.ts";
+import { O_CREAT, O_RDWR } from "../sys/fcntl.ts";
+import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
 
 /** File name of the database inside the root dir. */
 export const DB_FILE_NAME = "vmnic.db";
@@ -20,7 +28,10 @@ const BUSY_TIMEOUT_MS = 5000;
 /** SQLite extended result code of a UNIQUE constraint violation. */
 const SQLITE_CONSTRAINT_UNIQUE = 2067;
 
-/** The columns in the order {@linkcode rowToRecord} and inserts use. */
+/** The meta key of the install id. */
+const INSTALL_ID_KEY = "install_id";
+
+/** The NIC columns in the order {@linkcode rowToRecord} and inserts use. */
 const COLUMNS = [
   "id",
   "vm_id",
@@ -39,13 +50,15 @@ const COLUMNS = [
   "cni_config_json",
   "container_id",
   "state",
+  "error",
   "created_at",
 ] as const;
 
-type Row = Record<(typeof COLUMNS)[number], string | number>;
+type Row = Record<(typeof COLUMNS)[number], string | number | null>;
 type SqlValue = string | number | null;
 
 const SELECT = `SELECT ${COLUMNS.join(", ")} FROM nics`;
+const VM_COLUMNS = "vm_id, netns_path, network, quiesced, created_at";
 
 /** Filter for {@linkcode Store.listNics}. */
 export interface NicFilter {
@@ -53,8 +66,17 @@ export interface NicFilter {
   vmId?: string;
 }
 
+/** What {@linkcode Store.open} found. */
+export interface OpenInfo {
+  /**
+   * The database file was missing or empty before this open: it holds no
+   * records and no install id until {@linkcode Store.initialize}.
+   */
+  fresh: boolean;
+}
+
 /**
- * The NIC store. Open one per process with {@linkcode Store.open}; every
+ * The record store. Open one per process with {@linkcode Store.open}; every
  * method is synchronous. Cross-process consistency comes from SQLite (WAL,
  * busy timeout); serialising whole operations on a VM is the job of the
  * per-VM locks in `locks.ts`.
@@ -63,29 +85,59 @@ export class Store {
   readonly #db: DatabaseSync;
   readonly #path: string;
   readonly #stmts: ReturnType<typeof prepareStatements>;
+  readonly #journal: Journal;
+  /** VMs changed in the open transaction: their backups are due at COMMIT. */
+  readonly #dirty = new Set<string>();
+  #installId: string | null;
   #txDepth = 0;
   #closed = false;
 
-  private constructor(db: DatabaseSync, path: string) {
+  private constructor(db: DatabaseSync, path: string, journal: Journal) {
     this.#db = db;
     this.#path = path;
+    this.#journal = journal;
     this.#stmts = prepareStatements(db);
+    const row = this.#stmts.getMeta.get(INSTALL_ID_KEY) as
+      | { value: string }
+      | undefined;
+    this.#installId = row?.value ?? null;
+  }
+
+  /**
+   * Whether `rootDir` holds a database with something in it. False for a
+   * missing or empty (e.g. truncated) file: opening it gives a fresh store.
+   */
+  static exists(rootDir: string): boolean {
+    try {
+      const info = Deno.lstatSync(join(rootDir, DB_FILE_NAME));
+      return !info.isFile || info.size > 0;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return false;
+      throw err;
+    }
   }
 
   /**
    * Opens (creating if missing) `rootDir/vmnic.db`, brings its schema up to
-   * date and returns the store. The root dir is created with mode 0700, the
-   * database files get mode 0600.
+   * date and returns the store. The root dir is created with mode 0700 and
+   * must be safe (owned by root or vmnic's user, writable by no one else, as
+   * each of its ancestors); the database is opened without following a
+   * symlink and gets mode 0600.
    */
   static open(rootDir: string): Store {
     const path = join(rootDir, DB_FILE_NAME);
     try {
-      Deno.mkdirSync(rootDir, { recursive: true, mode: 0o700 });
-      // Create the file ourselves so it never exists with a wider mode.
-      Deno.openSync(path, { create: true, write: true, mode: 0o600 }).close();
-      Deno.chmodSync(path, 0o600);
+      ensureSecureDir(rootDir);
+      prepareDbFile(path);
     } catch (err) {
-      throw new StoreError("open database", path, String(err), { cause: err });
+      throw new StoreError(
+        "open database",
+        err instanceof InsecurePathError ? err.path : path,
+        err instanceof InsecurePathError
+          ? `${err.reason}: the root dir and its ancestors must be owned by root and writable by no one else`
+          : errorText(err),
+        { cause: err },
+      );
     }
     let db: DatabaseSync;
     try {
@@ -102,7 +154,7 @@ export class Store {
     try {
       migrate(db, path);
       restrictSideFiles(path);
-      return new Store(db, path);
+      return new Store(db, path, new Journal(rootDir));
     } catch (err) {
       db.close();
       throw err;
@@ -114,6 +166,163 @@ export class Store {
     return this.#path;
   }
 
+  /** The record backups' dir. */
+  get journalDir(): string {
+    return this.#journal.dir;
+  }
+
+  /**
+   * The install's id, or null for a fresh database (no records, never
+   * initialized).
+   */
+  get installId(): string | null {
+    return this.#installId;
+  }
+
+  /** Gives a fresh database its install id (kept beside the backups too). */
+  initialize(installId: string): void {
+    if (this.#installId !== null) {
+      throw new StoreError(
+        "initialize",
+        this.#path,
+        `already initialized (install ${this.#installId})`,
+      );
+    }
+    this.transaction(() => {
+      this.#stmts.putMeta.run(INSTALL_ID_KEY, installId);
+      this.#journal.writeInstall(installId);
+    });
+    this.#installId = installId;
+  }
+
+  /** VM ids with a record backup, and the install id kept beside them. */
+  backups(): { vmIds: string[]; installId: string | null } {
+    return {
+      vmIds: this.#journal.vmIds(),
+      installId: this.#journal.installId(),
+    };
+  }
+
+  /**
+   * Rebuilds a fresh database from the record backups: the install id and
+   * every VM with its NICs. Returns the VM ids restored.
+   */
+  restoreFromBackups(): string[] {
+    if (this.#installId !== null || this.listVmIds().length) {
+      throw new StoreError(
+        "restore records",
+        this.#path,
+        "the database is not empty: restore only replaces a lost or empty one",
+      );
+    }
+    const backups = this.#journal.readAll();
+    const ids = new Set(backups.map((b) => b.installId));
+    const kept = this.#journal.installId();
+    if (kept) ids.add(kept);
+    if (ids.size > 1) {
+      throw new StoreError(
+        "restore records",
+        this.#journal.dir,
+        `backups of different installs (${
+          [...ids].join(", ")
+        }): keep only this install's`,
+      );
+    }
+    const [installId] = [...ids];
+    if (!installId) {
+      throw new StoreError(
+        "restore records",
+        this.#journal.dir,
+        "no record backups to restore from",
+      );
+    }
+    // Set first: the backups rewritten at COMMIT carry it.
+    this.#installId = installId;
+    try {
+      this.transaction(() => {
+        this.#stmts.putMeta.run(INSTALL_ID_KEY, installId);
+        for (const b of backups) {
+          this.insertVm(b.vm);
+          for (const n of b.nics) this.insertNic(n);
+        }
+      });
+    } catch (err) {
+      this.#installId = null;
+      throw err;
+    }
+    return backups.map((b) => b.vm.vmId);
+  }
+
+  // ------------------------------------------------------------------ VMs
+
+  /** Records a VM; nothing changes when it is recorded already. */
+  insertVm(vm: VmRecord): void {
+    this.#write("insert vm", vm.vmId, () =>
+      this.#stmts.insertVm.run(
+        vm.vmId,
+        vm.netnsPath,
+        vm.network,
+        vm.quiesced ? 1 : 0,
+        vm.createdAt,
+      ));
+  }
+
+  /** The VM's record, or null. */
+  getVm(vmId: string): VmRecord | null {
+    const row = this.#query("get vm", vmId, () => this.#stmts.getVm.get(vmId));
+    return row ? rowToVm(row) : null;
+  }
+
+  /** Every VM record, by id. */
+  listVms(): VmRecord[] {
+    return this.#query("list vms", "all", () => this.#stmts.listVms.all())
+      .map(rowToVm);
+  }
+
+  /** Sets the VM's network (the one later NICs join when none is named). */
+  setVmNetwork(vmId: string, network: string): void {
+    this.#write(
+      "update vm",
+      vmId,
+      () => this.#stmts.setVmNetwork.run(network, vmId),
+    );
+  }
+
+  /**
+   * Sets the VM's quiesced flag, and moves its NICs between `active` and
+   * `quiesced` to match, in one transaction.
+   */
+  setQuiesced(vmId: string, quiesced: boolean): void {
+    this.#write("quiesce vm", vmId, () => {
+      this.#stmts.setVmQuiesced.run(quiesced ? 1 : 0, vmId);
+      this.#stmts.moveState.run(
+        quiesced ? "quiesced" : "active",
+        vmId,
+        quiesced ? "active" : "quiesced",
+      );
+    });
+  }
+
+  /**
+   * Removes the VM's record. Its NICs must be gone first (the schema refuses
+   * otherwise); returns whether there was one.
+   */
+  deleteVm(vmId: string): boolean {
+    let n = 0;
+    this.#write("delete vm", vmId, () => {
+      n = Number(this.#stmts.deleteVm.run(vmId).changes);
+    });
+    return n > 0;
+  }
+
+  /** Every VM id recorded (with or without NICs), sorted. */
+  listVmIds(): string[] {
+    return this.#query("list vms", "all", () => this.#stmts.vmIds.all())
+      .map((row) => String(row.vm_id));
+  }
+
+  // ----------------------------------------------------------------- NICs
+
   /**
    * Records a NIC. Throws {@linkcode DuplicateNicError} when the VM already
    * has a NIC with that index; nothing is changed then.
@@ -121,31 +330,31 @@ export class Store {
   insertNic(r: NicRecord): void {
     const values = recordToValues(r);
     try {
-      this.#stmts.insert.run(...values);
+      this.#write(
+        "insert nic",
+        r.vmId,
+        () => this.#stmts.insert.run(...values),
+      );
     } catch (err) {
-      if (isUniqueViolation(err, "nics.vm_id, nics.nic_index")) {
+      const cause = (err as { cause?: unknown })?.cause ?? err;
+      if (isUniqueViolation(cause, "nics.vm_id, nics.nic_index")) {
         throw new DuplicateNicError(r.vmId, r.index, { cause: err });
       }
-      throw this.#fail("insert nic", `${r.vmId}/${r.index}`, err);
+      throw err;
     }
   }
 
   /**
-   * Replaces every field of the NIC with `r.id` (e.g. a new CNI result after
-   * recovery). Throws {@linkcode StoreError} when no such NIC exists.
+   * Replaces every field of the NIC with `r.id` (e.g. a new CNI result).
+   * Throws {@linkcode StoreError} when no such NIC exists.
    */
   updateNic(r: NicRecord): void {
     const [id, ...rest] = recordToValues(r);
-    let changes: number | bigint;
-    try {
-      changes = this.#stmts.update.run(...rest, id).changes;
-    } catch (err) {
-      if (isUniqueViolation(err, "nics.vm_id, nics.nic_index")) {
-        throw new DuplicateNicError(r.vmId, r.index, { cause: err });
-      }
-      throw this.#fail("update nic", r.id, err);
-    }
-    if (Number(changes) === 0) {
+    let changes = 0;
+    this.#write("update nic", r.vmId, () => {
+      changes = Number(this.#stmts.update.run(...rest, id).changes);
+    });
+    if (changes === 0) {
       throw new StoreError("update nic", r.id, "no such NIC");
     }
   }
@@ -166,6 +375,12 @@ export class Store {
     return row ? rowToRecord(row as Row) : null;
   }
 
+  /** The NICs with this MAC (lower case), any VM. */
+  nicsWithMac(mac: string): NicRecord[] {
+    return this.#query("find mac", mac, () => this.#stmts.byMac.all(mac))
+      .map((row) => rowToRecord(row as Row));
+  }
+
   /** NICs, ordered by VM id then index; all of them or those of one VM. */
   listNics(filter: NicFilter = {}): NicRecord[] {
     const rows = filter.vmId === undefined
@@ -176,12 +391,6 @@ export class Store {
         () => this.#stmts.listByVm.all(filter.vmId!),
       );
     return rows.map((row) => rowToRecord(row as Row));
-  }
-
-  /** Every VM id with at least one NIC recorded, sorted. */
-  listVmIds(): string[] {
-    const rows = this.#query("list vms", "all", () => this.#stmts.vmIds.all());
-    return rows.map((row) => String(row.vm_id));
   }
 
   /** The NIC indices recorded for `vmId`, ascending. */
@@ -195,31 +404,36 @@ export class Store {
   }
 
   /**
-   * Marks the NICs of `vmId` as `deleting`: all of them, or those with the
-   * given indices.
+   * Moves NICs of `vmId` to `state` (with `error` for `failed`): all of
+   * them, or those with the given indices.
    */
-  markDeleting(vmId: string, indices?: number[]): void {
-    this.#setState(vmId, "deleting", indices);
+  setNicState(
+    vmId: string,
+    state: NicState,
+    opts: { indices?: number[]; error?: string } = {},
+  ): void {
+    const error = state === "failed" ? opts.error ?? "unknown error" : null;
+    this.#write(`mark ${state}`, vmId, () => {
+      if (opts.indices === undefined) {
+        this.#stmts.setStateVm.run(state, error, vmId);
+        return;
+      }
+      for (const index of opts.indices) {
+        this.#stmts.setStateOne.run(state, error, vmId, index);
+      }
+    });
   }
 
   /** Removes the record of NIC `index` of `vmId` (absent is fine). */
   deleteNic(vmId: string, index: number): void {
-    this.#query(
+    this.#write(
       "delete nic",
-      `${vmId}/${index}`,
+      vmId,
       () => this.#stmts.deleteOne.run(vmId, index),
     );
   }
 
-  /** Removes every record of `vmId`; returns how many there were. */
-  deleteVm(vmId: string): number {
-    const res = this.#query(
-      "delete vm",
-      vmId,
-      () => this.#stmts.deleteVm.run(vmId),
-    );
-    return Number(res.changes);
-  }
+  // ------------------------------------------------------- plugin versions
 
   /**
    * A cached plugin VERSION answer (JSON) by binary identity, or null. The
@@ -244,10 +458,13 @@ export class Store {
     );
   }
 
+  // ----------------------------------------------------------- transactions
+
   /**
    * Runs `fn` in one transaction: all its writes commit together, or none
    * when it throws. Nests (inner calls become savepoints). `fn` must be
    * synchronous; an `async` function would commit before its awaits ran.
+   * The record backups of the VMs it changed are written before COMMIT.
    */
   transaction<T>(fn: () => T): T {
     this.#assertOpen();
@@ -255,7 +472,7 @@ export class Store {
     const savepoint = `vmnic_sp${depth}`;
     // IMMEDIATE takes the write lock up front, so a read-then-write inside
     // the transaction cannot fail half-way with SQLITE_BUSY.
-    this.#db.exec(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
+    this.#exec(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
     this.#txDepth++;
     try {
       const result = fn();
@@ -266,14 +483,19 @@ export class Store {
           "the function returned a Promise; transactions must be synchronous",
         );
       }
-      this.#db.exec(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
+      if (depth === 0) {
+        this.#writeBackups();
+        this.#exec("COMMIT");
+      } else {
+        this.#exec(`RELEASE ${savepoint}`);
+      }
       return result;
     } catch (err) {
-      if (depth === 0) this.#db.exec("ROLLBACK");
-      else this.#db.exec(`ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+      this.#rollback(depth, savepoint);
       throw err;
     } finally {
       this.#txDepth--;
+      if (depth === 0) this.#dirty.clear();
     }
   }
 
@@ -284,22 +506,51 @@ export class Store {
     this.#db.close();
   }
 
-  #setState(vmId: string, state: NicState, indices?: number[]): void {
-    const object = indices ? `${vmId}/${indices.join(",")}` : vmId;
-    const op = `mark ${state}`;
-    if (indices === undefined) {
-      this.#query(op, object, () => this.#stmts.setStateVm.run(state, vmId));
-      return;
+  /**
+   * Undoes the open transaction (or savepoint). SQLite itself rolls back a
+   * transaction that hit a full disk (SQLITE_FULL), so there may be none
+   * left to undo: the error that caused this is the one to report.
+   */
+  #rollback(depth: number, savepoint: string): void {
+    if (!this.#db.isTransaction) return;
+    try {
+      if (depth === 0) this.#db.exec("ROLLBACK");
+      else this.#db.exec(`ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+    } catch {
+      // The original error matters; SQLite ends the transaction either way.
+    }
+  }
+
+  #writeBackups(): void {
+    const installId = this.#installId;
+    for (const vmId of this.#dirty) {
+      const vm = this.getVm(vmId);
+      const nics = this.listNics({ vmId });
+      const backup: VmBackup | null = vm && installId
+        ? { format: 1, installId, vm, nics }
+        : null;
+      this.#journal.write(vmId, backup);
+    }
+  }
+
+  /** A write to `vmId`'s rows, in a transaction of its own if none is open. */
+  #write(op: string, vmId: string, fn: () => unknown): void {
+    if (this.#installId === null) {
+      // Its backups would be written without an owner: initialize first.
+      throw new StoreError(op, vmId, "the database is not initialized");
     }
     this.transaction(() => {
-      for (const index of indices) {
-        this.#query(
-          op,
-          object,
-          () => this.#stmts.setStateOne.run(state, vmId, index),
-        );
-      }
+      this.#query(op, vmId, fn);
+      this.#dirty.add(vmId);
     });
+  }
+
+  #exec(sql: string): void {
+    try {
+      this.#db.exec(sql);
+    } catch (err) {
+      throw this.#fail(sql.split(" ")[0].toLowerCase(), this.#path, err);
+    }
   }
 
   #query<T>(op: string, object: string, fn: () => T): T {
@@ -324,29 +575,76 @@ export class Store {
   }
 }
 
+/**
+ * Creates the database file 0600 without following a symlink, and checks
+ * that what is there is a regular file of ours; side files likewise.
+ */
+function prepareDbFile(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) {
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = Deno.lstatSync(p);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    if (info && !info.isFile) {
+      throw new Error(
+        `${p} is ${
+          info.isSymlink ? "a symlink" : "not a regular file"
+        }: vmnic never follows links where it keeps its records; remove it`,
+      );
+    }
+    if (p !== path && !info) continue;
+    const fd = openNoFollow(p, O_RDWR | O_CREAT, 0o600, "open database");
+    try {
+      const st = fstat(fd, p);
+      const uid = Deno.uid();
+      if (uid !== null && st.uid !== uid) {
+        throw new Error(`${p} is owned by uid ${st.uid}, not ${uid}`);
+      }
+      if ((st.mode & 0o777) !== 0o600) fchmod(fd, 0o600, p);
+    } finally {
+      closeFd(fd);
+    }
+  }
+}
+
 function prepareStatements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   const placeholders = COLUMNS.map(() => "?").join(", ");
   const assignments = COLUMNS.slice(1).map((c) => `${c} = ?`).join(", ");
   return {
+    getMeta: p("SELECT value FROM meta WHERE key = ?"),
+    putMeta: p("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
+    insertVm: p(
+      `INSERT OR IGNORE INTO vms (${VM_COLUMNS}) VALUES (?, ?, ?, ?, ?)`,
+    ),
+    getVm: p(`SELECT ${VM_COLUMNS} FROM vms WHERE vm_id = ?`),
+    listVms: p(`SELECT ${VM_COLUMNS} FROM vms ORDER BY vm_id`),
+    setVmNetwork: p("UPDATE vms SET network = ? WHERE vm_id = ?"),
+    setVmQuiesced: p("UPDATE vms SET quiesced = ? WHERE vm_id = ?"),
+    moveState: p(
+      "UPDATE nics SET state = ? WHERE vm_id = ? AND state = ?",
+    ),
+    deleteVm: p("DELETE FROM vms WHERE vm_id = ?"),
+    vmIds: p("SELECT vm_id FROM vms ORDER BY vm_id"),
     insert: p(
       `INSERT INTO nics (${COLUMNS.join(", ")}) VALUES (${placeholders})`,
     ),
     update: p(`UPDATE nics SET ${assignments} WHERE id = ?`),
     getById: p(`${SELECT} WHERE id = ?`),
     getByIndex: p(`${SELECT} WHERE vm_id = ? AND nic_index = ?`),
+    byMac: p(`${SELECT} WHERE mac = ? ORDER BY vm_id, nic_index`),
     listAll: p(`${SELECT} ORDER BY vm_id, nic_index`),
     listByVm: p(`${SELECT} WHERE vm_id = ? ORDER BY nic_index`),
-    vmIds: p("SELECT DISTINCT vm_id FROM nics ORDER BY vm_id"),
     indices: p(
       "SELECT nic_index FROM nics WHERE vm_id = ? ORDER BY nic_index",
     ),
-    setStateVm: p("UPDATE nics SET state = ? WHERE vm_id = ?"),
+    setStateVm: p("UPDATE nics SET state = ?, error = ? WHERE vm_id = ?"),
     setStateOne: p(
-      "UPDATE nics SET state = ? WHERE vm_id = ? AND nic_index = ?",
+      "UPDATE nics SET state = ?, error = ? WHERE vm_id = ? AND nic_index = ?",
     ),
     deleteOne: p("DELETE FROM nics WHERE vm_id = ? AND nic_index = ?"),
-    deleteVm: p("DELETE FROM nics WHERE vm_id = ?"),
     getPluginVersion: p(
       "SELECT info_json FROM plugin_versions WHERE plugin_key = ?",
     ),
@@ -395,24 +693,14 @@ function migrate(db: DatabaseSync, path: string): void {
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     db.exec("COMMIT");
   } catch (err) {
-    db.exec("ROLLBACK");
+    if (db.isTransaction) db.exec("ROLLBACK");
     throw err;
   }
 }
 
 /** WAL and shared-memory files hold the same data: same mode as the db. */
 function restrictSideFiles(path: string): void {
-  for (const suffix of ["-wal", "-shm"]) {
-    try {
-      Deno.chmodSync(path + suffix, 0o600);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) {
-        throw new StoreError("open database", path + suffix, String(err), {
-          cause: err,
-        });
-      }
-    }
-  }
+  prepareDbFile(path);
 }
 
 function recordToValues(r: NicRecord): SqlValue[] {
@@ -435,6 +723,7 @@ function recordToValues(r: NicRecord): SqlValue[] {
     r.cniConfig,
     r.containerId,
     r.state,
+    r.error ?? null,
     r.createdAt,
   ];
 }
@@ -458,6 +747,17 @@ function rowToRecord(row: Row): NicRecord {
     cniConfig: String(row.cni_config_json),
     containerId: String(row.container_id),
     state: String(row.state) as NicState,
+    error: row.error === null ? null : String(row.error),
+    createdAt: String(row.created_at),
+  };
+}
+
+function rowToVm(row: Record<string, unknown>): VmRecord {
+  return {
+    vmId: String(row.vm_id),
+    netnsPath: String(row.netns_path),
+    network: row.network === null ? null : String(row.network),
+    quiesced: Number(row.quiesced) === 1,
     createdAt: String(row.created_at),
   };
 }

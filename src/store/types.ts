@@ -17,11 +17,36 @@ export interface IpRecord {
 }
 
 /**
- * Life cycle of a NIC row: `adding` until its plumbing is complete (a crash
- * leaves it for the next delete/gc to tear down), `deleting` once a teardown
- * has started.
+ * Life cycle of a NIC row (docs/state-machine.md): `adding` until its
+ * plumbing is complete (a crash leaves it for the next operation to
+ * finish), `active` or `quiesced` (its veth down) once complete,
+ * `deleting` once a teardown has started, and `failed` when CNI DEL
+ * failed: kept, with the error, until a retry or `delete --force` ends it.
  */
-export type NicState = "adding" | "active" | "deleting";
+export type NicState = "adding" | "active" | "quiesced" | "deleting" | "failed";
+
+/** Every {@linkcode NicState}. */
+export const NIC_STATES: readonly NicState[] = [
+  "adding",
+  "active",
+  "quiesced",
+  "deleting",
+  "failed",
+];
+
+/** One VM this install made a netns for. */
+export interface VmRecord {
+  /** The VM id. */
+  vmId: string;
+  /** Its netns path. */
+  netnsPath: string;
+  /** The network NICs added without one join (the first NIC's). */
+  network: string | null;
+  /** Stopped: its veths are down, and NICs added now stay down. */
+  quiesced: boolean;
+  /** ISO 8601 time the record was made. */
+  createdAt: string;
+}
 
 /** One NIC of one VM, keyed by `(vmId, index)`. */
 export interface NicRecord {
@@ -57,14 +82,25 @@ export interface NicRecord {
   cniConfig: string;
   /** The CNI container id used for ADD. */
   containerId: string;
-  /** `deleting` once a teardown has started. */
+  /** Where the NIC is in its life cycle. */
   state: NicState;
+  /** Why it is `failed` (the CNI DEL error); null otherwise. */
+  error: string | null;
   /** ISO 8601 creation time. */
   createdAt: string;
 }
 
 /** A fresh random NIC id: 16 lowercase hex characters. */
 export function newNicId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return randomHex(8);
+}
+
+/** A fresh install id: 8 lowercase hex characters. */
+export function newInstallId(): string {
+  return randomHex(4);
+}
+
+function randomHex(bytes: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }

@@ -46,6 +46,16 @@ const SYMBOLS = {
     parameters: ["i32", "u64", "u64"],
     result: "i32",
   },
+  // Files opened without following symlinks, locked and inspected through
+  // their descriptor (the store's database and lock files).
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  pwrite: {
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+  },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 

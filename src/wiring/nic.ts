@@ -2,37 +2,45 @@
  * The per-NIC plumbing inside a VM's netns, after CNI ADD gave it a veth:
  * the veth handed over to the guest (its IPs removed, its MAC and MTU kept
  * for the guest, IPv6 silenced), a TAP beside it, and the TC redirects
- * between the two (DESIGN.md "Data path").
+ * between the two (docs/datapath.md). Plus what `verify` and `recover` need
+ * to see and mend it in place, and the tag that marks a netns as vmnic's.
  *
- * Synchronous: the caller runs it inside `withNetns` with a netlink socket
- * opened in that netns.
+ * Synchronous: the caller runs it through `Kernel.inNetns`.
  *
  * @module
  */
-import type { NetlinkSocket } from "../netlink/socket.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 import { IfLink } from "../netlink/constants.ts";
 import {
   deleteLink,
+  getLinkByIndex,
   getLinkByName,
+  type Link,
   requireLink,
   setInet6AddrGenMode,
+  setLinkAlias,
   setLinkDown,
   setLinkUp,
   setMac,
   setMtu,
   setTxQueueLen,
 } from "../kernel/link.ts";
-import { addAddr, flushAddrs } from "../kernel/addr.ts";
+import { addAddr, flushAddrs, listAddrs } from "../kernel/addr.ts";
 import { isErrno } from "../sys/errors.ts";
 import { Errno } from "../sys/errno.ts";
-import { createTap } from "../kernel/tuntap.ts";
 import { describeWiring, unwireTap, wireTapToVeth } from "./tap_wiring.ts";
+import type { NetnsScope } from "./kernel.ts";
 
 /** IP text parsing, for the provider's checks of recovery IPs. */
 export { parseIP } from "../kernel/ipaddr.ts";
+/** Link lookup and removal, for what the provider checks and forces. */
+export { deleteLink, getLinkByName } from "../kernel/link.ts";
 
 /** TAP transmit queue length: deep enough for a busy guest's bursts. */
 export const TAP_TXQUEUELEN = 10_000;
+
+/** The loopback device, present in every netns: it carries the netns tag. */
+const LOOPBACK = "lo";
 
 /** What {@linkcode plumbNic} needs. */
 export interface PlumbOptions {
@@ -46,11 +54,15 @@ export interface PlumbOptions {
   mac?: string;
   /** Owner uid allowed to open the TAP besides root. */
   tapOwner?: number;
+  /** Leave the veth down (a quiesced VM): no traffic until unquiesced. */
+  down?: boolean;
 }
 
 /** What the guest must be given: the veth's MAC and MTU. */
 export interface PlumbResult {
+  /** The veth's MAC, which the guest uses. */
   mac: string;
+  /** The veth's MTU, which the TAP and the guest use. */
   mtu: number;
 }
 
@@ -58,29 +70,19 @@ export interface PlumbResult {
  * Hands the veth to the guest and wires a new TAP to it. On failure, what
  * this call created is removed again before the error propagates.
  */
-export function plumbNic(sock: NetlinkSocket, opts: PlumbOptions): PlumbResult {
+export function plumbNic(scope: NetnsScope, opts: PlumbOptions): PlumbResult {
+  const sock = scope.conn;
   const veth = requireLink(sock, opts.veth, "plumb nic");
   if (opts.mac && opts.mac !== veth.mac) setMac(sock, opts.veth, opts.mac);
-  // Silence the netns stack on the veth: the guest owns this MAC, so nothing
-  // the netns sends (link-local, DAD, RS, MLD) may go out with it.
-  setInet6AddrGenMode(sock, opts.veth, IfLink.IN6_ADDR_GEN_MODE_NONE);
-  flushAddrs(sock, opts.veth);
+  handOverVeth(sock, opts.veth);
   let tapCreated = false;
   try {
-    createTap({
-      name: opts.tap,
-      multiQueue: opts.queues > 1,
-      vnetHdr: true,
-      owner: opts.tapOwner,
-    });
+    makeTap(scope, opts.tap, opts.queues, veth.mtu, opts.tapOwner);
     tapCreated = true;
-    // Down still: set everything before the first packet can flow.
-    setInet6AddrGenMode(sock, opts.tap, IfLink.IN6_ADDR_GEN_MODE_NONE);
-    setMtu(sock, opts.tap, veth.mtu);
-    setTxQueueLen(sock, opts.tap, TAP_TXQUEUELEN);
     wireTapToVeth(sock, { veth: opts.veth, tap: opts.tap });
     setLinkUp(sock, opts.tap);
-    if (!veth.up) setLinkUp(sock, opts.veth);
+    if (opts.down) setLinkDown(sock, opts.veth);
+    else if (!veth.up) setLinkUp(sock, opts.veth);
   } catch (err) {
     if (tapCreated) {
       try {
@@ -96,11 +98,35 @@ export function plumbNic(sock: NetlinkSocket, opts: PlumbOptions): PlumbResult {
 }
 
 /**
+ * Silences the netns stack on the veth: the guest owns its MAC, so nothing
+ * the netns sends (link-local, DAD, RS, MLD) may go out with it, and the
+ * guest's addresses must not live here too.
+ */
+function handOverVeth(sock: NetlinkConn, veth: string): void {
+  setInet6AddrGenMode(sock, veth, IfLink.IN6_ADDR_GEN_MODE_NONE);
+  flushAddrs(sock, veth);
+}
+
+/** A TAP, down, with everything set before the first packet can flow. */
+function makeTap(
+  scope: NetnsScope,
+  tap: string,
+  queues: number,
+  mtu: number,
+  owner?: number,
+): void {
+  scope.createTap({ name: tap, multiQueue: queues > 1, vnetHdr: true, owner });
+  setInet6AddrGenMode(scope.conn, tap, IfLink.IN6_ADDR_GEN_MODE_NONE);
+  setMtu(scope.conn, tap, mtu);
+  setTxQueueLen(scope.conn, tap, TAP_TXQUEUELEN);
+}
+
+/**
  * Removes the TAP and the veth's redirect (the veth itself is CNI DEL's).
  * Idempotent: what is already gone is skipped.
  */
 export function unplumbNic(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   opts: { veth: string; tap: string },
 ): void {
   if (getLinkByName(sock, opts.veth)) unwireTap(sock, opts);
@@ -114,7 +140,7 @@ export function unplumbNic(
  * Returns false when the veth is gone (nothing to restore).
  */
 export function restoreVethAddrs(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   veth: string,
   cidrs: readonly string[],
 ): boolean {
@@ -131,24 +157,108 @@ export function restoreVethAddrs(
   return true;
 }
 
-/** Presence and wiring of one NIC's devices, for `verify`. */
+/** What one NIC's devices look like, for `verify` and `recover`. */
 export interface NicState {
+  /** The TAP exists. */
   tapPresent: boolean;
+  /** The CNI veth exists. */
   vethPresent: boolean;
+  /** Both redirects are in place. */
   wired: boolean;
+  /** The veth's MAC, when it exists. */
+  vethMac?: string;
+  /** The veth is administratively up. */
+  vethUp: boolean;
+  /** The TAP is administratively up. */
+  tapUp: boolean;
+  /** Addresses on the veth (`10.0.0.2/24`): none belong there. */
+  vethAddrs: string[];
+  /** ifindex of the veth's peer in the host netns, when the kernel says. */
+  peerIndex?: number;
 }
 
-/** Reports whether the TAP and veth exist and the redirects join them. */
+/** Reports the NIC's devices: presence, wiring, MAC, link states, addresses. */
 export function inspectNic(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   opts: { veth: string; tap: string },
 ): NicState {
   const w = describeWiring(sock, opts);
+  const veth = w.vethIndex === null ? null : getLinkByIndex(sock, w.vethIndex);
+  const tap = w.tapIndex === null ? null : getLinkByIndex(sock, w.tapIndex);
   return {
-    tapPresent: w.tapIndex !== null,
-    vethPresent: w.vethIndex !== null,
+    tapPresent: tap !== null,
+    vethPresent: veth !== null,
     wired: w.wired,
+    ...(veth?.mac ? { vethMac: veth.mac } : {}),
+    vethUp: veth?.up ?? false,
+    tapUp: tap?.up ?? false,
+    vethAddrs: veth
+      ? listAddrs(sock, { index: veth.index }).map((a) =>
+        `${a.address}/${a.prefix}`
+      )
+      : [],
+    ...(veth?.linkIndex !== undefined ? { peerIndex: veth.linkIndex } : {}),
   };
+}
+
+/** What {@linkcode repairNic} found wrong and mended. */
+export interface NicRepair {
+  /** One line per thing mended, e.g. `"TAP tap0 re-made"`. */
+  repaired: string[];
+}
+
+/**
+ * Mends one NIC in place around a healthy veth: the recorded MAC back, stray
+ * addresses off, a missing TAP re-made, missing redirects re-added, link
+ * states as recorded. Leaves alone what is right, so a TAP the hypervisor
+ * holds open is never replaced. The veth must exist.
+ */
+export function repairNic(
+  scope: NetnsScope,
+  opts: PlumbOptions & { mac: string },
+): NicRepair {
+  const sock = scope.conn;
+  const repaired: string[] = [];
+  const veth = requireLink(sock, opts.veth, "repair nic");
+  if (veth.mac !== opts.mac) {
+    setMac(sock, opts.veth, opts.mac);
+    repaired.push(`MAC ${opts.mac} set back on ${opts.veth}`);
+  }
+  const stray = listAddrs(sock, { index: veth.index });
+  if (stray.length || veth.inet6AddrGenMode !== IfLink.IN6_ADDR_GEN_MODE_NONE) {
+    handOverVeth(sock, opts.veth);
+    if (stray.length) {
+      repaired.push(
+        `addresses ${
+          stray.map((a) => `${a.address}/${a.prefix}`).join(", ")
+        } removed from ${opts.veth}`,
+      );
+    }
+  }
+  let tap = getLinkByName(sock, opts.tap);
+  if (!tap) {
+    makeTap(scope, opts.tap, opts.queues, veth.mtu, opts.tapOwner);
+    tap = requireLink(sock, opts.tap, "repair nic");
+    repaired.push(`TAP ${opts.tap} re-made`);
+  } else if (tap.mtu !== veth.mtu) {
+    setMtu(sock, opts.tap, veth.mtu);
+    repaired.push(`TAP ${opts.tap} MTU set to ${veth.mtu}`);
+  }
+  if (wireTapToVeth(sock, { veth: opts.veth, tap: opts.tap }).changed) {
+    repaired.push(`redirects between ${opts.veth} and ${opts.tap} re-made`);
+  }
+  if (!tap.up) {
+    setLinkUp(sock, opts.tap);
+    repaired.push(`TAP ${opts.tap} up`);
+  }
+  if (opts.down && veth.up) {
+    setLinkDown(sock, opts.veth);
+    repaired.push(`${opts.veth} down (quiesced)`);
+  } else if (!opts.down && !veth.up) {
+    setLinkUp(sock, opts.veth);
+    repaired.push(`${opts.veth} up`);
+  }
+  return { repaired };
 }
 
 /**
@@ -158,7 +268,7 @@ export function inspectNic(
  * Returns false when the veth is absent.
  */
 export function setNicQuiesced(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   veth: string,
   quiesced: boolean,
 ): boolean {
@@ -166,4 +276,55 @@ export function setNicQuiesced(
   if (quiesced) setLinkDown(sock, veth);
   else setLinkUp(sock, veth);
   return true;
+}
+
+/**
+ * Marks the netns as made by one vmnic install: the alias of its loopback
+ * device, which lives and dies with the netns and any tool can read.
+ */
+export function tagNetns(sock: NetlinkConn, tag: string): void {
+  setLinkAlias(sock, LOOPBACK, tag);
+}
+
+/** The tag {@linkcode tagNetns} left, or null for an untagged netns. */
+export function netnsTag(sock: NetlinkConn): string | null {
+  return getLinkByName(sock, LOOPBACK)?.alias ?? null;
+}
+
+/** The host end of a NIC, as `verify` checks it. */
+export interface HostSide {
+  /** The host veth exists. */
+  present: boolean;
+  /** Its name, when found. */
+  name?: string;
+  /** The name of its master device (a bridge), if any. */
+  master?: string;
+  /** The expected bridge exists (when one was named). */
+  bridgePresent?: boolean;
+}
+
+/**
+ * Looks for a NIC's host veth in vmnic's own netns, by name (from the CNI
+ * result) or by ifindex (the VM-side veth's peer), and its bridge.
+ */
+export function inspectHostSide(
+  sock: NetlinkConn,
+  opts: { name?: string; index?: number; bridge?: string },
+): HostSide {
+  let link: Link | null = null;
+  if (opts.name) link = getLinkByName(sock, opts.name);
+  if (!link && opts.index !== undefined) {
+    link = getLinkByIndex(sock, opts.index);
+    if (link && link.kind !== "veth") link = null;
+  }
+  const out: HostSide = { present: link !== null };
+  if (link) out.name = link.name;
+  if (link?.master !== undefined) {
+    const master = getLinkByIndex(sock, link.master);
+    if (master) out.master = master.name;
+  }
+  if (opts.bridge) {
+    out.bridgePresent = getLinkByName(sock, opts.bridge) !== null;
+  }
+  return out;
 }

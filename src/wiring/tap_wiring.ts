@@ -18,7 +18,7 @@ import {
   INGRESS_PARENT,
   listFilters,
 } from "../kernel/tc.ts";
-import type { NetlinkSocket } from "../netlink/socket.ts";
+import type { NetlinkConn } from "../netlink/conn.ts";
 
 /**
  * The filter priority the wiring owns on both devices: 1, evaluated before
@@ -59,7 +59,7 @@ export interface WiringState {
  * missing, or the failing tc step's error.
  */
 export function wireTapToVeth(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   pair: TapPair,
 ): { changed: boolean } {
   const op = "wire tap to veth";
@@ -86,7 +86,7 @@ export function wireTapToVeth(
  * Removes the wiring: the ingress qdiscs of both devices, which takes their
  * filters with them. A missing device or qdisc is not an error.
  */
-export function unwireTap(sock: NetlinkSocket, pair: TapPair): void {
+export function unwireTap(sock: NetlinkConn, pair: TapPair): void {
   for (const name of [pair.veth, pair.tap]) {
     const link = getLinkByName(sock, name);
     if (!link) continue;
@@ -99,7 +99,7 @@ export function unwireTap(sock: NetlinkSocket, pair: TapPair): void {
 
 /** Whether both redirects are present and point at each other. */
 export function describeWiring(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   pair: TapPair,
 ): WiringState {
   const veth = getLinkByName(sock, pair.veth);
@@ -120,7 +120,7 @@ export function describeWiring(
  * Returns whether anything changed.
  */
 function ensureRedirect(
-  sock: NetlinkSocket,
+  sock: NetlinkConn,
   from: Link,
   to: Link,
   undo: (() => void)[],
@@ -152,7 +152,7 @@ function ensureRedirect(
   return true;
 }
 
-function redirects(sock: NetlinkSocket, from: Link, to: Link): boolean {
+function redirects(sock: NetlinkConn, from: Link, to: Link): boolean {
   return listFilters(sock, from.index, INGRESS_PARENT, { label: from.name })
     .some((f) => isRedirectTo(f, to.index));
 }

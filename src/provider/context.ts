@@ -1,0 +1,147 @@
+/**
+ * What every part of the provider works with: the settings, the record
+ * store, the CNI runtime, the hook runner, the kernel, the networks, and
+ * the process's wish to stop. Built once by `CniProvider.open`; each
+ * operation module (lifecycle, recover, queries, gc) takes it as its first
+ * argument.
+ *
+ * @module
+ */
+import type { CniRuntime } from "../cni/runtime.ts";
+import type { HookRunner } from "../hooks/runner.ts";
+import type { HookEvent, HookInput } from "../hooks/types.ts";
+import { acquireVmLock, type VmLock } from "../store/locks.ts";
+import type { Store } from "../store/store.ts";
+import { type Kernel, netnsPath } from "../wiring/kernel.ts";
+import type { ResolvedConfig } from "./config.ts";
+import {
+  InterruptedError,
+  OperationError,
+  toVmnicError,
+  VmBusyError,
+} from "./errors.ts";
+import type { FaultPoint } from "./faults.ts";
+import type { Networks } from "./networks.ts";
+
+/** Where a simulated crash can happen; production passes `faultPoint`. */
+export type FaultHook = (point: FaultPoint) => void | Promise<void>;
+
+/** The provider's parts, shared by its modules. */
+export interface ProviderContext {
+  /** The settings in effect. */
+  readonly config: ResolvedConfig;
+  /** The records. */
+  readonly store: Store;
+  /** Runs the CNI plugins. */
+  readonly cni: CniRuntime;
+  /** Runs the hooks. */
+  readonly hooks: HookRunner;
+  /** Netns, links, TAPs, TC. */
+  readonly kernel: Kernel;
+  /** The conflists (and the embedded network). */
+  readonly networks: Networks;
+  /** This install's id (the store's). */
+  readonly installId: string;
+  /** Aborted when the process is asked to stop (SIGTERM, SIGINT). */
+  readonly signal?: AbortSignal;
+  /** Crash points for the reliability tests. */
+  readonly fault: FaultHook;
+}
+
+/** The netns name of a VM: prefix + id. */
+export function netnsNameOf(ctx: ProviderContext, vmId: string): string {
+  return ctx.config.netnsPrefix + vmId;
+}
+
+/** The netns path of a VM. */
+export function netnsPathOf(ctx: ProviderContext, vmId: string): string {
+  return netnsPath(netnsNameOf(ctx, vmId), ctx.config.netnsDir);
+}
+
+/**
+ * The CNI container id of a VM's attachments. It carries the install id,
+ * so two installs never share an IPAM key, even on one network.
+ */
+export function containerIdOf(ctx: ProviderContext, vmId: string): string {
+  return `vmnic-${ctx.installId}-${vmId}`;
+}
+
+/** What vmnic writes on the loopback of each netns it makes. */
+export function netnsTagOf(ctx: ProviderContext): string {
+  const tag = `vmnic ${ctx.installId} ${ctx.config.rootDir}`;
+  return new TextEncoder().encode(tag).length <= 254
+    ? tag
+    : `vmnic ${ctx.installId}`;
+}
+
+/** The install id in a netns tag, or null when it is not vmnic's. */
+export function installOfTag(tag: string | null): string | null {
+  const m = /^vmnic ([0-9a-f]{8})(?: |$)/.exec(tag ?? "");
+  return m ? m[1] : null;
+}
+
+/**
+ * A step boundary: when the process has been asked to stop, the current
+ * operation ends here (and rolls back what it began).
+ */
+export function checkpoint(
+  ctx: ProviderContext,
+  op: string,
+  object: string,
+): void {
+  if (ctx.signal?.aborted) {
+    throw new InterruptedError(
+      op,
+      object,
+      `interrupted by ${String(ctx.signal.reason ?? "a signal")}`,
+    );
+  }
+}
+
+/**
+ * Runs `fn` holding the VM's lock, waiting for it up to the configured
+ * wait; errors leave as vmnic errors of `op` on `vmId`.
+ */
+export async function withVmLock<T>(
+  ctx: ProviderContext,
+  op: string,
+  vmId: string,
+  fn: (lock: VmLock) => T | Promise<T>,
+): Promise<T> {
+  let lock: VmLock | undefined;
+  try {
+    lock = await lockVm(ctx, op, vmId, ctx.config.lockWaitMs);
+    return await fn(lock);
+  } catch (e) {
+    throw toVmnicError(op, vmId, e);
+  } finally {
+    lock?.release();
+  }
+}
+
+/** The VM's lock, waiting up to `waitMs` (0: not at all). */
+export async function lockVm(
+  ctx: ProviderContext,
+  op: string,
+  vmId: string,
+  waitMs: number,
+): Promise<VmLock> {
+  const lock = await acquireVmLock(ctx.config.runDir, vmId, { waitMs, op });
+  if (!lock) throw new VmBusyError(op, vmId);
+  return lock;
+}
+
+/** Refuses when netns made in the netns dir would vanish with this process. */
+export function checkPropagation(ctx: ProviderContext, op: string): void {
+  const p = ctx.kernel.netnsDirPropagates(ctx.config.netnsDir);
+  if (!p.ok) throw new OperationError(op, ctx.config.netnsDir, p.reason!);
+}
+
+/** Runs the hooks of `event`. */
+export async function runHook(
+  ctx: ProviderContext,
+  event: HookEvent,
+  input: HookInput,
+): Promise<void> {
+  await ctx.hooks.run(event, input);
+}

@@ -1,0 +1,321 @@
+/**
+ * What the provider tells without changing anything: `inspect`, `list`,
+ * `vms`, `verify` (the kernel and the plugins against the records), and
+ * `guest-config`.
+ *
+ * @module
+ */
+import { parseConfList } from "../cni/config.ts";
+import type { CniResult } from "../cni/result.ts";
+import type { NicRecord } from "../store/types.ts";
+import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
+import { netnsPathOf, type ProviderContext, withVmLock } from "./context.ts";
+import {
+  InvalidInputError,
+  messageOf,
+  NotFoundError,
+  OperationError,
+  toVmnicError,
+} from "./errors.ts";
+import {
+  type GuestConfigFile,
+  type GuestConfigFormat,
+  kernelCmdline,
+  netplan,
+  networkd,
+} from "./guest_config.ts";
+import { hostInterfaceOf, toNicConfig, toVmInfo } from "./records.ts";
+import type {
+  ListFilter,
+  NicConfig,
+  NicVerdict,
+  VerifyResult,
+  VmInfo,
+} from "./types.ts";
+import { validateVmId } from "./validate.ts";
+
+/** One NIC by record id, or null. */
+export function inspect(ctx: ProviderContext, id: string): NicConfig | null {
+  try {
+    const rec = ctx.store.getNic(id);
+    return rec ? toNicConfig(rec) : null;
+  } catch (e) {
+    throw toVmnicError("inspect", id, e);
+  }
+}
+
+/** Every NIC, optionally of one VM. */
+export function list(
+  ctx: ProviderContext,
+  filter: ListFilter = {},
+): NicConfig[] {
+  if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
+  try {
+    return ctx.store.listNics(filter).map(toNicConfig);
+  } catch (e) {
+    throw toVmnicError("list", filter.vmId ?? "*", e);
+  }
+}
+
+/** Every VM this install holds, NICs or not. */
+export function vms(ctx: ProviderContext): VmInfo[] {
+  try {
+    const nics = ctx.store.listNics();
+    return ctx.store.listVms().map((vm) => {
+      const cut = vm.netnsPath.lastIndexOf("/");
+      return toVmInfo(
+        vm,
+        nics.filter((n) => n.vmId === vm.vmId),
+        ctx.kernel.netnsExists(
+          vm.netnsPath.slice(cut + 1),
+          vm.netnsPath.slice(0, cut),
+        ),
+      );
+    });
+  } catch (e) {
+    throw toVmnicError("vms", "*", e);
+  }
+}
+
+/** Options of {@linkcode verify}. */
+export interface VerifyOptions {
+  /** Run CNI CHECK where the chain supports it (default true). */
+  check?: boolean;
+}
+
+/**
+ * Checks the VM against its records: the netns; per NIC the TAP, the veth
+ * (MAC, link state, no addresses), the redirects, the host veth and its
+ * bridge; and CNI CHECK where the chain has it. Takes the VM's lock, so an
+ * operation in progress shows as busy, not broken.
+ */
+export async function verify(
+  ctx: ProviderContext,
+  vmId: string,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
+  const op = "verify";
+  validateVmId(op, vmId);
+  return await withVmLock(ctx, op, vmId, async () => {
+    const vm = ctx.store.getVm(vmId);
+    const recs = ctx.store.listNics({ vmId });
+    const path = vm?.netnsPath ?? netnsPathOf(ctx, vmId);
+    const cut = path.lastIndexOf("/");
+    const present = ctx.kernel.netnsExists(
+      path.slice(cut + 1),
+      path.slice(0, cut),
+    );
+    if (!vm && !recs.length) {
+      throw new NotFoundError(
+        op,
+        vmId,
+        present
+          ? `no records of VM ${vmId}; netns ${path} exists but is not this install's`
+          : "unknown VM (no records, no netns)",
+      );
+    }
+    const quiesced = vm?.quiesced ?? false;
+    const problems: string[] = [];
+    if (!present) {
+      problems.push(`netns ${path} is missing (run \`vmnic recover ${vmId}\`)`);
+    }
+    const absent: NicState = {
+      tapPresent: false,
+      vethPresent: false,
+      wired: false,
+      vethUp: false,
+      tapUp: false,
+      vethAddrs: [],
+    };
+    // One entry into the netns, one look at the host side, for all NICs.
+    const states = present
+      ? ctx.kernel.inNetns(
+        path,
+        (s) =>
+          recs.map((r) => inspectNic(s.conn, { veth: r.ifName, tap: r.tap })),
+      )
+      : recs.map(() => absent);
+    const hosts = ctx.kernel.inHost((s) =>
+      recs.map((r, i) =>
+        inspectHostSide(s.conn, {
+          name: hostInterfaceOf(r.cniResult),
+          index: states[i].peerIndex,
+          bridge: bridgeOf(r),
+        })
+      )
+    );
+    const nics: NicVerdict[] = [];
+    for (const [i, rec] of recs.entries()) {
+      const st = states[i];
+      const host = hosts[i];
+      const bridge = bridgeOf(rec);
+      const nic = `NIC ${rec.index}`;
+      const live = rec.state === "active" || rec.state === "quiesced";
+      if (rec.state === "failed") {
+        problems.push(`${nic}: failed: ${rec.error}`);
+      } else if (!live) {
+        problems.push(`${nic}: left ${rec.state} by an interrupted run`);
+      }
+      if (present && live) {
+        if (!st.tapPresent) problems.push(`${nic}: TAP ${rec.tap} is missing`);
+        if (!st.vethPresent) {
+          problems.push(`${nic}: veth ${rec.ifName} is missing`);
+        }
+        if (st.tapPresent && st.vethPresent && !st.wired) {
+          problems.push(`${nic}: ${rec.ifName} and ${rec.tap} are not wired`);
+        }
+        if (st.vethPresent && st.vethMac !== rec.mac) {
+          problems.push(
+            `${nic}: ${rec.ifName} has MAC ${st.vethMac}, recorded ${rec.mac}`,
+          );
+        }
+        if (st.vethAddrs.length) {
+          problems.push(
+            `${nic}: stray addresses on ${rec.ifName}: ${
+              st.vethAddrs.join(", ")
+            }`,
+          );
+        }
+        if (st.vethPresent && st.vethUp === quiesced) {
+          problems.push(
+            quiesced
+              ? `${nic}: ${rec.ifName} is up although the VM is quiesced`
+              : `${nic}: ${rec.ifName} is down (quiesced link) although the VM is not quiesced`,
+          );
+        }
+        if (!host.present) {
+          problems.push(`${nic}: its host veth is missing`);
+        } else if (bridge && host.master !== bridge) {
+          problems.push(
+            host.bridgePresent
+              ? `${nic}: host veth ${host.name} is not on bridge ${bridge}` +
+                (host.master ? ` (on ${host.master})` : "")
+              : `${nic}: bridge ${bridge} is gone`,
+          );
+        }
+      }
+      let check: NicVerdict["check"] = "skipped";
+      if (opts.check !== false && present && live && st.vethPresent) {
+        const failure = await cniCheck(ctx, rec);
+        check = failure === null
+          ? "ok"
+          : failure === "skipped"
+          ? "skipped"
+          : "failed";
+        if (typeof failure === "string" && failure !== "skipped") {
+          problems.push(`${nic}: CNI CHECK failed: ${failure}`);
+        }
+      }
+      nics.push({
+        index: rec.index,
+        tap: rec.tap,
+        ifName: rec.ifName,
+        state: rec.state,
+        tapPresent: st.tapPresent,
+        vethPresent: st.vethPresent,
+        wired: st.wired,
+        macOk: st.vethPresent && st.vethMac === rec.mac,
+        vethUp: st.vethUp,
+        strayAddresses: st.vethAddrs,
+        host: {
+          present: host.present,
+          ...(host.name ? { name: host.name } : {}),
+          ...(host.master ? { master: host.master } : {}),
+          ...(bridge ? { bridge } : {}),
+        },
+        check,
+      });
+    }
+    return {
+      vmId,
+      ok: problems.length === 0,
+      netnsPath: path,
+      netns: present,
+      quiesced,
+      nics,
+      problems,
+    };
+  });
+}
+
+/** The bridge a NIC's chain puts its host veth on, when it is the bridge plugin's. */
+function bridgeOf(rec: NicRecord): string | undefined {
+  try {
+    const list = parseConfList(rec.cniConfig, "record");
+    const br = list.plugins.find((p) => p.type === "bridge");
+    if (!br) return undefined;
+    return typeof br.conf.bridge === "string" ? br.conf.bridge : "cni0";
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CNI CHECK of one NIC: null when it passed, "skipped" when the chain has
+ * no CHECK, else the failure. The result given to the plugins leaves out
+ * the addresses and routes vmnic moved to the guest on purpose (the veth
+ * carries none, docs/datapath.md): the plugins check the rest (their
+ * interfaces, the bridge, the IPAM lease).
+ */
+async function cniCheck(
+  ctx: ProviderContext,
+  rec: NicRecord,
+): Promise<string | null | "skipped"> {
+  const result = rec.cniResult as CniResult | null;
+  if (!result) return "skipped";
+  try {
+    const list = parseConfList(
+      rec.cniConfig,
+      `record of ${rec.vmId}/${rec.index}`,
+    );
+    const done = await ctx.cni.checkNetworkList(list, {
+      containerId: rec.containerId,
+      netns: rec.netnsPath,
+      ifName: rec.ifName,
+    }, { ...result, ips: [], routes: [] });
+    return done === "done" ? null : "skipped";
+  } catch (e) {
+    return messageOf(e);
+  }
+}
+
+/** The guest side of a VM's records in one of the supported formats. */
+export function guestConfig(
+  ctx: ProviderContext,
+  vmId: string,
+  format: GuestConfigFormat,
+): GuestConfigFile[] {
+  const op = "guest-config";
+  validateVmId(op, vmId);
+  const nics = list(ctx, { vmId }).filter((n) =>
+    n.state === "active" || n.state === "quiesced"
+  );
+  if (!nics.length) {
+    throw new NotFoundError(op, vmId, "no NICs recorded");
+  }
+  switch (format) {
+    case "cmdline": {
+      const line = kernelCmdline(vmId, nics);
+      if (!line) {
+        throw new OperationError(
+          op,
+          vmId,
+          "NIC 0 has no IPv4 address for the kernel ip= parameter",
+        );
+      }
+      return [{ name: "", content: line + "\n" }];
+    }
+    case "netplan":
+      return [{ name: "50-vmnic.yaml", content: netplan(nics) }];
+    case "networkd":
+      return networkd(nics);
+    default:
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `unknown format ${
+          JSON.stringify(format)
+        }: use cmdline, netplan or networkd`,
+      );
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * `quiesce` / `unquiesce`: a stopped VM's veths go down (nothing floods a
+ * TAP nobody reads) and come up before it starts. Recorded on the VM, so
+ * `verify` knows down is right, `recover` keeps it, and NICs added while
+ * quiesced stay down.
+ *
+ * @module
+ */
+import { setNicQuiesced } from "../wiring/nic.ts";
+import { type ProviderContext, withVmLock } from "./context.ts";
+import { NotFoundError, OperationError } from "./errors.ts";
+import { toNicConfig } from "./records.ts";
+import type { NicConfig } from "./types.ts";
+import { validateVmId } from "./validate.ts";
+
+/** Quiesces (`true`) or unquiesces the VM; returns its NICs. */
+export async function quiesce(
+  ctx: ProviderContext,
+  vmId: string,
+  quiesced: boolean,
+): Promise<NicConfig[]> {
+  const op = quiesced ? "quiesce" : "unquiesce";
+  validateVmId(op, vmId);
+  return await withVmLock(ctx, op, vmId, async () => {
+    const vm = ctx.store.getVm(vmId);
+    if (!vm) throw new NotFoundError(op, vmId, "no records of this VM");
+    const live = ctx.store.listNics({ vmId }).filter((r) =>
+      r.state === "active" || r.state === "quiesced"
+    );
+    const name = vm.netnsPath.slice(vm.netnsPath.lastIndexOf("/") + 1);
+    const dir = vm.netnsPath.slice(0, vm.netnsPath.lastIndexOf("/"));
+    if (live.length && !ctx.kernel.netnsExists(name, dir)) {
+      throw new OperationError(
+        op,
+        vmId,
+        `netns ${vm.netnsPath} is missing: run \`vmnic recover ${vmId}\``,
+      );
+    }
+    // Recorded first: a crash from here leaves links that `verify` reports
+    // and `recover` sets as recorded.
+    ctx.store.setQuiesced(vmId, quiesced);
+    await ctx.fault("quiesce:recorded");
+    const missing = live.length
+      ? ctx.kernel.inNetns(
+        vm.netnsPath,
+        (s) =>
+          live.filter((r) => !setNicQuiesced(s.conn, r.ifName, quiesced))
+            .map((r) => r.ifName),
+      )
+      : [];
+    if (missing.length) {
+      throw new OperationError(
+        op,
+        vmId,
+        `veth ${missing.join(", ")} missing: run \`vmnic recover ${vmId}\``,
+      );
+    }
+    return ctx.store.listNics({ vmId }).map(toNicConfig);
+  });
+}

@@ -1,0 +1,193 @@
+/**
+ * `recover`: brings a VM's NICs back to what the records say, after a host
+ * reboot or anything that broke them, repairing only what is wrong
+ * (docs/state-machine.md, "Recover"). A NIC whose veth survived is mended
+ * in place (TAP, redirects, MAC, addresses, link state): a TAP the
+ * hypervisor holds is never replaced. A NIC whose veth is gone is rebuilt
+ * with the same record id, index, TAP name, MAC and IPs, firing its remove
+ * and add hooks; what cannot be rebuilt is never torn down.
+ *
+ * @module
+ */
+import { parseConfList } from "../cni/config.ts";
+import type { NicRecord, VmRecord } from "../store/types.ts";
+import { inspectNic, repairNic } from "../wiring/nic.ts";
+import {
+  checkpoint,
+  checkPropagation,
+  type ProviderContext,
+  runHook,
+  withVmLock,
+} from "./context.ts";
+import { NotFoundError, OperationError, reasonOf } from "./errors.ts";
+import { addNic, ensureVmNetns } from "./lifecycle.ts";
+import { claimPrefix } from "./ownership.ts";
+import { hookFields, ipRequest, toNicConfig } from "./records.ts";
+import { releaseNic, retireNic } from "./retire.ts";
+import type { RecoverResult } from "./types.ts";
+import { validateVmId } from "./validate.ts";
+
+/** Recovers the VM's NICs; per-NIC failures are reported, not thrown. */
+export async function recover(
+  ctx: ProviderContext,
+  vmId: string,
+): Promise<RecoverResult> {
+  const op = "recover";
+  validateVmId(op, vmId);
+  return await withVmLock(ctx, op, vmId, async () => {
+    checkPropagation(ctx, op);
+    claimPrefix(op, ctx.config, ctx.installId);
+    const vm = ctx.store.getVm(vmId);
+    if (!vm) throw new NotFoundError(op, vmId, "no records of this VM");
+    const out: RecoverResult = {
+      vmId,
+      nics: [],
+      repaired: [],
+      rebuilt: [],
+      problems: [],
+    };
+    // A crashed remove is finished, not revived.
+    for (const rec of ctx.store.listNics({ vmId })) {
+      if (rec.state !== "deleting") continue;
+      const gone = await retireNic(ctx, rec, {
+        op,
+        unplumb: true,
+        announce: false,
+      });
+      if (!gone.gone) {
+        out.problems.push({ index: rec.index, error: gone.error! });
+      }
+    }
+    ensureVmNetns(ctx, vm);
+    for (const rec of ctx.store.listNics({ vmId })) {
+      if (rec.state === "deleting") continue;
+      checkpoint(ctx, op, vmId);
+      if (rec.state === "failed") {
+        out.problems.push({
+          index: rec.index,
+          error: `its teardown failed earlier (${rec.error}): remove it ` +
+            `(with --force to drop it regardless) and add it again`,
+        });
+        continue;
+      }
+      try {
+        const seen = ctx.kernel.inNetns(
+          vm.netnsPath,
+          (s) => inspectNic(s.conn, { veth: rec.ifName, tap: rec.tap }),
+        );
+        if (seen.vethPresent && rec.state !== "adding") {
+          const actions = repairInPlace(ctx, vm, rec);
+          if (actions.length) out.repaired.push({ index: rec.index, actions });
+          await ctx.fault("recover:repaired");
+          continue;
+        }
+        const rebuilt = await rebuildNic(ctx, vm, rec);
+        out.rebuilt.push(rec.index);
+        const got = new Set(rebuilt.ips.map((ip) => ip.address));
+        const lost = rec.ips.filter((ip) => !got.has(ip.address));
+        if (lost.length) {
+          out.problems.push({
+            index: rec.index,
+            error: `IP ${lost.map((ip) => ip.address).join(", ")} not had ` +
+              `again; got ${[...got].join(", ") || "none"}`,
+          });
+        }
+      } catch (e) {
+        out.problems.push({ index: rec.index, error: reasonOf(e) });
+      }
+    }
+    out.nics = ctx.store.listNics({ vmId }).map(toNicConfig);
+    return out;
+  });
+}
+
+/** Mends a NIC around its surviving veth; returns what it did. */
+function repairInPlace(
+  ctx: ProviderContext,
+  vm: VmRecord,
+  rec: NicRecord,
+): string[] {
+  const { repaired } = ctx.kernel.inNetns(
+    vm.netnsPath,
+    (scope) =>
+      repairNic(scope, {
+        veth: rec.ifName,
+        tap: rec.tap,
+        queues: rec.numQueues,
+        mac: rec.mac,
+        down: vm.quiesced,
+      }),
+  );
+  const state = vm.quiesced ? "quiesced" : "active";
+  if (rec.state !== state) {
+    ctx.store.setNicState(vm.vmId, state, { indices: [rec.index] });
+  }
+  return repaired;
+}
+
+/**
+ * Rebuilds a NIC whose veth is gone: the old attachment released (so IPAM
+ * hands the same address to the same container id), CNI ADD asking for the
+ * recorded MAC and IPs, the TAP made again under its name. Everything that
+ * could refuse (the request, the plugins, the veto hooks) is asked first.
+ */
+async function rebuildNic(
+  ctx: ProviderContext,
+  vm: VmRecord,
+  rec: NicRecord,
+): Promise<NicRecord> {
+  const op = "recover";
+  const object = `${vm.vmId}/${rec.index}`;
+  const list = parseConfList(rec.cniConfig, `record of ${object}`);
+  const request = {
+    ...(rec.mac ? { mac: rec.mac } : {}),
+    ...(rec.ips.length
+      ? { ips: rec.ips.map((ip) => `${ip.address}/${ip.prefix}`) }
+      : {}),
+  };
+  ipRequest(list, request, op, object);
+  await ctx.cni.findPlugins(list);
+  const announced = rec.state === "active" || rec.state === "quiesced";
+  if (announced) {
+    await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
+  }
+  await runHook(ctx, "beforeAdd", { ...hookFields(rec), operation: op });
+  ctx.store.setNicState(vm.vmId, "adding", { indices: [rec.index] });
+  const released = await releaseNic(ctx, rec, { unplumb: true });
+  if (released.error !== undefined) {
+    ctx.store.setNicState(vm.vmId, rec.state, { indices: [rec.index] });
+    throw new OperationError(
+      op,
+      object,
+      `could not release its old attachment (${released.error}); nothing ` +
+        `was rebuilt`,
+    );
+  }
+  await ctx.fault("recover:nic-retired");
+  if (announced) {
+    await runHook(ctx, "afterRemove", { ...hookFields(rec), operation: op })
+      .catch(() => {});
+  }
+  const made = await addNic(ctx, op, vm, {
+    index: rec.index,
+    list,
+    queues: rec.numQueues,
+    queueSize: rec.queueSize,
+    request,
+    rebuild: { ...rec, state: "adding" },
+  });
+  try {
+    await runHook(ctx, "afterAdd", {
+      ...hookFields(made),
+      operation: op,
+      cniResult: made.cniResult,
+    });
+  } catch (e) {
+    throw new OperationError(
+      op,
+      object,
+      `rebuilt, but an afterAdd hook failed: ${reasonOf(e)} (the NIC is kept)`,
+    );
+  }
+  return made;
+}

@@ -1,0 +1,132 @@
+/**
+ * Files opened and checked through their descriptor: never following a
+ * symlink, so a link planted where vmnic keeps its database or locks cannot
+ * redirect a chmod, a lock or a write to another file.
+ *
+ * @module
+ */
+import { Errno } from "./errno.ts";
+import { KernelError } from "./errors.ts";
+import {
+  LOCK_NB,
+  O_CLOEXEC,
+  O_NOFOLLOW,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+} from "./fcntl.ts";
+import { check, cstr, errno, libc } from "./libc.ts";
+
+/** `sizeof(struct stat)` on x86_64. */
+const STAT_SIZE = 144;
+/** Offsets in `struct stat` on x86_64. */
+const ST_DEV = 0;
+const ST_INO = 8;
+const ST_MODE = 24;
+const ST_UID = 28;
+const ST_GID = 32;
+const ST_SIZE = 48;
+
+/** What `fstat` says of an open file. */
+export interface FileStat {
+  /** Device id. */
+  dev: bigint;
+  /** Inode number. */
+  ino: bigint;
+  /** Type and permission bits. */
+  mode: number;
+  /** Owner. */
+  uid: number;
+  /** Group. */
+  gid: number;
+  /** Size in bytes. */
+  size: bigint;
+  /** A regular file. */
+  isFile: boolean;
+  /** A directory. */
+  isDirectory: boolean;
+  /** A symlink (only an `O_PATH` descriptor can be one). */
+  isSymlink: boolean;
+}
+
+/**
+ * `open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode)`. A symlink as the last
+ * component fails with `ELOOP`, named as such.
+ */
+export function openNoFollow(
+  path: string,
+  flags: number,
+  mode = 0,
+  op = "open",
+): number {
+  const fd = libc().open(cstr(path), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) {
+    const e = errno();
+    throw new KernelError(
+      op,
+      path,
+      e,
+      e === Errno.ELOOP
+        ? "it is a symlink, which vmnic never follows here"
+        : "",
+    );
+  }
+  return fd;
+}
+
+/** `fstat(fd)`, decoded. */
+export function fstat(fd: number, path = `fd ${fd}`): FileStat {
+  const buf = new Uint8Array(STAT_SIZE);
+  check(libc().fstat(fd, buf), "stat", path);
+  const v = new DataView(buf.buffer);
+  const mode = v.getUint32(ST_MODE, true);
+  return {
+    dev: v.getBigUint64(ST_DEV, true),
+    ino: v.getBigUint64(ST_INO, true),
+    mode,
+    uid: v.getUint32(ST_UID, true),
+    gid: v.getUint32(ST_GID, true),
+    size: v.getBigInt64(ST_SIZE, true),
+    isFile: (mode & S_IFMT) === S_IFREG,
+    isDirectory: (mode & S_IFMT) === S_IFDIR,
+    isSymlink: (mode & S_IFMT) === S_IFLNK,
+  };
+}
+
+/** `fchmod(fd, mode)`. */
+export function fchmod(fd: number, mode: number, path = `fd ${fd}`): void {
+  check(libc().fchmod(fd, mode), "chmod", path);
+}
+
+/**
+ * `flock(fd, operation)`. With `LOCK_NB`, returns false when another open
+ * file description holds a conflicting lock.
+ */
+export function flock(
+  fd: number,
+  operation: number,
+  path = `fd ${fd}`,
+): boolean {
+  if (libc().flock(fd, operation) === 0) return true;
+  const e = errno();
+  if ((operation & LOCK_NB) && e === Errno.EAGAIN) return false;
+  throw new KernelError("lock", path, e);
+}
+
+/** Replaces the file's content with `text` (pwrite at 0, then truncate). */
+export function rewrite(fd: number, text: string, path = `fd ${fd}`): void {
+  const bytes = new TextEncoder().encode(text);
+  const n = Number(
+    check(libc().pwrite(fd, bytes, BigInt(bytes.length), 0n), "write", path),
+  );
+  if (n !== bytes.length) {
+    throw new KernelError("write", path, Errno.EIO, `short write ${n}`);
+  }
+  check(libc().ftruncate(fd, BigInt(bytes.length)), "truncate", path);
+}
+
+/** `close(fd)`, ignoring errors (nothing useful can be done about them). */
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
