@@ -5,6 +5,7 @@
  * @module
  */
 import type { IpConfig, NicConfig } from "./types.ts";
+import { InvalidInputError, OperationError } from "./errors.ts";
 
 /** Formats `guest-config` knows. */
 export const GUEST_CONFIG_FORMATS = ["cmdline", "netplan", "networkd"] as const;
@@ -129,4 +130,42 @@ function cidr(ip: IpConfig): string {
 export function prefixToNetmask(prefix: number): string {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   return [24, 16, 8, 0].map((s) => (mask >>> s) & 0xff).join(".");
+}
+
+/**
+ * The guest config of a VM's live NICs in `format`. Throws
+ * `InvalidInputError` for an unknown format and `OperationError` when the
+ * format cannot express the NICs (the kernel `ip=` needs IPv4 on NIC 0).
+ */
+export function renderGuestConfig(
+  vmId: string,
+  nics: NicConfig[],
+  format: GuestConfigFormat,
+): GuestConfigFile[] {
+  const op = "guest-config";
+  switch (format) {
+    case "cmdline": {
+      const line = kernelCmdline(vmId, nics);
+      if (!line) {
+        throw new OperationError(
+          op,
+          vmId,
+          "NIC 0 has no IPv4 address for the kernel ip= parameter",
+        );
+      }
+      return [{ name: "", content: line + "\n" }];
+    }
+    case "netplan":
+      return [{ name: "50-vmnic.yaml", content: netplan(nics) }];
+    case "networkd":
+      return networkd(nics);
+    default:
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `unknown format ${JSON.stringify(format)}: use ${
+          GUEST_CONFIG_FORMATS.join(", ")
+        }`,
+      );
+  }
 }

@@ -10,19 +10,11 @@ import type { CniResult } from "../cni/result.ts";
 import type { NicRecord } from "../store/types.ts";
 import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
 import { netnsPathOf, type ProviderContext, withVmLock } from "./context.ts";
-import {
-  InvalidInputError,
-  messageOf,
-  NotFoundError,
-  OperationError,
-  toVmnicError,
-} from "./errors.ts";
+import { messageOf, NotFoundError, toVmnicError } from "./errors.ts";
 import {
   type GuestConfigFile,
   type GuestConfigFormat,
-  kernelCmdline,
-  netplan,
-  networkd,
+  renderGuestConfig,
 } from "./guest_config.ts";
 import { hostInterfaceOf, toNicConfig, toVmInfo } from "./records.ts";
 import type {
@@ -293,29 +285,5 @@ export function guestConfig(
   if (!nics.length) {
     throw new NotFoundError(op, vmId, "no NICs recorded");
   }
-  switch (format) {
-    case "cmdline": {
-      const line = kernelCmdline(vmId, nics);
-      if (!line) {
-        throw new OperationError(
-          op,
-          vmId,
-          "NIC 0 has no IPv4 address for the kernel ip= parameter",
-        );
-      }
-      return [{ name: "", content: line + "\n" }];
-    }
-    case "netplan":
-      return [{ name: "50-vmnic.yaml", content: netplan(nics) }];
-    case "networkd":
-      return networkd(nics);
-    default:
-      throw new InvalidInputError(
-        op,
-        vmId,
-        `unknown format ${
-          JSON.stringify(format)
-        }: use cmdline, netplan or networkd`,
-      );
-  }
+  return renderGuestConfig(vmId, nics, format);
 }
