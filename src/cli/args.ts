@@ -1,17 +1,19 @@
 /**
- * Command-line parsing: flags may stand before or after the command name;
- * settings come from flags, then the environment, then defaults.
+ * Command-line parsing: the command is the first known command name among
+ * the arguments, flags may stand before or after it, and settings come
+ * from flags, then the environment, then defaults (docs/cli.md).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import type { ProviderConfig } from "../provider/types.ts";
-import { COMMANDS, GLOBAL_OPTIONS } from "./commands.ts";
+import type { OptionSpec } from "./command.ts";
 
 /** Bad usage: unknown command or flag, missing argument (exit code 2). */
 export class UsageError extends Error {
   /** The command concerned, if known (its help is printed). */
   readonly command?: string;
+  /** Builds the error. */
   constructor(message: string, command?: string) {
     super(message);
     this.name = "UsageError";
@@ -23,94 +25,170 @@ type OptionValue = string | boolean | string[] | undefined;
 
 /** A parsed command line. */
 export interface Parsed {
+  /** The command name, or null. */
   command: string | null;
+  /** Arguments after the command name. */
   positionals: string[];
+  /** Option values by long name. */
   values: Record<string, OptionValue>;
+  /** `--json` was given. */
   json: boolean;
+  /** `--help` was given. */
   help: boolean;
 }
 
-const STRING = { type: "string" } as const;
-const BOOL = { type: "boolean" } as const;
+/** Options every command accepts: output, help, and the settings. */
+export const GLOBAL_OPTIONS: Record<string, OptionSpec & { env?: string }> = {
+  json: { type: "boolean", help: "machine-readable output (docs/cli.md)" },
+  help: { type: "boolean", help: "this help" },
+  "root-dir": {
+    type: "string",
+    value: "DIR",
+    env: "VMNIC_ROOT_DIR",
+    help: "records (vmnic.db, backups): /var/lib/vmnic",
+  },
+  "run-dir": {
+    type: "string",
+    value: "DIR",
+    env: "VMNIC_RUN_DIR",
+    help: "locks: /run/vmnic",
+  },
+  "cni-conf-dir": {
+    type: "string",
+    value: "DIR",
+    env: "VMNIC_CNI_CONF_DIR",
+    help: "conflists: /etc/cni/net.d",
+  },
+  "cni-bin-dir": {
+    type: "string",
+    value: "DIRS",
+    env: "VMNIC_CNI_BIN_DIR",
+    help: "plugins: /opt/cni/bin:/usr/lib/cni:/usr/libexec/cni",
+  },
+  "netns-dir": {
+    type: "string",
+    value: "DIR",
+    env: "VMNIC_NETNS_DIR",
+    help: "named netns: /var/run/netns",
+  },
+  "netns-prefix": {
+    type: "string",
+    value: "P",
+    env: "VMNIC_NETNS_PREFIX",
+    help: "netns name prefix this install owns: vmnic-",
+  },
+  "hooks-dir": {
+    type: "string",
+    value: "DIR",
+    env: "VMNIC_HOOKS_DIR",
+    help: "executable hooks: /etc/vmnic/hooks.d",
+  },
+  "plugin-timeout": {
+    type: "string",
+    value: "SECONDS",
+    env: "VMNIC_PLUGIN_TIMEOUT",
+    help: "limit of one CNI plugin call: 60",
+  },
+  wait: {
+    type: "string",
+    value: "SECONDS",
+    env: "VMNIC_WAIT",
+    help: "how long to wait for a VM another process works on: 30",
+  },
+};
 
-const OPTIONS = {
-  json: BOOL,
-  help: { type: "boolean", short: "h" },
-  "root-dir": STRING,
-  "run-dir": STRING,
-  "cni-conf-dir": STRING,
-  "cni-bin-dir": STRING,
-  "netns-dir": STRING,
-  "netns-prefix": STRING,
-  "hooks-dir": STRING,
-  network: STRING,
-  nics: STRING,
-  cpu: STRING,
-  queues: STRING,
-  "queue-size": STRING,
-  index: STRING,
-  mac: STRING,
-  ip: { type: "string", multiple: true },
-  vm: STRING,
-  active: STRING,
-  "active-file": STRING,
-  "dry-run": BOOL,
-  format: STRING,
-  fix: BOOL,
-} as const;
+/**
+ * The command name in `argv`: the first argument that names a command and
+ * is not the value of a global option before it.
+ */
+export function findCommand(
+  argv: string[],
+  isCommand: (name: string) => boolean,
+): string | null {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") return null;
+    if (a.startsWith("-")) {
+      const name = a.replace(/^--?/, "");
+      if (!a.includes("=") && GLOBAL_OPTIONS[name]?.type === "string") i++;
+      continue;
+    }
+    if (isCommand(a)) return a;
+  }
+  return null;
+}
 
-/** Parses argv; throws {@linkcode UsageError} on anything unknown. */
-export function parse(argv: string[]): Parsed {
+/**
+ * Parses `argv` with the global options and `options` (the command's);
+ * throws {@linkcode UsageError} on anything unknown or misplaced.
+ */
+export function parse(
+  argv: string[],
+  command: string | null,
+  options: Record<string, OptionSpec>,
+  positionals: [number, number],
+): Parsed {
+  const table: Record<
+    string,
+    { type: "string" | "boolean"; multiple?: boolean; short?: string }
+  > = {};
+  for (const [name, o] of Object.entries({ ...GLOBAL_OPTIONS, ...options })) {
+    table[name] = {
+      type: o.type,
+      ...(o.multiple ? { multiple: true } : {}),
+      ...(name === "help" ? { short: "h" } : {}),
+    };
+  }
   let out;
   try {
     out = parseArgs({
       args: argv,
-      options: OPTIONS,
+      options: table,
       allowPositionals: true,
       strict: true,
     });
   } catch (e) {
-    const cmd = argv.find((a) => Object.hasOwn(COMMANDS, a));
     throw new UsageError(
-      (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ""),
-      cmd,
+      (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, "")
+        .replace(/\. To specify a positional argument.*$/s, ""),
+      command ?? undefined,
     );
   }
-  const [command = null, ...positionals] = out.positionals;
   const values = out.values as Record<string, OptionValue>;
-  const json = values.json === true;
-  const help = values.help === true;
-  if (command !== null && !Object.hasOwn(COMMANDS, command)) {
-    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
-  }
-  if (command !== null && !help) {
-    const spec = COMMANDS[command];
-    for (const key of Object.keys(values)) {
-      if (!GLOBAL_OPTIONS.includes(key) && !spec.options.includes(key)) {
-        throw new UsageError(
-          `${command}: option --${key} does not apply`,
-          command,
-        );
-      }
-    }
-    const [min, max] = spec.positionals;
-    if (positionals.length < min) {
+  const args = [...out.positionals];
+  if (command !== null) args.splice(args.indexOf(command), 1);
+  const parsed: Parsed = {
+    command,
+    positionals: args,
+    values,
+    json: values.json === true,
+    help: values.help === true,
+  };
+  if (command !== null && !parsed.help) {
+    const [min, max] = positionals;
+    if (args.length < min) {
       throw new UsageError(`${command}: missing argument`, command);
     }
-    if (max >= 0 && positionals.length > max) {
+    if (max >= 0 && args.length > max) {
       throw new UsageError(
-        `${command}: unexpected argument ${JSON.stringify(positionals[max])}`,
+        `${command}: unexpected argument ${JSON.stringify(args[max])}`,
         command,
       );
     }
   }
-  return { command, positionals, values, json, help };
+  return parsed;
 }
 
 /** A string option, or undefined. */
 export function str(p: Parsed, key: string): string | undefined {
   const v = p.values[key];
   return typeof v === "string" ? v : undefined;
+}
+
+/** A repeated string option's values, in order. */
+export function strs(p: Parsed, key: string): string[] {
+  const v = p.values[key];
+  return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
 }
 
 /** An integer option within [min, max], or undefined; a UsageError otherwise. */
@@ -140,7 +218,7 @@ export function providerConfig(
 ): ProviderConfig {
   // An empty variable counts as unset: VMNIC_ROOT_DIR="" must not put the
   // database in the current directory.
-  const pick = (flag: string, envName: string) => {
+  const pick = (flag: string) => {
     const value = str(p, flag);
     if (value === "") {
       throw new UsageError(
@@ -148,17 +226,31 @@ export function providerConfig(
         p.command ?? undefined,
       );
     }
-    return value ?? (env(envName) || undefined);
+    return value ?? (env(GLOBAL_OPTIONS[flag].env!) || undefined);
   };
-  const bin = pick("cni-bin-dir", "VMNIC_CNI_BIN_DIR");
+  const seconds = (flag: string, min: number, max: number) => {
+    const v = pick(flag);
+    if (v === undefined) return undefined;
+    if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min || Number(v) > max) {
+      throw new UsageError(
+        `--${flag} (or ${GLOBAL_OPTIONS[flag].env}) must be a number of ` +
+          `seconds from ${min} to ${max}, got ${JSON.stringify(v)}`,
+        p.command ?? undefined,
+      );
+    }
+    return Math.round(Number(v) * 1000);
+  };
+  const bin = pick("cni-bin-dir");
   const cfg: ProviderConfig = {
-    rootDir: pick("root-dir", "VMNIC_ROOT_DIR"),
-    runDir: pick("run-dir", "VMNIC_RUN_DIR"),
-    cniConfDir: pick("cni-conf-dir", "VMNIC_CNI_CONF_DIR"),
+    rootDir: pick("root-dir"),
+    runDir: pick("run-dir"),
+    cniConfDir: pick("cni-conf-dir"),
     cniBinDirs: bin === undefined ? undefined : bin.split(":").filter(Boolean),
-    netnsDir: pick("netns-dir", "VMNIC_NETNS_DIR"),
-    netnsPrefix: pick("netns-prefix", "VMNIC_NETNS_PREFIX"),
-    hooksDir: pick("hooks-dir", "VMNIC_HOOKS_DIR"),
+    netnsDir: pick("netns-dir"),
+    netnsPrefix: pick("netns-prefix"),
+    hooksDir: pick("hooks-dir"),
+    pluginTimeoutMs: seconds("plugin-timeout", 0.001, 3600),
+    lockWaitMs: seconds("wait", 0, 3600),
   };
   for (const k of Object.keys(cfg) as (keyof ProviderConfig)[]) {
     if (cfg[k] === undefined) delete cfg[k];

@@ -16,7 +16,7 @@ import {
   type GuestConfigFormat,
   renderGuestConfig,
 } from "./guest_config.ts";
-import { hostInterfaceOf, toNicConfig, toVmInfo } from "./records.ts";
+import { hostVethOf, toNicConfig, toVmInfo } from "./records.ts";
 import type {
   ListFilter,
   NicConfig,
@@ -130,7 +130,7 @@ export async function verify(
     const hosts = ctx.kernel.inHost((s) =>
       recs.map((r, i) =>
         inspectHostSide(s.conn, {
-          name: hostInterfaceOf(r.cniResult),
+          name: hostVethOf(r.cniResult, bridgeOf(r)),
           index: states[i].peerIndex,
           bridge: bridgeOf(r),
         })

@@ -90,10 +90,17 @@ export function ipsOf(
     });
 }
 
-/** The host-side interface of a CNI result (no sandbox), if it names one. */
-export function hostInterfaceOf(result: unknown): string | undefined {
+/**
+ * The host veth a CNI result names: an interface outside any sandbox that
+ * is not the bridge.
+ */
+export function hostVethOf(
+  result: unknown,
+  bridge?: string,
+): string | undefined {
   const r = result as CniResult | null;
-  return r?.interfaces?.find((i) => !i.sandbox && i.name)?.name;
+  return r?.interfaces?.find((i) => !i.sandbox && i.name && i.name !== bridge)
+    ?.name;
 }
 
 /** A record as the public NIC config (docs/cli.md's JSON). */

@@ -311,12 +311,13 @@ export function inspectHostSide(
   sock: NetlinkConn,
   opts: { name?: string; index?: number; bridge?: string },
 ): HostSide {
+  // The kernel's word (the VM-side veth's peer index) before the result's.
   let link: Link | null = null;
-  if (opts.name) link = getLinkByName(sock, opts.name);
-  if (!link && opts.index !== undefined) {
+  if (opts.index !== undefined) {
     link = getLinkByIndex(sock, opts.index);
     if (link && link.kind !== "veth") link = null;
   }
+  if (!link && opts.name) link = getLinkByName(sock, opts.name);
   const out: HostSide = { present: link !== null };
   if (link) out.name = link.name;
   if (link?.master !== undefined) {

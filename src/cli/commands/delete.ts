@@ -1,0 +1,38 @@
+/**
+ * `vmnic delete <vm>... [--force]`.
+ *
+ * @module
+ */
+import { validateVmId } from "../../provider/validate.ts";
+import { defineCommand } from "../command.ts";
+
+export default defineCommand({
+  name: "delete",
+  usage: "vmnic delete <vm>... [--force]",
+  positionals: [1, -1],
+  options: {
+    force: {
+      type: "boolean",
+      help: "finish the teardown even when CNI DEL fails: netns, devices, " +
+        "records and lock go; what the plugins could not release is reported",
+    },
+  },
+  parse(p) {
+    for (const id of p.positionals) validateVmId("delete", id);
+    return { vmIds: p.positionals, force: p.values.force === true };
+  },
+  run: (i, { provider, io }) =>
+    provider.delete(i.vmIds, {
+      force: i.force,
+      onProgress: i.vmIds.length > 10
+        ? (id, done, total) => io.err(`delete: ${done}/${total} ${id}`)
+        : undefined,
+    }),
+  human: (r) =>
+    [
+      ...r.deleted.map((id) => `deleted ${id}`),
+      ...r.errors.map((e) => `FAILED ${e.vmId}: ${e.error}`),
+      ...r.warnings.map((w) => `warning ${w.vmId}: ${w.warning}`),
+    ].join("\n"),
+  exitCode: (r) => r.errors.length ? 1 : 0,
+});

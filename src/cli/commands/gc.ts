@@ -1,0 +1,85 @@
+/**
+ * `vmnic gc (--active ID,... | --active-file F) [--dry-run] [--include-unknown]`.
+ *
+ * @module
+ */
+import { GcOrchestrator } from "../../provider/gc_orchestrator.ts";
+import { str, UsageError } from "../args.ts";
+import { defineCommand } from "../command.ts";
+
+export default defineCommand({
+  name: "gc",
+  usage:
+    "vmnic gc (--active ID,... | --active-file F) [--dry-run] [--include-unknown]",
+  positionals: [0, 0],
+  options: {
+    active: {
+      type: "string",
+      value: "IDS",
+      help: "comma-separated VM ids to keep (may be empty: --active '')",
+    },
+    "active-file": {
+      type: "string",
+      value: "F",
+      help: "file with VM ids to keep, one per line ('-' = stdin)",
+    },
+    "dry-run": { type: "boolean", help: "list what would go, touch nothing" },
+    "include-unknown": {
+      type: "boolean",
+      help: "also remove netns with the prefix that no record accounts for " +
+        "(without CNI DEL; never another vmnic install's)",
+    },
+  },
+  provider: (i: { includeUnknown: boolean }) =>
+    i.includeUnknown ? "fresh" : "require",
+  async parse(p, io) {
+    const activeArg = str(p, "active");
+    const file = str(p, "active-file");
+    if ((activeArg === undefined) === (file === undefined)) {
+      throw new UsageError(
+        "gc: give exactly one of --active or --active-file",
+        "gc",
+      );
+    }
+    let text = activeArg;
+    if (text === undefined) {
+      try {
+        text = file === "-"
+          ? await io.readStdin()
+          : await Deno.readTextFile(file!);
+      } catch (e) {
+        throw new UsageError(
+          `gc: cannot read --active-file ${file}: ${(e as Error).message}`,
+          "gc",
+        );
+      }
+    }
+    const active = text.split(activeArg !== undefined ? "," : /\r?\n/)
+      .map((s) => s.trim()).filter(Boolean);
+    return {
+      active,
+      dryRun: p.values["dry-run"] === true,
+      includeUnknown: p.values["include-unknown"] === true,
+    };
+  },
+  async run(i, { provider, io }) {
+    const orch = new GcOrchestrator();
+    orch.register(provider.gcModule({ includeUnknown: i.includeUnknown }));
+    const [report] = await orch.run(i.active, {
+      dryRun: i.dryRun,
+      onProgress: (id, done, total) =>
+        total > 10 && io.err(`gc: ${done}/${total} ${id}`),
+    });
+    return { dryRun: i.dryRun, ...report };
+  },
+  human: (r) =>
+    [
+      ...(r.dryRun
+        ? r.candidates.map((id) => `would collect ${id}`)
+        : r.collected.map((id) => `collected ${id}`)),
+      ...r.skipped.map((s) => `skipped ${s.id}: ${s.reason}`),
+      ...r.errors.map((e) => `FAILED ${e.id}: ${e.error}`),
+      ...r.warnings.map((w) => `warning ${w.id}: ${w.warning}`),
+    ].join("\n") || "nothing to collect",
+  exitCode: (r) => r.errors.length ? 1 : 0,
+});

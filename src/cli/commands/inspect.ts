@@ -1,0 +1,28 @@
+/**
+ * `vmnic inspect <nic-id>`.
+ *
+ * @module
+ */
+import { NotFoundError } from "../../provider/errors.ts";
+import { defineCommand } from "../command.ts";
+import { nicTable } from "../output.ts";
+
+export default defineCommand({
+  name: "inspect",
+  usage: "vmnic inspect <nic-id>",
+  positionals: [1, 1],
+  options: {},
+  parse: (p) => ({ id: p.positionals[0] }),
+  async run(i, { provider }) {
+    const nic = await provider.inspect(i.id);
+    if (!nic) {
+      throw new NotFoundError(
+        "inspect",
+        i.id,
+        `no NIC with id ${JSON.stringify(i.id)}`,
+      );
+    }
+    return nic;
+  },
+  human: (nic) => nicTable([nic]),
+});

@@ -1,0 +1,34 @@
+/**
+ * `vmnic recover <vm>`: exit 1 when a NIC could not be recovered.
+ *
+ * @module
+ */
+import { validateVmId } from "../../provider/validate.ts";
+import { defineCommand } from "../command.ts";
+import { nicTable } from "../output.ts";
+
+export default defineCommand({
+  name: "recover",
+  usage: "vmnic recover <vm>",
+  positionals: [1, 1],
+  options: {},
+  details: [
+    "Checks each NIC and repairs only what is missing or wrong: a TAP or",
+    "redirect is re-made beside a healthy veth; a NIC whose veth is gone is",
+    "rebuilt with the same id, TAP, MAC and IPs (its hooks fire). Nothing is",
+    "torn down that cannot be rebuilt.",
+  ].join("\n"),
+  parse(p) {
+    validateVmId("recover", p.positionals[0]);
+    return { vmId: p.positionals[0] };
+  },
+  run: (i, { provider }) => provider.recover(i.vmId),
+  human: (r) =>
+    [
+      nicTable(r.nics),
+      ...r.repaired.map((x) => `NIC ${x.index}: ${x.actions.join("; ")}`),
+      ...r.rebuilt.map((i) => `NIC ${i}: rebuilt`),
+      ...r.problems.map((x) => `NIC ${x.index}: FAILED: ${x.error}`),
+    ].join("\n"),
+  exitCode: (r) => r.problems.length ? 1 : 0,
+});

@@ -1,0 +1,44 @@
+/**
+ * Human output shared by commands: the NIC table.
+ *
+ * @module
+ */
+import type { NicConfig } from "../provider/types.ts";
+
+/** NICs as a table, one row each. */
+export function nicTable(nics: NicConfig[]): string {
+  if (!nics.length) return "no NICs";
+  const rows = nics.map((n) => [
+    n.vmId,
+    String(n.index),
+    n.state,
+    n.tap,
+    n.ifName,
+    n.mac ?? "-",
+    n.ips.map((ip) => `${ip.address}/${ip.prefix}`).join(",") || "-",
+    n.network,
+    String(n.numQueues),
+    n.id,
+  ]);
+  const head = [
+    "VM",
+    "IDX",
+    "STATE",
+    "TAP",
+    "VETH",
+    "MAC",
+    "IPS",
+    "NETWORK",
+    "QUEUES",
+    "ID",
+  ];
+  const table = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  const lines = table.map((r) =>
+    r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()
+  );
+  for (const n of nics) {
+    if (n.error) lines.push(`  ${n.vmId}/${n.index}: ${n.error}`);
+  }
+  return lines.join("\n");
+}
