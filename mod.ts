@@ -9,7 +9,7 @@
  * ```ts ignore
  * import { CniProvider } from "./mod.ts";
  *
- * const vmnic = await CniProvider.open();          // DESIGN.md defaults
+ * const vmnic = await CniProvider.open();          // docs/cli.md defaults
  * const nics = await vmnic.add("vm1", { cpu: 2 }); // one NIC, 2 queue pairs
  * // start the hypervisor inside nics[0].netnsPath on nics[0].tap,
  * // with MAC nics[0].mac and IP nics[0].ips[0]
@@ -20,6 +20,7 @@
  * @module
  */
 export {
+  type CniGcOptions,
   type CniGcSnapshot,
   CniProvider,
   DEFAULT_QUEUE_SIZE,
@@ -37,16 +38,26 @@ export {
   type IpConfig,
   type ListFilter,
   type NicConfig,
+  type NicState,
+  type NicVerdict,
+  type PrepareOptions,
   type ProviderConfig,
   type RecoverResult,
+  type RemoveResult,
   type RouteConfig,
+  type TeardownOptions,
   type VerifyResult,
   type VmConfig,
+  type VmInfo,
 } from "./src/provider/types.ts";
+export type { VerifyOptions } from "./src/provider/queries.ts";
 export {
+  ConflictError,
+  InterruptedError,
   InvalidInputError,
   NotFoundError,
   OperationError,
+  RecordsLostError,
   RollbackIncompleteError,
   VmBusyError,
   VmnicError,
@@ -56,7 +67,7 @@ export {
   GcOrchestrator,
   type GcPlan,
   type GcReport,
-} from "./src/provider/gc.ts";
+} from "./src/provider/gc_orchestrator.ts";
 export {
   GUEST_CONFIG_FORMATS,
   type GuestConfigFile,
@@ -79,3 +90,15 @@ export {
   HookTimeoutError,
 } from "./src/hooks/errors.ts";
 export { VERSION } from "./src/version.ts";
+// The seams `CniProvider.open` takes besides the settings: the kernel it
+// works on, how CNI plugins run, and crash points (tests pass fakes).
+export type { Kernel, NetnsScope, TapOptions } from "./src/wiring/kernel.ts";
+export type {
+  NetlinkConn,
+  Request,
+  RequestContext,
+} from "./src/netlink/conn.ts";
+export type { Attr, NetlinkMessage } from "./src/netlink/codec.ts";
+export type { PluginExec, PluginExecRequest } from "./src/cni/exec.ts";
+export type { FaultHook } from "./src/provider/context.ts";
+export { FAULT_POINTS, type FaultPoint } from "./src/provider/faults.ts";

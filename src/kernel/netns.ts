@@ -3,7 +3,7 @@
  * the netns dir (`/var/run/netns`, a shared mount) with the thread's
  * `/proc/self/task/<tid>/ns/net` bind-mounted onto it, so `ip netns` and
  * hypervisors see them. And entering one for synchronous work on the JS
- * main thread, where FFI calls run (see DESIGN.md, "Kernel access").
+ * main thread, where FFI calls run (docs/architecture.md, "Kernel access").
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * Traffic control over rtnetlink: the ingress qdisc, and u32 match-all
  * filters whose mirred action redirects every frame to another device. That
- * is all vmnic's data path needs (DESIGN.md, "Data path"): what
+ * is all vmnic's data path needs (docs/datapath.md): what
  * `tc qdisc add dev X ingress` and
  * `tc filter add dev X parent ffff: protocol all u32 match u32 0 0 action
  * mirred egress redirect dev Y` send, byte for byte, minus the shell.

@@ -151,10 +151,15 @@ export function encodeMessage(
 
 /** A decoded netlink message; `body` views the bytes after nlmsghdr. */
 export interface NetlinkMessage {
+  /** nlmsg_type (`RTM_*`, `NLMSG_*`). */
   type: number;
+  /** nlmsg_flags (`NLM_F_*`). */
   flags: number;
+  /** nlmsg_seq. */
   seq: number;
+  /** nlmsg_pid. */
   pid: number;
+  /** The bytes after the header: family header and attributes. */
   body: Uint8Array;
 }
 

@@ -142,6 +142,9 @@ interface HvNic {
   mac: string;
   queues: number;
   queueSize: number;
+  /** The network and `address/prefix` of each IP, for a re-add hint. */
+  network: string;
+  ips: string[];
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -265,6 +268,8 @@ function checkNic(vmId: string, netnsPath: string, nic: NicConfig): HvNic {
     mac,
     queues: nic.numQueues,
     queueSize: nic.queueSize,
+    network: nic.network,
+    ips: nic.ips.map((ip) => `${ip.address}/${ip.prefix}`),
   };
 }
 
@@ -340,13 +345,21 @@ function firecrackerInterfaces(
 ): NonNullable<HvArgs["networkInterfaces"]> {
   return nics.map((nic) => {
     if (nic.queues > 1) {
+      const readd = [
+        "vmnic add",
+        vmId,
+        `--index ${nic.index}`,
+        `--network ${nic.network}`,
+        `--mac ${nic.mac}`,
+        ...nic.ips.map((ip) => `--ip ${ip}`),
+        "--queues 1",
+      ].join(" ");
       throw new InvalidInputError(
         OP,
         `${vmId}/${nic.index}`,
         `the NIC has ${nic.queues} queue pairs, but Firecracker's virtio-net ` +
-          "is single-queue: re-add it with one (vmnic remove " +
-          `${vmId} ${nic.index}; vmnic add ${vmId} --index ${nic.index} ` +
-          `--mac ${nic.mac} --queues 1)`,
+          "is single-queue: re-add the NIC with --queues 1 " +
+          `(vmnic remove ${vmId} ${nic.index}; ${readd})`,
       );
     }
     if (nic.queueSize !== FIRECRACKER_QUEUE_SIZE) {

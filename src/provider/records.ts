@@ -58,8 +58,8 @@ export function ipRequest(
       `network ${list.name} cannot be asked for ${req.ips.length} addresses ` +
         `(${req.ips.join(", ")}): without the "ips" capability only one ` +
         `goes through CNI_ARGS IP=. Declare "capabilities": {"ips": true} ` +
-        `on the plugin of ${list.source} that hands its config to IPAM ` +
-        `(e.g. bridge or ptp)`,
+        `in network ${list.name}'s conflist, on the plugin that hands its ` +
+        `config to IPAM (e.g. bridge or ptp)`,
     );
   }
   const bare = parseIpArg(op, object, req.ips[0]).address;

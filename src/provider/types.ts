@@ -74,7 +74,7 @@ export interface DnsConfig {
   options?: string[];
 }
 
-/** A NIC as `add`, `inspect` and `list` return it (DESIGN.md's JSON). */
+/** A NIC as `add`, `inspect` and `list` return it (docs/cli.md, "JSON"). */
 export interface NicConfig {
   /** Stable record id (`inspect <id>`). */
   id: string;
@@ -175,7 +175,7 @@ export interface RemoveResult {
   warnings: string[];
 }
 
-/** The provider's settings; every field has the DESIGN.md default. */
+/** The provider's settings; every field has the default of docs/cli.md. */
 export interface ProviderConfig {
   /** Database dir (`vmnic.db`): default `/var/lib/vmnic`. */
   rootDir?: string;
@@ -201,7 +201,7 @@ export interface ProviderConfig {
   tsHooks?: boolean;
 }
 
-/** Defaults of {@linkcode ProviderConfig}, as DESIGN.md gives them. */
+/** Defaults of {@linkcode ProviderConfig}, as docs/cli.md gives them. */
 export const DEFAULTS = {
   rootDir: "/var/lib/vmnic",
   runDir: "/run/vmnic",

@@ -1,5 +1,5 @@
 /**
- * vmnic's data path inside a VM's netns (DESIGN.md, "Data path"): every
+ * vmnic's data path inside a VM's netns (docs/datapath.md): every
  * frame arriving on the CNI veth is redirected out of the TAP (to the guest),
  * and every frame the guest sends into the TAP is redirected out of the veth,
  * with an ingress qdisc and a u32 match-all mirred filter on each side.
