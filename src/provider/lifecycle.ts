@@ -455,9 +455,7 @@ export async function addNic(
       throw new RollbackIncompleteError(
         op,
         object,
-        `NIC ${p.index}: ${
-          reasonOf(err)
-        }; undoing it failed too (${out.error})`,
+        `NIC ${p.index}: undoing it failed (${out.error})`,
         err,
       );
     }
