@@ -68,7 +68,7 @@
  * @module
  */
 import { InvalidInputError, NotFoundError } from "./errors.ts";
-import { MAX_QUEUES, normalizeMac } from "./validate.ts";
+import { MAX_NIC_INDEX, MAX_QUEUES, normalizeMac } from "./validate.ts";
 import type { NicConfig } from "./types.ts";
 
 /** The hypervisors {@linkcode hypervisorArgs} knows. */
@@ -234,6 +234,11 @@ function checkNic(vmId: string, netnsPath: string, nic: NicConfig): HvNic {
   const refuse = (reason: string): never => {
     throw new InvalidInputError(OP, object, reason);
   };
+  if (
+    !Number.isInteger(nic.index) || nic.index < 0 || nic.index > MAX_NIC_INDEX
+  ) {
+    refuse(`invalid NIC index: expected 0–${MAX_NIC_INDEX}`);
+  }
   if (nic.vmId !== vmId) refuse(`the NIC belongs to VM ${nic.vmId}`);
   if (nic.netnsPath !== netnsPath) {
     refuse(
