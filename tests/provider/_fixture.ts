@@ -9,6 +9,8 @@
  */
 import { join } from "node:path";
 import { CniProvider } from "../../src/provider/provider.ts";
+import { resolveConfig } from "../../src/provider/config.ts";
+import { claimPath } from "../../src/provider/ownership.ts";
 import type { ProviderConfig } from "../../src/provider/types.ts";
 import {
   ipJson,
@@ -205,6 +207,9 @@ export async function makeFixture(
       await removeNetnsWithPrefix(prefix);
       await run("ip", ["link", "del", bridge]);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      // The claim on the test's prefix (docs/state-machine.md, "Ownership").
+      await Deno.remove(claimPath(resolveConfig(config).netnsDir, prefix))
+        .catch(() => {});
     },
   };
   return fx;
