@@ -1,14 +1,18 @@
 /**
- * The store layer: NIC records in SQLite and per-VM locks.
+ * The store layer: VM and NIC records in SQLite with their backups, and
+ * per-VM locks.
  *
  * @module
  */
 export { DB_FILE_NAME, type NicFilter, Store } from "./store.ts";
 export {
   type IpRecord,
+  newInstallId,
   newNicId,
+  NIC_STATES,
   type NicRecord,
   type NicState,
+  type VmRecord,
 } from "./types.ts";
 export {
   DuplicateNicError,
@@ -16,5 +20,13 @@ export {
   LockTimeoutError,
   StoreError,
 } from "./errors.ts";
-export { acquireVmLock, type LockOptions, type VmLock } from "./locks.ts";
+export {
+  acquireVmLock,
+  lockedVmIds,
+  type LockHolder,
+  lockHolder,
+  type LockOptions,
+  type VmLock,
+} from "./locks.ts";
+export { Journal, JOURNAL_DIR_NAME, type VmBackup } from "./journal.ts";
 export { type Migration, MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";

@@ -99,8 +99,13 @@ export const MIGRATIONS: readonly Migration[] = [
         FROM nics;
       DROP TABLE nics;
       ALTER TABLE nics_v3 RENAME TO nics;
-      -- A MAC is unique within an install.
-      CREATE INDEX nics_by_mac ON nics (mac) WHERE mac <> '';
+      -- A MAC is unique within an install: looked up before every add.
+      CREATE INDEX nics_by_mac ON nics (mac);
+      -- A database that holds records gets its install id here; a new one
+      -- gets it when the provider initializes it.
+      INSERT INTO meta (key, value)
+        SELECT 'install_id', lower(hex(randomblob(4)))
+        WHERE EXISTS (SELECT 1 FROM vms);
     `,
   },
 ];

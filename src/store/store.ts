@@ -66,15 +66,6 @@ export interface NicFilter {
   vmId?: string;
 }
 
-/** What {@linkcode Store.open} found. */
-export interface OpenInfo {
-  /**
-   * The database file was missing or empty before this open: it holds no
-   * records and no install id until {@linkcode Store.initialize}.
-   */
-  fresh: boolean;
-}
-
 /**
  * The record store. Open one per process with {@linkcode Store.open}; every
  * method is synchronous. Cross-process consistency comes from SQLite (WAL,

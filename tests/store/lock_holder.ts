@@ -10,7 +10,10 @@
 import { acquireVmLock } from "../../src/store/locks.ts";
 
 const [runDir, vmId, holdMs, mode] = Deno.args;
-const lock = await acquireVmLock(runDir, vmId, { wait: mode === "wait" });
+const lock = await acquireVmLock(runDir, vmId, {
+  waitMs: mode === "wait" ? 60_000 : 0,
+  op: "test",
+});
 if (!lock) {
   console.log("busy");
   Deno.exit(0);

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   acquireVmLock,
   LockError,
+  lockHolder,
   LockTimeoutError,
 } from "../../src/store/mod.ts";
 
@@ -19,8 +20,10 @@ function spawnHolder(
     args: [
       "run",
       "--no-config",
-      `--allow-read=${runDir},${HOLDER}`,
+      "--allow-read",
       `--allow-write=${runDir}`,
+      "--allow-ffi",
+      "--allow-sys=uid",
       HOLDER,
       runDir,
       vmId,
@@ -100,13 +103,13 @@ Deno.test("wait=false returns null while another process holds the lock, and the
   await withRunDir(async (runDir) => {
     const a = spawnHolder(runDir, "vm1", 600);
     timeOf(await a.next(), "acquired");
-    assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+    assert.equal(await acquireVmLock(runDir, "vm1", { waitMs: 0 }), null);
     const other = spawnHolder(runDir, "vm1", 0, "nowait");
     assert.equal(await other.next(), "busy");
     await other.child.status;
     timeOf(await a.next(), "released");
     await a.child.status;
-    const lock = await acquireVmLock(runDir, "vm1", { wait: false });
+    const lock = await acquireVmLock(runDir, "vm1", { waitMs: 0 });
     assert.ok(lock);
     lock.release();
     lock.release(); // idempotent
@@ -117,14 +120,11 @@ Deno.test("a killed holder's lock is free at once", async () => {
   await withRunDir(async (runDir) => {
     const a = spawnHolder(runDir, "vm1", 60_000);
     timeOf(await a.next(), "acquired");
-    assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+    assert.equal(await acquireVmLock(runDir, "vm1", { waitMs: 0 }), null);
     a.child.kill("SIGKILL");
     await a.child.status;
     await a.child.stdout.cancel().catch(() => {});
-    const lock = await acquireVmLock(runDir, "vm1", {
-      wait: true,
-      timeoutMs: 2000,
-    });
+    const lock = await acquireVmLock(runDir, "vm1", { waitMs: 2000 });
     assert.ok(lock);
     lock.release();
   });
@@ -132,15 +132,20 @@ Deno.test("a killed holder's lock is free at once", async () => {
 
 Deno.test("a bounded wait ends with LockTimeoutError when the lock stays held", async () => {
   await withRunDir(async (runDir) => {
-    const held = await acquireVmLock(runDir, "vm1", { wait: true });
+    const held = await acquireVmLock(runDir, "vm1", {
+      waitMs: 1000,
+      op: "add",
+    });
     assert.ok(held);
     try {
       const t0 = Date.now();
       await assert.rejects(
-        acquireVmLock(runDir, "vm1", { wait: true, timeoutMs: 150 }),
+        acquireVmLock(runDir, "vm1", { waitMs: 150 }),
         (e: unknown) =>
           e instanceof LockTimeoutError && e.object === "vm1" &&
-          e.timeoutMs === 150,
+          e.timeoutMs === 150 &&
+          // Whoever gives up waiting is told who holds the VM.
+          e.message.includes(`held by pid ${Deno.pid} (add) since`),
       );
       const waited = Date.now() - t0;
       assert.ok(waited >= 140 && waited < 2000, `waited ${waited} ms`);
@@ -152,13 +157,10 @@ Deno.test("a bounded wait ends with LockTimeoutError when the lock stays held", 
 
 Deno.test("within one process, a second acquisition waits for the first release", async () => {
   await withRunDir(async (runDir) => {
-    const first = await acquireVmLock(runDir, "vm1", { wait: true });
+    const first = await acquireVmLock(runDir, "vm1", { waitMs: 1000 });
     assert.ok(first);
     let second = false;
-    const pending = acquireVmLock(runDir, "vm1", {
-      wait: true,
-      timeoutMs: 5000,
-    })
+    const pending = acquireVmLock(runDir, "vm1", { waitMs: 5000 })
       .then((l) => {
         second = true;
         return l;
@@ -174,12 +176,12 @@ Deno.test("within one process, a second acquisition waits for the first release"
 
 Deno.test("releaseAndRemove deletes the file and a waiter ends up holding a fresh one", async () => {
   await withRunDir(async (runDir) => {
-    const first = await acquireVmLock(runDir, "vm1", { wait: true });
+    const first = await acquireVmLock(runDir, "vm1", { waitMs: 1000 });
     assert.ok(first);
     assert.equal(first.path, join(runDir, "locks", "vm1.lock"));
     assert.equal((await Deno.stat(first.path)).mode! & 0o777, 0o600);
     assert.equal((await Deno.stat(runDir)).mode! & 0o777, 0o700);
-    const pending = acquireVmLock(runDir, "vm1", { wait: true });
+    const pending = acquireVmLock(runDir, "vm1", { waitMs: 5000 });
     await new Promise((r) => setTimeout(r, 50));
     first.releaseAndRemove();
     first.releaseAndRemove(); // idempotent
@@ -188,7 +190,7 @@ Deno.test("releaseAndRemove deletes the file and a waiter ends up holding a fres
     try {
       // The waiter's lock is on the file now at the path: it excludes others.
       await Deno.stat(second.path);
-      assert.equal(await acquireVmLock(runDir, "vm1", { wait: false }), null);
+      assert.equal(await acquireVmLock(runDir, "vm1", { waitMs: 0 }), null);
     } finally {
       second.release();
     }
@@ -199,10 +201,52 @@ Deno.test("bad VM ids are refused as lock names", async () => {
   await withRunDir(async (runDir) => {
     for (const bad of ["", ".", "..", "a/b", "x\0y", "v".repeat(251)]) {
       await assert.rejects(
-        acquireVmLock(runDir, bad, { wait: false }),
+        acquireVmLock(runDir, bad, { waitMs: 0 }),
         LockError,
         JSON.stringify(bad),
       );
+    }
+  });
+});
+
+Deno.test("a symlink planted where a lock file goes is refused, not followed", async () => {
+  await withRunDir(async (runDir) => {
+    const target = join(runDir, "..", "victim");
+    await Deno.writeTextFile(target, "keep me");
+    await Deno.mkdir(join(runDir, "locks"), { recursive: true, mode: 0o700 });
+    await Deno.symlink(target, join(runDir, "locks", "vm1.lock"));
+    await assert.rejects(
+      acquireVmLock(runDir, "vm1", { waitMs: 0 }),
+      (e: unknown) => e instanceof LockError && /symlink/.test(e.message),
+    );
+    assert.equal(await Deno.readTextFile(target), "keep me");
+  });
+});
+
+Deno.test("a run dir others can write to is refused", async () => {
+  await withRunDir(async (runDir) => {
+    await Deno.mkdir(runDir, { recursive: true });
+    await Deno.chmod(runDir, 0o777);
+    await assert.rejects(
+      acquireVmLock(runDir, "vm1", { waitMs: 0 }),
+      (e: unknown) =>
+        e instanceof LockError && e.message.includes(runDir) &&
+        /world-writable/.test(e.message),
+    );
+  });
+});
+
+Deno.test("the holder's pid and operation are in the lock file while it is held", async () => {
+  await withRunDir(async (runDir) => {
+    const lock = await acquireVmLock(runDir, "vm1", { waitMs: 0, op: "gc" });
+    assert.ok(lock);
+    try {
+      const h = lockHolder(runDir, "vm1");
+      assert.equal(h?.pid, Deno.pid);
+      assert.equal(h?.op, "gc");
+      assert.ok(Date.now() - Date.parse(h!.since) < 10_000);
+    } finally {
+      lock.release();
     }
   });
 });

@@ -4,11 +4,13 @@ import { DatabaseSync } from "node:sqlite";
 import {
   DB_FILE_NAME,
   DuplicateNicError,
+  newInstallId,
   newNicId,
   type NicRecord,
   SCHEMA_VERSION,
   Store,
   StoreError,
+  type VmRecord,
 } from "../../src/store/mod.ts";
 
 function nic(vmId: string, index: number, extra: Partial<NicRecord> = {}) {
@@ -33,10 +35,37 @@ function nic(vmId: string, index: number, extra: Partial<NicRecord> = {}) {
     cniConfig: '{"cniVersion":"1.0.0","name":"vmnic","plugins":[]}',
     containerId: `vmnic-${vmId}-${index}`,
     state: "active",
+    error: null,
     createdAt: new Date().toISOString(),
     ...extra,
   };
   return rec;
+}
+
+function vm(vmId: string, extra: Partial<VmRecord> = {}): VmRecord {
+  return {
+    vmId,
+    netnsPath: `/var/run/netns/vmnic-${vmId}`,
+    network: "vmnic",
+    quiesced: false,
+    createdAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+/** Inserts the VM row (once) and the NIC, as the provider does. */
+function put(store: Store, rec: NicRecord): void {
+  store.transaction(() => {
+    store.insertVm(vm(rec.vmId));
+    store.insertNic(rec);
+  });
+}
+
+/** A store on a fresh root dir, initialized with an install id. */
+function openFresh(dir: string): Store {
+  const store = Store.open(dir);
+  if (store.installId === null) store.initialize(newInstallId());
+  return store;
 }
 
 async function withStore(
@@ -44,7 +73,7 @@ async function withStore(
 ) {
   const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
   const dir = join(base, "root");
-  const store = Store.open(dir);
+  const store = openFresh(dir);
   try {
     await fn(store, dir);
   } finally {
@@ -95,9 +124,9 @@ Deno.test("insert, get by id and by index, list in order, delete", async () => {
     const b1 = nic("vm-b", 1);
     const a0 = nic("vm-a", 0);
     const b0 = nic("vm-b", 0, { cniResult: undefined });
-    store.insertNic(b1);
-    store.insertNic(a0);
-    store.insertNic(b0);
+    put(store, b1);
+    put(store, a0);
+    put(store, b0);
 
     assert.deepEqual(store.getNic(a0.id), a0);
     assert.deepEqual(store.getNicByIndex("vm-b", 1), b1);
@@ -120,8 +149,11 @@ Deno.test("insert, get by id and by index, list in order, delete", async () => {
     store.deleteNic("vm-b", 0);
     store.deleteNic("vm-b", 0); // absent is fine
     assert.deepEqual(store.usedIndices("vm-b"), [1]);
-    assert.equal(store.deleteVm("vm-b"), 1);
-    assert.equal(store.deleteVm("vm-b"), 0);
+    // A VM row goes only once its NICs are gone: the records never lose one.
+    assert.throws(() => store.deleteVm("vm-b"), StoreError);
+    store.deleteNic("vm-b", 1);
+    assert.equal(store.deleteVm("vm-b"), true);
+    assert.equal(store.deleteVm("vm-b"), false);
     assert.deepEqual(store.listVmIds(), ["vm-a"]);
   });
 });
@@ -131,7 +163,7 @@ Deno.test("the exact conflist text is kept byte for byte", async () => {
     const text =
       '{\n  "cniVersion": "1.0.0",  "name": "x", "plugins": [ ]\n}\n';
     const r = nic("vm1", 0, { cniConfig: text });
-    store.insertNic(r);
+    put(store, r);
     assert.equal(store.getNic(r.id)?.cniConfig, text);
   });
 });
@@ -139,7 +171,7 @@ Deno.test("the exact conflist text is kept byte for byte", async () => {
 Deno.test("a duplicate (vmId, index) throws DuplicateNicError and changes nothing", async () => {
   await withStore((store) => {
     const first = nic("vm1", 0);
-    store.insertNic(first);
+    put(store, first);
     const dup = nic("vm1", 0, { tap: "tapX", mac: "0a:58:00:00:00:99" });
     const err = assert.throws(
       () => store.insertNic(dup),
@@ -160,19 +192,21 @@ Deno.test("a duplicate (vmId, index) throws DuplicateNicError and changes nothin
 Deno.test("a duplicate id is a StoreError, not a DuplicateNicError", async () => {
   await withStore((store) => {
     const first = nic("vm1", 0);
-    store.insertNic(first);
+    put(store, first);
+    store.insertVm(vm("vm2"));
     assert.throws(
       () => store.insertNic(nic("vm2", 0, { id: first.id })),
       (e: unknown) =>
         e instanceof StoreError && !(e instanceof DuplicateNicError) &&
-        e.op === "insert nic" && e.object === "vm2/0",
+        e.op === "insert nic" && e.object === "vm2",
     );
-    assert.deepEqual(store.listVmIds(), ["vm1"]);
+    assert.deepEqual(store.listNics().map((n) => n.vmId), ["vm1"]);
   });
 });
 
 Deno.test("invalid values are refused by the schema with a StoreError", async () => {
   await withStore((store) => {
+    store.insertVm(vm("vm1"));
     assert.throws(
       () => store.insertNic(nic("vm1", -1)),
       (e: unknown) => e instanceof StoreError && /CHECK/.test(e.message),
@@ -181,15 +215,17 @@ Deno.test("invalid values are refused by the schema with a StoreError", async ()
       () => store.insertNic(nic("vm1", 0, { state: "bogus" as "active" })),
       StoreError,
     );
+    // A NIC of a VM that has no record is refused (foreign key).
+    assert.throws(() => store.insertNic(nic("vm-none", 0)), StoreError);
     assert.deepEqual(store.listNics(), []);
   });
 });
 
-Deno.test("markDeleting marks all NICs of a VM or the given indices only", async () => {
+Deno.test("setNicState moves all NICs of a VM or the given indices; failed keeps its error", async () => {
   await withStore((store) => {
-    for (const i of [0, 1, 2]) store.insertNic(nic("vm1", i));
-    store.insertNic(nic("vm2", 0));
-    store.markDeleting("vm1", [0, 2]);
+    for (const i of [0, 1, 2]) put(store, nic("vm1", i));
+    put(store, nic("vm2", 0));
+    store.setNicState("vm1", "deleting", { indices: [0, 2] });
     const states = () =>
       store.listNics().map((r) => `${r.vmId}/${r.index}=${r.state}`);
     assert.deepEqual(states(), [
@@ -198,12 +234,35 @@ Deno.test("markDeleting marks all NICs of a VM or the given indices only", async
       "vm1/2=deleting",
       "vm2/0=active",
     ]);
-    store.markDeleting("vm1");
+    store.setNicState("vm1", "deleting");
     assert.deepEqual(states(), [
       "vm1/0=deleting",
       "vm1/1=deleting",
       "vm1/2=deleting",
       "vm2/0=active",
+    ]);
+    store.setNicState("vm1", "failed", { indices: [1], error: "DEL: boom" });
+    assert.equal(store.getNicByIndex("vm1", 1)?.error, "DEL: boom");
+    store.setNicState("vm1", "deleting", { indices: [1] });
+    assert.equal(store.getNicByIndex("vm1", 1)?.error, null);
+  });
+});
+
+Deno.test("setQuiesced records the VM and moves its live NICs between active and quiesced", async () => {
+  await withStore((store) => {
+    put(store, nic("vm1", 0));
+    put(store, nic("vm1", 1, { state: "failed", error: "x" }));
+    store.setQuiesced("vm1", true);
+    assert.equal(store.getVm("vm1")?.quiesced, true);
+    assert.deepEqual(store.listNics().map((n) => n.state), [
+      "quiesced",
+      "failed",
+    ]);
+    store.setQuiesced("vm1", false);
+    assert.equal(store.getVm("vm1")?.quiesced, false);
+    assert.deepEqual(store.listNics().map((n) => n.state), [
+      "active",
+      "failed",
     ]);
   });
 });
@@ -211,7 +270,7 @@ Deno.test("markDeleting marks all NICs of a VM or the given indices only", async
 Deno.test("updateNic replaces the fields of an existing NIC, and refuses an unknown id", async () => {
   await withStore((store) => {
     const r = nic("vm1", 0);
-    store.insertNic(r);
+    put(store, r);
     const updated = { ...r, cniResult: { ips: [] }, mac: "0a:58:00:00:00:42" };
     store.updateNic(updated);
     assert.deepEqual(store.getNic(r.id), updated);
@@ -222,17 +281,17 @@ Deno.test("updateNic replaces the fields of an existing NIC, and refuses an unkn
 Deno.test("transaction commits together or rolls back everything", async () => {
   await withStore((store) => {
     store.transaction(() => {
-      store.insertNic(nic("vm1", 0));
-      store.insertNic(nic("vm1", 1));
+      put(store, nic("vm1", 0));
+      put(store, nic("vm1", 1));
     });
     assert.deepEqual(store.usedIndices("vm1"), [0, 1]);
 
     assert.throws(
       () =>
         store.transaction(() => {
-          store.insertNic(nic("vm1", 2));
-          store.deleteVm("vm1");
-          store.insertNic(nic("vm2", 0));
+          put(store, nic("vm1", 2));
+          store.deleteNic("vm1", 0);
+          put(store, nic("vm2", 0));
           store.insertNic(nic("vm2", 0)); // duplicate: the whole batch goes
         }),
       DuplicateNicError,
@@ -242,7 +301,7 @@ Deno.test("transaction commits together or rolls back everything", async () => {
 
     // A nested failure caught inside keeps the outer writes.
     store.transaction(() => {
-      store.insertNic(nic("vm3", 0));
+      put(store, nic("vm3", 0));
       try {
         store.transaction(() => {
           store.insertNic(nic("vm3", 1));
@@ -263,9 +322,10 @@ Deno.test("reopening keeps the data and a second store sees the first one's writ
   const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
   try {
     const r = nic("vm1", 0);
-    const a = Store.open(base);
-    a.insertNic(r);
+    const a = openFresh(base);
+    put(a, r);
     const b = Store.open(base);
+    assert.equal(b.installId, a.installId);
     assert.deepEqual(b.getNic(r.id), r);
     a.close();
     b.close();
@@ -308,7 +368,8 @@ Deno.test("lookups use the (vm_id, nic_index) index, not a table scan", async ()
           "SELECT * FROM nics WHERE vm_id = 'x' AND nic_index = 0",
           "SELECT * FROM nics WHERE vm_id = 'x' ORDER BY nic_index",
           "SELECT * FROM nics WHERE id = 'x'",
-          "SELECT DISTINCT vm_id FROM nics ORDER BY vm_id",
+          "SELECT vm_id FROM vms ORDER BY vm_id",
+          "SELECT * FROM nics WHERE mac = 'x'",
         ]
       ) {
         const p = plan(sql);
@@ -336,4 +397,193 @@ Deno.test("plugin VERSION answers persist by binary identity", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("every write backs up the VM's records before it commits; a VM gone takes its backup", async () => {
+  await withStore((store, dir) => {
+    const backup = (id: string) =>
+      JSON.parse(Deno.readTextFileSync(join(dir, "records", `${id}.json`)));
+    const a0 = nic("vm1", 0);
+    put(store, a0);
+    let b = backup("vm1");
+    assert.equal(b.installId, store.installId);
+    assert.equal(b.vm.vmId, "vm1");
+    assert.deepEqual(b.nics, [a0]);
+    store.setNicState("vm1", "failed", { indices: [0], error: "e" });
+    b = backup("vm1");
+    assert.equal(b.nics[0].state, "failed");
+    assert.equal(b.nics[0].error, "e");
+    // A backup that cannot be written rolls the change back: the backup
+    // is never behind the database.
+    const recordsDir = join(dir, "records");
+    Deno.renameSync(recordsDir, recordsDir + ".away");
+    Deno.writeTextFileSync(recordsDir, "not a dir");
+    assert.throws(() => store.deleteNic("vm1", 0), StoreError);
+    assert.equal(store.getNicByIndex("vm1", 0)?.state, "failed");
+    Deno.removeSync(recordsDir);
+    Deno.renameSync(recordsDir + ".away", recordsDir);
+    store.deleteNic("vm1", 0);
+    store.deleteVm("vm1");
+    assert.throws(() => backup("vm1"), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("a truncated database opens fresh and restoreFromBackups brings back every record and the install id", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  try {
+    const a = openFresh(base);
+    const install = a.installId;
+    const recs = [nic("vm1", 0), nic("vm1", 1), nic("vm2", 0)];
+    for (const r of recs) put(a, r);
+    a.setQuiesced("vm2", true);
+    const vms = a.listVms();
+    a.close();
+    Deno.truncateSync(join(base, DB_FILE_NAME), 0);
+    for (const side of ["-wal", "-shm"]) {
+      try {
+        Deno.removeSync(join(base, DB_FILE_NAME + side));
+      } catch { /* closing checkpointed and removed it */ }
+    }
+    assert.equal(Store.exists(base), false);
+    const b = Store.open(base);
+    try {
+      assert.equal(b.installId, null, "a truncated db is fresh");
+      assert.deepEqual(b.listNics(), []);
+      assert.deepEqual(b.backups().vmIds, ["vm1", "vm2"]);
+      assert.deepEqual(b.restoreFromBackups(), ["vm1", "vm2"]);
+      assert.equal(b.installId, install);
+      assert.deepEqual(b.listVms(), vms);
+      assert.deepEqual(
+        b.listNics().map((n) => [n.id, n.state]),
+        [[recs[0].id, "active"], [recs[1].id, "active"], [
+          recs[2].id,
+          "quiesced",
+        ]],
+      );
+      assert.throws(() => b.restoreFromBackups(), /not empty/);
+    } finally {
+      b.close();
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("a v2 database (NICs only) migrates: VM rows made, install id given, NICs kept", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  try {
+    const path = join(base, DB_FILE_NAME);
+    const db = new DatabaseSync(path);
+    const { MIGRATIONS } = await import("../../src/store/schema.ts");
+    db.exec(MIGRATIONS[0].sql + MIGRATIONS[1].sql);
+    db.exec("PRAGMA user_version = 2");
+    db.prepare(
+      `INSERT INTO nics VALUES ('abc', 'vm1', 1, 'eth1', 'tap1', '0a:00:00:00:00:01',
+       'net1', '/var/run/netns/vmnic-vm1', 1, 256, 1500, '[]', '{}', 'null', '{}',
+       'vmnic-vm1', 'active', '2026-01-01T00:00:00.000Z')`,
+    ).run();
+    db.close();
+    const store = Store.open(base);
+    try {
+      assert.match(store.installId ?? "", /^[0-9a-f]{8}$/);
+      assert.deepEqual(store.getVm("vm1"), {
+        vmId: "vm1",
+        netnsPath: "/var/run/netns/vmnic-vm1",
+        network: "net1",
+        quiesced: false,
+        createdAt: "2026-01-01T00:00:00.000Z",
+      });
+      const n = store.getNic("abc")!;
+      assert.equal(n.state, "active");
+      assert.equal(n.error, null);
+      assert.equal(n.containerId, "vmnic-vm1", "old container ids are kept");
+    } finally {
+      store.close();
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("a symlink where the database or its side files go is refused, and its target is left as it is", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  try {
+    const target = join(base, "secret");
+    Deno.writeTextFileSync(target, "keep me");
+    Deno.chmodSync(target, 0o644);
+    for (const name of [DB_FILE_NAME, `${DB_FILE_NAME}-wal`]) {
+      const root = join(base, `root-${name}`);
+      Deno.mkdirSync(root, { mode: 0o700 });
+      Deno.symlinkSync(target, join(root, name));
+      assert.throws(
+        () => Store.open(root),
+        (e: unknown) =>
+          e instanceof StoreError && /symlink/.test(e.message) &&
+          e.message.includes(name),
+      );
+    }
+    assert.equal(Deno.statSync(target).mode! & 0o777, 0o644);
+    assert.equal(Deno.readTextFileSync(target), "keep me");
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("a root dir others can write to (or under such a parent) is refused, naming it", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  try {
+    const open = join(base, "open");
+    Deno.mkdirSync(open);
+    Deno.chmodSync(open, 0o777);
+    assert.throws(
+      () => Store.open(open),
+      (e: unknown) =>
+        e instanceof StoreError && e.message.includes(open) &&
+        /world-writable/.test(e.message),
+    );
+    const grp = join(base, "grp");
+    Deno.mkdirSync(join(grp, "root"), { recursive: true });
+    Deno.chmodSync(grp, 0o775);
+    assert.throws(
+      () => Store.open(join(grp, "root")),
+      (e: unknown) =>
+        e instanceof StoreError && /group-writable/.test(e.message),
+    );
+    assert.throws(
+      () => Deno.statSync(join(open, DB_FILE_NAME)),
+      Deno.errors.NotFound,
+    );
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("writes before initialize are refused (a backup needs an owner)", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  try {
+    const store = Store.open(base);
+    try {
+      assert.equal(store.installId, null);
+      assert.throws(() => store.insertVm(vm("vm1")), /not initialized/);
+      store.initialize("0123abcd");
+      store.insertVm(vm("vm1"));
+      assert.throws(() => store.initialize("ffffffff"), /already initialized/);
+    } finally {
+      store.close();
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("nicsWithMac finds the NIC holding a MAC across VMs", async () => {
+  await withStore((store) => {
+    const a = nic("vm1", 0, { mac: "0a:00:00:00:00:07" });
+    put(store, a);
+    put(store, nic("vm2", 0, { mac: "0a:00:00:00:00:08" }));
+    assert.deepEqual(store.nicsWithMac("0a:00:00:00:00:07").map((n) => n.id), [
+      a.id,
+    ]);
+    assert.deepEqual(store.nicsWithMac("0a:00:00:00:00:09"), []);
+  });
 });
