@@ -198,8 +198,8 @@ export async function makeFixture(
       try {
         const p = await fx.provider();
         try {
-          const vms = [...new Set((await p.list()).map((n) => n.vmId))];
-          if (vms.length) await p.delete(vms);
+          const vms = (await p.vms()).map((v) => v.vmId);
+          if (vms.length) await p.delete(vms, { force: true });
         } finally {
           p.close();
         }
