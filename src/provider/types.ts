@@ -39,7 +39,7 @@ export interface AddSpec {
   /** Unicast MAC to give the NIC (recovery). */
   mac?: string;
   /** IPs (`10.88.0.5` or `10.88.0.5/16`) to re-request (recovery). */
-  ips?: string[];
+  ips?: readonly string[];
 }
 
 /** One IP of a NIC, from the CNI result. */

@@ -13,6 +13,7 @@ import {
   vethsOnBridge,
 } from "./_fixture.ts";
 import {
+  ConflictError,
   InvalidInputError,
   OperationError,
 } from "../../src/provider/errors.ts";
@@ -113,8 +114,9 @@ rootTest(
     try {
       const [nic0] = await p.add("vm1", {});
       await assert.rejects(
-        p.add("vm1", {}, { network: FAIL_NETWORK }),
-        OperationError,
+        p.add("vm1", {}, { index: 1, network: FAIL_NETWORK }),
+        (e: unknown) =>
+          e instanceof OperationError && /rolled back/.test(e.message),
       );
       // The netns existed before: it stays, with NIC 0 as it was.
       assert.deepEqual(await fx.netns(), ["vm1"]);
@@ -167,21 +169,35 @@ rootTest(
 );
 
 rootTest(
-  "provider: adding an index in use is refused; the NIC is untouched",
+  "provider: adding an index in use returns it unchanged; a contradicting add is a conflict",
   async () => {
     const fx = await failingFixture("ri", 206);
     const p = await fx.provider();
     try {
       const [nic0] = await p.add("vm1", { cpu: 2 }, { index: 0 });
       const before = await linksOf(`${fx.prefix}vm1`);
-      await assert.rejects(
-        p.add("vm1", {}, { index: 0 }),
-        (e: unknown) => {
-          assert.ok(e instanceof InvalidInputError, String(e));
-          assert.match(e.message, /index 0 already exists/);
-          return true;
-        },
-      );
+      // A retried add is harmless: the same NIC, the same JSON.
+      assert.deepEqual(await p.add("vm1", {}, { index: 0 }), [nic0]);
+      assert.deepEqual(await p.add("vm1", { cpu: 2 }), [nic0]);
+      for (
+        const [cfg, spec, what] of [
+          [{ cpu: 1 }, { index: 0 }, /queues/],
+          [{}, { index: 0, network: FAIL_NETWORK }, /network/],
+          [{}, { index: 0, mac: "0a:00:00:00:00:01" }, /MAC/],
+          [{}, { index: 0, ips: ["10.9.9.9"] }, /IPs/],
+        ] as const
+      ) {
+        await assert.rejects(
+          p.add("vm1", cfg, spec),
+          (e: unknown) => {
+            assert.ok(e instanceof ConflictError, String(e));
+            assert.match(e.message, what);
+            assert.match(e.message, /remove it first/);
+            return true;
+          },
+        );
+      }
+      assert.deepEqual(await pluginCalls(fx), [], "no plugin ran");
       // Same record, same links (same ifindex: not recreated), still wired.
       assert.deepEqual(await p.list(), [nic0]);
       const after = await linksOf(`${fx.prefix}vm1`);
