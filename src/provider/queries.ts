@@ -246,8 +246,10 @@ function bridgeOf(rec: NicRecord): string | undefined {
  * CNI CHECK of one NIC: null when it passed, "skipped" when the chain has
  * no CHECK, else the failure. The result given to the plugins leaves out
  * the addresses and routes vmnic moved to the guest on purpose (the veth
- * carries none, docs/datapath.md): the plugins check the rest (their
- * interfaces, the bridge, the IPAM lease).
+ * carries none, docs/datapath.md), and gives the veth the MAC vmnic set on
+ * purpose (a recorded MAC asked for by `add --mac` or a rebuild, set after
+ * ADD when the chain lacks the `mac` capability): the plugins check the
+ * rest (their interfaces, the bridge, the IPAM lease).
  */
 async function cniCheck(
   ctx: ProviderContext,
@@ -264,7 +266,16 @@ async function cniCheck(
       containerId: rec.containerId,
       netns: rec.netnsPath,
       ifName: rec.ifName,
-    }, { ...result, ips: [], routes: [] });
+    }, {
+      ...result,
+      interfaces: result.interfaces.map((i) =>
+        i.name === rec.ifName && i.sandbox !== undefined && rec.mac
+          ? { ...i, mac: rec.mac }
+          : i
+      ),
+      ips: [],
+      routes: [],
+    });
     return done === "done" ? null : "skipped";
   } catch (e) {
     return messageOf(e);
