@@ -135,6 +135,7 @@ export function releaseNetnsDir(dir: string): void {
     if (err instanceof Deno.errors.NotFound) return;
     throw err;
   }
+  if (real === resolvePath(DEFAULT_NETNS_DIR)) return; // however it is spelled
   const fd = lockDir(real, LOCK_EX | LOCK_NB);
   if (fd < 0) return; // being created in right now: keep the mount
   try {
