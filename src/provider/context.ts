@@ -10,7 +10,7 @@
 import type { CniRuntime } from "../cni/runtime.ts";
 import type { HookRunner } from "../hooks/runner.ts";
 import type { HookEvent, HookInput } from "../hooks/types.ts";
-import { acquireVmLock, type VmLock } from "../store/locks.ts";
+import { acquireVmLock, lockHolder, type VmLock } from "../store/locks.ts";
 import type { Store } from "../store/store.ts";
 import { type Kernel, netnsPath } from "../wiring/kernel.ts";
 import type { ResolvedConfig } from "./config.ts";
@@ -119,7 +119,11 @@ export async function withVmLock<T>(
   }
 }
 
-/** The VM's lock, waiting up to `waitMs` (0: not at all). */
+/**
+ * The VM's lock, waiting up to `waitMs` (0: not at all). A busy VM is a
+ * {@linkcode VmBusyError} naming the holder (pid, operation, since), with
+ * or without a wait (docs/state-machine.md, "Processes").
+ */
 export async function lockVm(
   ctx: ProviderContext,
   op: string,
@@ -127,7 +131,14 @@ export async function lockVm(
   waitMs: number,
 ): Promise<VmLock> {
   const lock = await acquireVmLock(ctx.config.runDir, vmId, { waitMs, op });
-  if (!lock) throw new VmBusyError(op, vmId);
+  if (!lock) {
+    const h = lockHolder(ctx.config.runDir, vmId);
+    throw new VmBusyError(
+      op,
+      vmId,
+      h ? `held by pid ${h.pid} (${h.op}) since ${h.since}` : undefined,
+    );
+  }
   return lock;
 }
 
