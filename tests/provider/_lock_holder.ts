@@ -10,7 +10,7 @@
 import { acquireVmLock } from "../../src/store/locks.ts";
 
 const [runDir, vmId] = Deno.args;
-const lock = await acquireVmLock(runDir, vmId, { wait: false });
+const lock = await acquireVmLock(runDir, vmId, { waitMs: 0, op: "test" });
 console.log(lock ? "acquired" : "busy");
 if (lock) {
   // Held until the test kills this process (a bounded sleep, in case it doesn't).
