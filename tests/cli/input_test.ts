@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { rootTest } from "../support/harness.ts";
 import { type CliResult, makeFixture } from "../provider/_fixture.ts";
-import { COMMANDS } from "../../src/cli/commands.ts";
+import { COMMANDS } from "../../src/cli/table.ts";
 import type { NicConfig } from "../../src/provider/types.ts";
 
 /** The VM that exists during the test; bad input must not touch it. */
@@ -84,6 +84,24 @@ const BAD_INPUT: [string[], string, RegExp][] = [
     /--format/,
   ],
   [["gc"], "gc without --active", /--active/],
+  [
+    ["add", GOOD, "--index", "1", "--nics", "2"],
+    "--index with --nics",
+    /--index names one NIC/,
+  ],
+  [["prepare", GOOD, "--force"], "remove's --force on prepare", /--force/],
+  [["vms", "x"], "vms takes no argument", /unexpected argument "x"/],
+  // the waits
+  [
+    ["list", "--wait", "x"],
+    "--wait x",
+    /--wait \(or VMNIC_WAIT\) must be a number of seconds/,
+  ],
+  [
+    ["add", GOOD, "--plugin-timeout", "0"],
+    "--plugin-timeout 0",
+    /--plugin-timeout \(or VMNIC_PLUGIN_TIMEOUT\) must be a number of seconds/,
+  ],
 ];
 
 /** Asserts `r` failed with `code` and, given --json, a JSON error on stderr. */
@@ -175,8 +193,15 @@ rootTest("cli: what does not exist exits 3", async () => {
     ) {
       assertJsonError(await fx.cli(argv), 3, argv.join(" "));
     }
+    // A VM this install has no trace of counts as deleted.
+    assert.deepEqual(await fx.cliOk(["delete", "nope"]), {
+      deleted: ["nope"],
+      errors: [],
+      warnings: [],
+    });
     assert.deepEqual(await fx.netns(), []);
     assert.deepEqual(await fx.cliOk(["list"]), []);
+    assert.deepEqual(await fx.cliOk(["vms"]), []);
   } finally {
     await fx.cleanup();
   }

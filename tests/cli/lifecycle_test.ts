@@ -17,7 +17,7 @@ import type { NicConfig } from "../../src/provider/types.ts";
 
 type Json = Record<string, unknown>;
 
-/** The keys of DESIGN.md's NIC config, plus `routes` (types.ts, for guest config). */
+/** The keys of a plumbed NIC's config (docs/cli.md, "JSON"). */
 const NIC_KEYS = [
   "id",
   "vmId",
@@ -33,7 +33,24 @@ const NIC_KEYS = [
   "ips",
   "routes",
   "dns",
+  "state",
   "createdAt",
+].sort();
+
+/** The keys of a `verify` verdict per NIC (docs/cli.md). */
+const VERDICT_KEYS = [
+  "index",
+  "tap",
+  "ifName",
+  "state",
+  "tapPresent",
+  "vethPresent",
+  "wired",
+  "macOk",
+  "vethUp",
+  "strayAddresses",
+  "host",
+  "check",
 ].sort();
 
 const NIC_COUNT = 3;
@@ -61,19 +78,23 @@ function gatewayOf(subnet: string): string {
   return subnet.replace(/\.0\/24$/, ".1");
 }
 
-/** Asserts a NIC config has exactly DESIGN.md's shape and sensible values. */
+/**
+ * Asserts a NIC config has exactly the shape of an active NIC in
+ * docs/cli.md and sensible values.
+ */
 function assertNicShape(fx: Fixture, nic: NicConfig, vmId: string): void {
   assert.deepEqual(Object.keys(nic).sort(), NIC_KEYS);
+  assert.equal(nic.state, "active");
   assert.match(nic.id, /^\S+$/);
   assert.equal(nic.vmId, vmId);
   assert.equal(nic.ifName, `eth${nic.index}`);
   assert.equal(nic.tap, `tap${nic.index}`);
-  assert.match(nic.mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+  assert.match(nic.mac ?? "", /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
   assert.equal(nic.network, fx.network);
   assert.equal(nic.netnsPath, `/var/run/netns/${fx.prefix}${vmId}`);
   assert.equal(typeof nic.numQueues, "number");
   assert.equal(typeof nic.queueSize, "number");
-  assert.ok(nic.mtu >= 68, `mtu ${nic.mtu}`);
+  assert.ok(nic.mtu !== undefined && nic.mtu >= 68, `mtu ${nic.mtu}`);
   assert.equal(nic.ips.length, 1);
   const [ip] = nic.ips;
   assert.deepEqual(Object.keys(ip).sort(), [
@@ -185,11 +206,30 @@ rootTest(
       assert.equal(unknown.code, 3, unknown.stderr);
       const verified = await fx.cli(["verify", vm]);
       assert.equal(verified.code, 0, verified.stdout + verified.stderr);
-      assert.equal(JSON.parse(verified.stdout).ok, true);
+      const verdict = JSON.parse(verified.stdout);
+      assert.equal(verdict.ok, true);
+      assert.deepEqual(verdict.problems, []);
+      assert.equal(verdict.netns, true);
+      assert.equal(verdict.quiesced, false);
+      assert.deepEqual(verdict.nics.map((n: Json) => n.index), [0, 1, 2]);
+      for (const n of verdict.nics as Json[]) {
+        // docs/cli.md: a verify verdict per NIC.
+        assert.deepEqual(Object.keys(n).sort(), VERDICT_KEYS);
+        assert.equal(n.state, "active");
+        assert.equal(n.check, "ok", "the bridge chain's CNI CHECK passed");
+        assert.deepEqual((n.host as Json).bridge, fx.bridge);
+        assert.deepEqual((n.host as Json).master, fx.bridge);
+      }
 
       // remove NIC 1: its TAP and veth go, its lease and record too.
       const removed = await fx.cli(["remove", vm, "1"]);
       assert.equal(removed.code, 0, removed.stderr);
+      assert.deepEqual(JSON.parse(removed.stdout), {
+        vmId: vm,
+        removed: [1],
+        absent: [],
+        warnings: [],
+      });
       let links = await linksOf(ns);
       assert.ok(!links.has("tap1") && !links.has("eth1"), "tap1/eth1 gone");
       assert.ok(links.has("tap0") && links.has("eth2"), "the others stay");
@@ -224,15 +264,18 @@ rootTest(
       const broken = await fx.cli(["verify", vm]);
       assert.equal(broken.code, 1, "verify reports the missing netns");
       assert.equal(JSON.parse(broken.stdout).ok, false);
-      const recovered = await fx.cliOk<{ nics: NicConfig[]; problems: [] }>([
-        "recover",
-        vm,
-      ]);
+      const recovered = await fx.cliOk<
+        { nics: NicConfig[]; rebuilt: number[]; problems: [] }
+      >(["recover", vm]);
       assert.deepEqual(recovered.problems, []);
+      assert.deepEqual(recovered.rebuilt, [0, 1, 2], "every veth was gone");
       assert.deepEqual(await fx.netns(), [vm], "same netns name");
       const after = byIndex(await fx.cliOk<NicConfig[]>(["list", "--vm", vm]));
       assert.deepEqual(after.map((n) => n.index), [0, 1, 2]);
+      assert.deepEqual(byIndex(recovered.nics), after);
       for (const [i, nic] of after.entries()) {
+        assert.equal(nic.id, before[i].id, `NIC ${i} keeps its id`);
+        assert.equal(nic.tap, before[i].tap, `NIC ${i} keeps its TAP name`);
         assert.equal(nic.mac, before[i].mac, `NIC ${i} keeps its MAC`);
         assert.deepEqual(nic.ips, before[i].ips, `NIC ${i} keeps its IP`);
         assert.equal(nic.netnsPath, nsPath);
@@ -243,7 +286,8 @@ rootTest(
         await fx.leasedIps(),
         before.map((n) => n.ips[0].address).sort(),
       );
-      assert.equal((await fx.cli(["verify", vm])).code, 0);
+      const healed = await fx.cli(["verify", vm]);
+      assert.equal(healed.code, 0, healed.stdout + healed.stderr);
 
       // quiesce: veths down; unquiesce: up again.
       assert.equal((await fx.cli(["quiesce", vm])).code, 0);
@@ -283,7 +327,7 @@ rootTest(
         ])).files.map((f) => f.content).join("\n");
         for (const nic of after) {
           assert.ok(text.includes(`${nic.ips[0].address}/24`), `${format} IP`);
-          assert.ok(text.includes(nic.mac), `${format} MAC`);
+          assert.ok(text.includes(nic.mac!), `${format} MAC`);
         }
         assert.ok(text.includes(gw), `${format} gateway`);
       }
