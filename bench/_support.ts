@@ -10,8 +10,14 @@
  */
 import { join } from "node:path";
 import { listLinks } from "../src/kernel/link.ts";
-import { createNetns, deleteNetns, listNetns } from "../src/kernel/netns.ts";
+import {
+  createNetns,
+  DEFAULT_NETNS_DIR,
+  deleteNetns,
+  listNetns,
+} from "../src/kernel/netns.ts";
 import { NetlinkSocket } from "../src/netlink/socket.ts";
+import { claimPath } from "../src/provider/ownership.ts";
 import type { CniProvider } from "../src/provider/provider.ts";
 import type { ProviderConfig } from "../src/provider/types.ts";
 // Where the CLI is and its permissions (deno.json's `vmnic` task), as the
@@ -187,6 +193,11 @@ export function bridgePluginConf(
 export interface ProviderSetup {
   dir: string;
   config: ProviderConfig;
+  /**
+   * The prefix claim file the first `add` writes (outside `dir`, beside the
+   * netns dir): the run must remove it at the end.
+   */
+  claim: string;
   /** The same settings as vmnic CLI flags. */
   cliFlags: string[];
   /** The bridge plugin's config, for the floor (name/cniVersion in). */
@@ -216,6 +227,7 @@ export function makeProviderSetup(
   );
   return {
     dir,
+    claim: claimPath(DEFAULT_NETNS_DIR, netnsPrefix),
     config: {
       rootDir,
       runDir,
@@ -337,20 +349,34 @@ export function removeNetnsWithPrefix(prefix: string): number {
 
 /**
  * The end of a run, synchronous for `unload` and signal handlers: `close`
- * (best effort), every netns with `prefix` (their veths go with them), then
- * the temp dir `dir`.
+ * (best effort), every netns with `prefix` (their veths go with them), the
+ * provider's prefix claim file `claim` when there is one, then the temp dir
+ * `dir`.
  */
 export function removeRun(
   prefix: string,
   dir: string,
   close: () => void,
+  claim?: string,
 ): void {
   try {
     close();
   } catch { /* best effort; the dir goes below */ }
   const removed = removeNetnsWithPrefix(prefix);
+  if (claim) removeClaim(claim);
   Deno.removeSync(dir, { recursive: true });
   console.error(`cleanup: ${removed} netns and ${dir} removed`);
+}
+
+/** Removes a prefix claim file (see {@linkcode ProviderSetup.claim}); absent is fine. */
+export function removeClaim(claim: string): void {
+  try {
+    Deno.removeSync(claim);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      console.error(`cleanup: claim ${claim}: ${e}`);
+    }
+  }
 }
 
 /**

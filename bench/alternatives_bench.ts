@@ -20,8 +20,8 @@
  * the iterations per bench (default 15).
  *
  * Root only, inside a throwaway host netns; every netns (prefix unique to
- * the run), the temp dir (records, leases, conflist) go at the end, also on
- * SIGINT/SIGTERM:
+ * the run), the temp dir (records, leases, conflist) and the prefix claim go
+ * at the end, also on SIGINT/SIGTERM:
  *
  * `unshare --net -- deno bench --allow-ffi --allow-read --allow-write
  * --allow-run --allow-env --allow-sys bench/alternatives_bench.ts`
@@ -100,8 +100,8 @@ function makeSetup(): Omit<Setup, "provider"> {
 /** Every netns of the run (its veths go with it), then the temp dir. */
 function cleanup(): void {
   if (!setup) return;
-  const { dir, provider } = setup;
-  removeRun(RUN_PREFIX, dir, () => provider.close());
+  const { dir, provider, claim } = setup;
+  removeRun(RUN_PREFIX, dir, () => provider.close(), claim);
 }
 
 const run = new BenchRun(N, WARMUP, cleanup);

@@ -36,7 +36,7 @@ import { join } from "node:path";
 import { getLinkByName } from "../src/kernel/link.ts";
 import { createNetns, deleteNetns } from "../src/kernel/netns.ts";
 import { NetlinkSocket } from "../src/netlink/socket.ts";
-import { inNetns } from "../src/wiring/netns.ts";
+import { hostKernel } from "../src/wiring/kernel.ts";
 import { plumbNic, unplumbNic } from "../src/wiring/nic.ts";
 import {
   benchIterations,
@@ -112,9 +112,9 @@ async function makeVm(
     );
     out.push({ ifName, tap: `tap${i}`, hostVeth: host.name, leases, result });
     if (plumb) {
-      inNetns(
+      hostKernel.inNetns(
         path,
-        (sock) => plumbNic(sock, { veth: ifName, tap: `tap${i}`, queues: 1 }),
+        (scope) => plumbNic(scope, { veth: ifName, tap: `tap${i}`, queues: 1 }),
       );
     }
   }
@@ -190,9 +190,9 @@ function register(group: string, nics: number, before: () => Promise<void>) {
     {
       label: "unplumb, DEL, netns",
       del: async (vm) => {
-        inNetns(vm.path, (sock) => {
+        hostKernel.inNetns(vm.path, ({ conn }) => {
           for (const n of vm.nics) {
-            unplumbNic(sock, { veth: n.ifName, tap: n.tap });
+            unplumbNic(conn, { veth: n.ifName, tap: n.tap });
           }
         });
         await cniDel(vm);

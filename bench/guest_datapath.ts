@@ -13,8 +13,8 @@
  * so the ratio says little about the wiring itself.
  *
  * Root only, inside a throwaway host netns; QEMU (killed by PID), the netns,
- * bridges and the temp dir are removed at the end, also on failure or
- * SIGINT/SIGTERM:
+ * bridges, the temp dir and vmnic's prefix claim are removed at the end,
+ * also on failure or SIGINT/SIGTERM:
  *
  * `unshare --net -- deno run --allow-ffi --allow-read --allow-write
  * --allow-run --allow-env --allow-sys bench/guest_datapath.ts`
@@ -33,6 +33,7 @@ import {
   makeProviderSetup,
   mayRun,
   median,
+  removeClaim,
   removeNetnsWithPrefix,
   RUN_PREFIX,
   runChecked,
@@ -190,6 +191,8 @@ async function measure(
 async function vmnicWiring(image: GuestImage): Promise<WiringResult> {
   const setup = makeProviderSetup(VMNIC_NET, RUN_PREFIX);
   undo.push(() => Deno.remove(setup.dir, { recursive: true }));
+  // The first add claims the netns prefix: the claim goes after the VM.
+  undo.push(() => removeClaim(setup.claim));
   const provider = await CniProvider.open(setup.config);
   undo.push(() => provider.close());
   const vm = "vm";
@@ -198,6 +201,8 @@ async function vmnicWiring(image: GuestImage): Promise<WiringResult> {
     const r = await provider.delete([vm]);
     if (r.errors.length) console.error(`cleanup: delete ${vm}:`, r.errors);
   });
+  // An added NIC is plumbed: its MAC is known.
+  if (!nic.mac) throw new Error(`${vm}: add gave no MAC`);
   const [cmdline] = await provider.guestConfig(vm, "cmdline");
   return await measure(
     "vmnic",

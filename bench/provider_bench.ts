@@ -16,8 +16,8 @@
  * `BENCH_N` the iterations per bench (default 30).
  *
  * Root only, inside a throwaway host netns; everything else (netns with a
- * prefix unique to the run, temp dirs, a conflist of its own) is removed at
- * the end, also on SIGINT/SIGTERM:
+ * prefix unique to the run, temp dirs, a conflist of its own, the prefix
+ * claim) is removed at the end, also on SIGINT/SIGTERM:
  *
  * `unshare --net -- deno bench --allow-ffi --allow-read --allow-write
  * --allow-run --allow-env --allow-sys bench/provider_bench.ts`
@@ -64,8 +64,8 @@ let setup: (ProviderSetup & { provider: CniProvider }) | undefined;
 /** Every netns of the run (its veth with it), then the temp dir. */
 function cleanup(): void {
   if (!setup) return;
-  const { dir, provider } = setup;
-  removeRun(RUN_PREFIX, dir, () => provider.close());
+  const { dir, provider, claim } = setup;
+  removeRun(RUN_PREFIX, dir, () => provider.close(), claim);
 }
 
 const run = new BenchRun(N, WARMUP, cleanup);
