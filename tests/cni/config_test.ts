@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   CniConfigError,
   loadConfDir,
+  loadConfFile,
   MAX_CONFIG_BYTES,
   parseConf,
   parseConfList,
@@ -81,6 +82,56 @@ Deno.test("loadConfDir: a broken file is reported by path and does not hide the 
   });
 });
 
+Deno.test("a conflist that links to a secret file: the error never quotes its text", async () => {
+  await withTempDir(async (dir) => {
+    const secrets = join(dir, "secrets");
+    const confDir = join(dir, "net.d");
+    await Deno.mkdir(secrets);
+    await Deno.mkdir(confDir);
+    // What a link may point at: not JSON, JSON cut short, JSON of another kind.
+    const targets = {
+      "env": "password=hunter2\n",
+      "truncated": '{"name": "n", "password": "hunter2"',
+      "object": '{"password": "hunter2"}',
+    };
+    for (const [name, text] of Object.entries(targets)) {
+      await Deno.writeTextFile(join(secrets, name), text);
+      await Deno.symlink(
+        join(secrets, name),
+        join(confDir, `${name}.conflist`),
+      );
+      await Deno.symlink(join(secrets, name), join(confDir, `${name}.conf`));
+    }
+    const set = await loadConfDir(confDir);
+    assert.deepEqual(set.networks, []);
+    assert.equal(set.errors.length, 6);
+    const leaks = (e: unknown) =>
+      e instanceof Error &&
+      [e.message, String(e), (e as CniConfigError).reason, String(e.cause)]
+        .some((t) => t?.includes("hunter2"));
+    for (const e of set.errors) {
+      assert.ok(e instanceof CniConfigError);
+      assert.ok(!leaks(e), `leaks the secret: ${e.message}`);
+    }
+    assert.match(
+      set.errors.find((e) => e.source === join(confDir, "env.conflist"))!
+        .message,
+      /env\.conflist: not valid JSON/,
+    );
+    // The same through loadConfFile and parseConfList directly.
+    await assert.rejects(
+      () => loadConfFile(join(confDir, "env.conflist")),
+      (e: unknown) => e instanceof CniConfigError && !leaks(e),
+    );
+    assert.throws(
+      () => parseConfList(targets.env, "mem"),
+      (e: unknown) =>
+        e instanceof CniConfigError && !leaks(e) &&
+        /mem: not valid JSON/.test(e.message),
+    );
+  });
+});
+
 Deno.test("loadConfDir: a missing directory gives no networks and no error", async () => {
   const set = await loadConfDir("/nonexistent/vmnic-cni-test");
   assert.deepEqual(set.networks, []);
@@ -141,6 +192,39 @@ Deno.test("parseConfList: rejects what libcni would not run, with clear messages
       /cniVersion 9\.0\.0 is not supported/,
     ],
     [[1, 2], /top level must be a JSON object/],
+    // The plugin execs its IPAM plugin from the bin path: a plain name only.
+    [
+      {
+        name: "n",
+        cniVersion: "1.0.0",
+        plugins: [{ type: "bridge", ipam: { type: "../sh" } }],
+      },
+      /plugins\[0\]\.ipam\.type: 'ipam\.type' must be a plain executable name/,
+    ],
+    [
+      {
+        name: "n",
+        cniVersion: "1.0.0",
+        plugins: [{ type: "bridge", ipam: { type: "/bin/sh" } }],
+      },
+      /'ipam\.type' must be a plain executable name/,
+    ],
+    [
+      {
+        name: "n",
+        cniVersion: "1.0.0",
+        plugins: [{ type: "bridge", ipam: { type: "" } }],
+      },
+      /'ipam\.type' is empty/,
+    ],
+    [
+      {
+        name: "n",
+        cniVersion: "1.0.0",
+        plugins: [{ type: "bridge", ipam: "host-local" }],
+      },
+      /'ipam' must be an object/,
+    ],
   ];
   for (const [obj, re] of bad) {
     assert.throws(

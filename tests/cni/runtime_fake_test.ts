@@ -274,14 +274,29 @@ Deno.test("CHECK: in order with the cached result; skipped when disabled or befo
   });
 });
 
-/** A plugin that hangs on ADD with a background child holding its stdout. */
-async function writeHangPlugin(bin: string, marker: string): Promise<void> {
+/** A marker unique to one test: `sleep <marker>` names its processes. */
+function uniqueMarker(seconds: number): string {
+  return `${seconds}.${crypto.getRandomValues(new Uint32Array(1))[0]}`;
+}
+
+/**
+ * A plugin that hangs on ADD with a background child holding its stdout.
+ * It writes its own PID to `<pidDir>/plugin` and the child's to
+ * `<pidDir>/child` first.
+ */
+async function writeHangPlugin(
+  bin: string,
+  marker: string,
+  pidDir: string,
+): Promise<void> {
   await writeFakePlugin(
     bin,
     "hang",
     `[ "$CNI_COMMAND" = VERSION ] && { echo '${FAKE_VERSIONS}'; exit 0; }
 [ "$CNI_COMMAND" = DEL ] && exit 0
+echo $$ > "${pidDir}/plugin"
 sleep ${marker} &
+echo $! > "${pidDir}/child"
 sleep ${marker}`,
   );
 }
@@ -298,56 +313,138 @@ async function survivors(marker: string): Promise<string[]> {
   return alive;
 }
 
+/**
+ * Whether process `pid` is alive: `ps` finds it (it reads /proc/<pid>) and
+ * it is not a zombie (a killed orphan waits there for its reaper).
+ */
+async function isAlive(pid: number): Promise<boolean> {
+  const r = await run("ps", ["-o", "stat=", "-p", String(pid)]);
+  return r.code === 0 && r.stdout.trim() !== "" &&
+    !r.stdout.trim().startsWith("Z");
+}
+
+/** The PID a hang plugin wrote to `<pidDir>/<who>`. */
+async function pidOf(pidDir: string, who: "plugin" | "child") {
+  const text = await Deno.readTextFile(join(pidDir, who));
+  const pid = Number(text.trim());
+  assert.ok(Number.isInteger(pid) && pid > 1, `${who} pid: ${text}`);
+  return pid;
+}
+
+/** Kills what a test left by PID (best effort: it may be gone). */
+async function killAll(marker: string): Promise<void> {
+  for (const pid of await processesWithArg(marker)) {
+    try {
+      Deno.kill(Number(pid), "SIGKILL");
+    } catch { /* gone meanwhile */ }
+  }
+}
+
 const isTimeout = (e: unknown) =>
   e instanceof CniExecError && e.kind === "timeout" && e.plugin === "hang" &&
   e.command === "ADD" &&
   /timed out after 300 ms and was killed/.test(e.message);
 
-Deno.test("a plugin that hangs is killed at the timeout and reaped, even if a child holds its stdout", async () => {
+for (
+  const [what, opts] of [
+    ["by default", {}],
+    ["with killProcessGroup: true", { killProcessGroup: true }],
+  ] as const
+) {
+  Deno.test(`a hanging plugin is killed at the timeout with what it forked (${what})`, async () => {
+    await withFakes(async (f) => {
+      const marker = uniqueMarker(20 + Math.floor(Math.random() * 9));
+      await writeHangPlugin(f.bin, marker, f.dir);
+      try {
+        const t0 = performance.now();
+        await assert.rejects(
+          () =>
+            f.runtime({ timeoutMs: 300, ...opts }).addNetworkList(
+              f.list([{ type: "hang" }]),
+              rt,
+            ),
+          isTimeout,
+        );
+        assert.ok(performance.now() - t0 < 3000, "the timeout bounds the call");
+        const plugin = await pidOf(f.dir, "plugin");
+        const child = await pidOf(f.dir, "child");
+        // The whole process group went: the plugin, its background child
+        // (which held stdout) and its foreground one.
+        assert.deepEqual(await survivors(marker), []);
+        assert.equal(await isAlive(plugin), false, `plugin ${plugin} alive`);
+        assert.equal(await isAlive(child), false, `child ${child} alive`);
+      } finally {
+        await killAll(marker);
+      }
+    });
+  });
+}
+
+Deno.test("killProcessGroup: false kills only the plugin at the timeout, as libcni; what it forked is not waited for", async () => {
   await withFakes(async (f) => {
-    const marker = `${20 + Math.floor(Math.random() * 9)}.${
-      Math.floor(Math.random() * 1e6)
-    }`;
-    await writeHangPlugin(f.bin, marker);
-    const t0 = performance.now();
+    const marker = uniqueMarker(20 + Math.floor(Math.random() * 9));
+    await writeHangPlugin(f.bin, marker, f.dir);
     try {
+      const t0 = performance.now();
       await assert.rejects(
         () =>
-          f.runtime({ timeoutMs: 300 }).addNetworkList(
-            f.list([{ type: "hang" }]),
-            rt,
-          ),
+          f.runtime({ timeoutMs: 300, killProcessGroup: false })
+            .addNetworkList(f.list([{ type: "hang" }]), rt),
         isTimeout,
       );
       assert.ok(performance.now() - t0 < 3000, "the timeout bounds the call");
-      // By default (as libcni) only the plugin is killed: what it forked
-      // is not waited for past the timeout, and is not ours to kill...
+      assert.equal(await isAlive(await pidOf(f.dir, "plugin")), false);
+      // What it forked is not ours to kill in this mode...
+      assert.equal(await isAlive(await pidOf(f.dir, "child")), true);
       assert.ok((await processesWithArg(marker)).length > 0);
     } finally {
       // ...so the test removes what it made, by PID.
-      for (const pid of await processesWithArg(marker)) {
-        Deno.kill(Number(pid), "SIGKILL");
-      }
+      await killAll(marker);
     }
   });
 });
 
-Deno.test("killProcessGroup: a hanging plugin's children die with it", async () => {
-  await withFakes(async (f) => {
-    const marker = `${20 + Math.floor(Math.random() * 9)}.${
-      Math.floor(Math.random() * 1e6)
-    }`;
-    await writeHangPlugin(f.bin, marker);
-    const runtime = f.runtime({ timeoutMs: 300, killProcessGroup: true });
-    const t0 = performance.now();
-    await assert.rejects(
-      () => runtime.addNetworkList(f.list([{ type: "hang" }]), rt),
-      isTimeout,
-    );
-    assert.ok(performance.now() - t0 < 3000, "the timeout bounds the call");
-    assert.deepEqual(await survivors(marker), []);
+for (
+  const [what, opts] of [
+    ["by default", {}],
+    ["with killProcessGroup: false", { killProcessGroup: false }],
+  ] as const
+) {
+  Deno.test(`a plugin that exits 0 but leaves a child holding stdout succeeds at once (${what})`, async () => {
+    await withFakes(async (f) => {
+      const marker = uniqueMarker(30);
+      const result = resultFor("10.233.52.2/24");
+      await writeFakePlugin(
+        f.bin,
+        "leaky",
+        `[ "$CNI_COMMAND" = VERSION ] && { echo '${FAKE_VERSIONS}'; exit 0; }
+[ "$CNI_COMMAND" = DEL ] && exit 0
+sleep ${marker} &
+echo '${JSON.stringify(result)}'
+exit 0`,
+      );
+      try {
+        // The default 60 s timeout: a wait for the pipes would show.
+        const runtime = f.runtime(opts);
+        const list = f.list([{ type: "leaky" }]);
+        // Plugin VERSION answers cached first: the ADD alone is timed.
+        await runtime.versionInfo("leaky");
+        const t0 = performance.now();
+        const got = await runtime.addNetworkList(list, rt);
+        const ms = performance.now() - t0;
+        assert.deepEqual(got.ips, [{
+          address: "10.233.52.2/24",
+          interface: 0,
+        }]);
+        assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
+        // The child really held stdout past the plugin's exit: it still runs.
+        assert.equal((await processesWithArg(marker)).length, 1);
+      } finally {
+        await killAll(marker);
+      }
+    });
   });
-});
+}
 
 /** PIDs of processes whose command line is exactly `sleep <arg>` (pgrep only reads). */
 async function processesWithArg(arg: string): Promise<string[]> {

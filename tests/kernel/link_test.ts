@@ -13,10 +13,12 @@ import {
   getLinkByIndex,
   getLinkByName,
   listLinks,
+  MAX_IFALIAS,
   renameLink,
   requireLink,
   setGroMaxSize,
   setInet6AddrGenMode,
+  setLinkAlias,
   setLinkDown,
   setLinkUp,
   setMac,
@@ -251,6 +253,84 @@ rootTest("link: up/down, mtu, mac, txqlen", async () => {
     assert.equal(getLinkByName(sock, v0)?.txqlen, 10000);
   });
 });
+
+rootTest(
+  "link: alias set, read back (decodeLink) and cleared, as ip shows it",
+  async () => {
+    const v0 = ifn("la"), v1 = ifn("lp");
+    await withLinks([v0], async (sock) => {
+      createVeth(sock, v0, v1);
+      assert.equal((await ipLink(v0)).ifalias, undefined);
+      assert.equal(getLinkByName(sock, v0)?.alias, undefined);
+      assert.ok(!("alias" in getLinkByName(sock, v0)!), "absent, not empty");
+
+      const tag = "vmnic 0a1b2c3d /var/lib/vmnic";
+      setLinkAlias(sock, v0, tag);
+      assert.equal((await ipLink(v0)).ifalias, tag);
+      const link = getLinkByName(sock, v0)!;
+      assert.equal(link.alias, tag);
+      assert.equal(getLinkByIndex(sock, link.index)?.alias, tag);
+      assert.equal(listLinks(sock).find((l) => l.name === v0)?.alias, tag);
+      assert.equal(getLinkByName(sock, v1)?.alias, undefined, "not the peer's");
+
+      // Replaced, UTF-8 kept; up to MAX_IFALIAS bytes, in characters or not.
+      for (
+        const alias of ["ünïcödé ✓", "x".repeat(MAX_IFALIAS), "é".repeat(127)]
+      ) {
+        setLinkAlias(sock, v0, alias);
+        assert.equal((await ipLink(v0)).ifalias, alias);
+        assert.equal(getLinkByName(sock, v0)?.alias, alias);
+      }
+      // One byte more is refused before the kernel is asked; nothing changes.
+      for (const alias of ["x".repeat(MAX_IFALIAS + 1), "é".repeat(128)]) {
+        assert.throws(() => setLinkAlias(sock, v0, alias), (err: unknown) => {
+          assert.ok(err instanceof InvalidArgumentError, `${err}`);
+          assert.match(err.message, /longer than 254 bytes/);
+          return true;
+        });
+      }
+      assert.equal(getLinkByName(sock, v0)?.alias, "é".repeat(127));
+
+      // "" clears it: ip shows none, decodeLink leaves the field out.
+      setLinkAlias(sock, v0, "");
+      assert.equal((await ipLink(v0)).ifalias, undefined);
+      assert.ok(!("alias" in getLinkByName(sock, v0)!));
+      assertKernelError(
+        () => setLinkAlias(sock, ifn("zz"), tag),
+        "ENODEV",
+        "set link alias",
+      );
+      assert.throws(() => setLinkAlias(sock, "a/b", tag), InvalidArgumentError);
+    });
+  },
+);
+
+rootTest(
+  "link: alias of lo in a named netns (the netns tag), seen by ip -n",
+  async () => {
+    const prefix = uniquePrefix("lk");
+    await withScratchNetns(prefix, ["tag"], async ([path]) => {
+      const sock = withNetns(path, () => NetlinkSocket.open());
+      try {
+        const tag = `vmnic ${prefix} /tmp/root dir`;
+        setLinkAlias(sock, "lo", tag);
+        const [lo] = await ipJson<IpLink>(
+          "-n",
+          prefix + "tag",
+          "link",
+          "show",
+          "lo",
+        );
+        assert.equal(lo.ifalias, tag);
+        assert.equal(getLinkByName(sock, "lo")?.alias, tag);
+        // Our own netns's lo is another device: untouched.
+        assert.equal((await ipLink("lo")).ifalias, undefined);
+      } finally {
+        sock.close();
+      }
+    });
+  },
+);
 
 rootTest("link: master and nomaster", async () => {
   const br = ifn("lb"), v0 = ifn("la"), v1 = ifn("lp");

@@ -8,9 +8,18 @@ import {
   netnsDirPropagates,
   netnsExists,
   netnsPath,
+  releaseNetnsDir,
   withNetns,
 } from "../../src/kernel/netns.ts";
+import {
+  LOCK_SH,
+  LOCK_UN,
+  O_CLOEXEC,
+  O_DIRECTORY,
+  O_RDONLY,
+} from "../../src/kernel/constants.ts";
 import { InvalidArgumentError, KernelError } from "../../src/sys/errors.ts";
+import { check, cstr, libc } from "../../src/sys/libc.ts";
 import {
   ipJson,
   netnsNames,
@@ -264,6 +273,164 @@ rootTest(
       assert.match(verdict.reason, /ip netns exec/);
     } finally {
       await removeNetnsWithPrefix(prefix);
+    }
+  },
+);
+
+/** The mountinfo lines whose mount point is `path` (a real path), in order. */
+async function mountsAt(path: string): Promise<string[]> {
+  const mountinfo = await sh("cat", "/proc/self/mountinfo");
+  return mountinfo.split("\n").filter((l) => l.split(" ")[4] === path);
+}
+
+/** Detaches every mount at `path`, for a test's cleanup (best effort). */
+async function unmountAll(path: string): Promise<void> {
+  for (let i = 0; i < 10 && (await mountsAt(path)).length; i++) {
+    await run("umount", ["-l", path]);
+  }
+}
+
+rootTest(
+  "releaseNetnsDir: a custom netns dir's self-bind goes with its last netns",
+  async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "vmnict-nsdir-" });
+    const dir = `${tmp}/netns`;
+    const prefix = uniquePrefix("nd");
+    try {
+      releaseNetnsDir(dir); // a dir that does not exist yet: nothing to do
+      const a = createNetns(prefix + "a", dir);
+      const b = createNetns(prefix + "b", dir);
+      assert.equal(a, `${dir}/${prefix}a`);
+      assert.ok(netnsExists(prefix + "b", dir));
+      const real = Deno.realPathSync(dir);
+
+      // Making a netns there bind-mounted the dir onto itself, shared.
+      const [mount, ...stacked] = await mountsAt(real);
+      assert.ok(mount, `no mount at ${real}`);
+      assert.deepEqual(stacked, [], "mounted once for two netns");
+      assert.match(mount, / shared:\d+/);
+      assert.equal(
+        mount.split(" ")[3],
+        real,
+        "a self-bind: its root is the dir",
+      );
+
+      // Not empty yet: the mount stays.
+      assert.ok(deleteNetns(prefix + "a", dir));
+      releaseNetnsDir(dir);
+      assert.equal((await mountsAt(real)).length, 1, "one netns left in it");
+      assert.ok(netnsExists(prefix + "b", dir), "the netns left untouched");
+
+      // Another process creating a netns there (its shared lock): kept.
+      assert.ok(deleteNetns(prefix + "b", dir));
+      assert.deepEqual([...Deno.readDirSync(dir)], [], `${b} removed`);
+      const fd = check(
+        libc().open(cstr(real), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0),
+        "open",
+        real,
+      );
+      try {
+        check(libc().flock(fd, LOCK_SH), "flock", real);
+        releaseNetnsDir(dir);
+        assert.equal((await mountsAt(real)).length, 1, "kept while locked");
+        check(libc().flock(fd, LOCK_UN), "flock", real);
+      } finally {
+        libc().close(fd);
+      }
+
+      // Empty and free: the self-bind is undone, the dir itself stays.
+      releaseNetnsDir(`${dir}/`);
+      assert.deepEqual(await mountsAt(real), [], "mount left at the dir");
+      assert.ok(Deno.statSync(dir).isDirectory);
+      releaseNetnsDir(dir); // idempotent
+      assert.deepEqual(await mountsAt(real), []);
+    } finally {
+      await removeNetnsWithPrefix(prefix);
+      for (const n of listNetns(dir, { stale: true })) deleteNetns(n, dir);
+      await unmountAll(Deno.realPathSync(tmp) + "/netns");
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);
+
+rootTest(
+  "releaseNetnsDir: a mount that is not the dir's self-bind stays",
+  async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "vmnict-nsdir-" });
+    const dir = `${tmp}/netns`;
+    const prefix = uniquePrefix("nd");
+    try {
+      // Something else mounted at a custom dir (a tmpfs) is not vmnic's.
+      await Deno.mkdir(dir);
+      await sh("mount", "-t", "tmpfs", "-o", "size=64k", "vmnict", dir);
+      const real = Deno.realPathSync(dir);
+      createNetns(prefix + "t", dir);
+      assert.ok(deleteNetns(prefix + "t", dir));
+      releaseNetnsDir(dir);
+      const [tmpfs, ...more] = await mountsAt(real);
+      assert.match(tmpfs ?? "", / - tmpfs vmnict /, "the tmpfs stays");
+      assert.deepEqual(more, []);
+    } finally {
+      for (const n of listNetns(dir, { stale: true })) deleteNetns(n, dir);
+      await unmountAll(Deno.realPathSync(tmp) + "/netns");
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);
+
+rootTest(
+  "releaseNetnsDir never unmounts the default netns dir, however it is spelled",
+  async () => {
+    // The default dir is shared with iproute2 (and other installs), so it is
+    // seldom empty here: look at it in a mount namespace of its own, where a
+    // fresh tmpfs on /run leaves it empty once the probe's netns is gone.
+    const real = Deno.realPathSync("/var/run");
+    assert.equal(real, "/run", "the probe hides /run");
+    const probe = new URL("./release_probe.ts", import.meta.url).pathname;
+    const spellings = [
+      DEFAULT_NETNS_DIR,
+      `${DEFAULT_NETNS_DIR}/`,
+      "/run/netns",
+      "/var/run/../run/netns",
+    ];
+    const r = await run("unshare", [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      'mount -t tmpfs vmnict /run && exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      "--allow-run=cat",
+      probe,
+      uniquePrefix("nd") + "p",
+      ...spellings,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as {
+      real: string;
+      entries: number;
+      before: string[];
+      after: Record<string, string[]>;
+    };
+    assert.equal(report.real, "/run/netns");
+    assert.equal(report.entries, 0, "the default dir is empty in the probe");
+    // Control: it is a self-bind onto the tmpfs, which a custom dir would lose.
+    assert.ok(
+      report.before.some((l) =>
+        l.split(" ")[3] === "/netns" && / shared:\d+ - tmpfs vmnict /.test(l)
+      ),
+      report.before.join("\n"),
+    );
+    for (const dir of spellings) {
+      assert.deepEqual(report.after[dir], report.before, dir);
     }
   },
 );
