@@ -27,6 +27,11 @@ export interface CniGcSnapshot {
   vmIds: string[];
   /** VM ids of netns carrying the prefix that no record accounts for. */
   unknown: string[];
+  /**
+   * VM ids of files carrying the prefix with no netns mounted on them (what
+   * an interrupted creation leaves): nothing to own, so always removed.
+   */
+  stale: string[];
 }
 
 /** Options of the GC module. */
@@ -56,14 +61,18 @@ function snapshot(ctx: ProviderContext): CniGcSnapshot {
     ...ctx.store.listVmIds(),
     ...ctx.store.listNics().map((n) => n.vmId),
   ]);
-  const netns = prefix
-    ? ctx.kernel.listNetns(ctx.config.netnsDir, { stale: true })
-      .filter((n) => n.startsWith(prefix))
-      .map((n) => n.slice(prefix.length))
-    : [];
+  const withPrefix = (stale: boolean) =>
+    prefix
+      ? ctx.kernel.listNetns(ctx.config.netnsDir, { stale })
+        .filter((n) => n.startsWith(prefix))
+        .map((n) => n.slice(prefix.length))
+        .filter((id) => !recorded.has(id))
+      : [];
+  const live = withPrefix(false);
   return {
     vmIds: [...recorded].sort(),
-    unknown: netns.filter((id) => !recorded.has(id)).sort(),
+    unknown: live.sort(),
+    stale: withPrefix(true).filter((id) => !live.includes(id)).sort(),
   };
 }
 
@@ -84,10 +93,12 @@ async function collect(
   };
   const doomed = snap.vmIds.filter((id) => !active.has(id));
   const unknown = snap.unknown.filter((id) => !active.has(id));
+  const stale = snap.stale.filter((id) => !active.has(id));
   report.candidates = [
     ...doomed,
+    ...stale,
     ...(opts.includeUnknown ? unknown : []),
-  ];
+  ].sort();
   if (!opts.includeUnknown) {
     for (const id of unknown) {
       report.skipped.push({
@@ -106,7 +117,7 @@ async function collect(
     await collectVm(ctx, vmId, report);
     plan.onProgress?.(vmId, ++done, total);
   }
-  for (const vmId of opts.includeUnknown ? unknown : []) {
+  for (const vmId of [...stale, ...(opts.includeUnknown ? unknown : [])]) {
     if (ctx.signal?.aborted) break;
     await collectUnknown(ctx, vmId, report);
     plan.onProgress?.(vmId, ++done, total);
@@ -192,14 +203,17 @@ async function collectUnknown(
         return;
       }
     }
+    const live = ctx.kernel.netnsExists(name, ctx.config.netnsDir);
     ctx.kernel.deleteNetns(name, ctx.config.netnsDir);
     lock.releaseAndRemove();
     report.collected.push(vmId);
-    report.warnings.push({
-      id: vmId,
-      warning: `netns ${path} removed without CNI DEL (no record of what ` +
-        `was added in it): IPAM leases of its NICs may stay`,
-    });
+    if (live) {
+      report.warnings.push({
+        id: vmId,
+        warning: `netns ${path} removed without CNI DEL (no record of what ` +
+          `was added in it): IPAM leases of its NICs may stay`,
+      });
+    }
   } catch (e) {
     report.errors.push({
       id: vmId,

@@ -99,10 +99,10 @@ export async function prepare(
   const op = "prepare";
   validateVmId(op, vmId);
   validateVmConfig(op, vmId, vmCfg);
-  return await withVmLock(ctx, op, vmId, () => {
+  return await withVmLock(ctx, op, vmId, async () => {
     checkPropagation(ctx, op);
     claimPrefix(op, ctx.config, ctx.installId);
-    let vm = ctx.store.getVm(vmId);
+    let vm = await finishCrashedDelete(ctx, vmId);
     let recorded = false;
     if (!vm) {
       const adopted = adoptable(ctx, op, vmId, opts.adopt === true);
@@ -178,6 +178,7 @@ function newVmRecord(
     netnsPath: netnsPathOf(ctx, vmId),
     network,
     quiesced: false,
+    deleting: false,
     createdAt: new Date().toISOString(),
   };
 }
@@ -237,7 +238,7 @@ export async function add(
   return await withVmLock(ctx, op, vmId, async () => {
     checkPropagation(ctx, op);
     claimPrefix(op, ctx.config, ctx.installId);
-    let vm = ctx.store.getVm(vmId);
+    let vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) adoptable(ctx, op, vmId, false);
     await finishStaleNics(ctx, op, vmId);
     const existing = new Map(
@@ -608,6 +609,20 @@ function sortByIndex(recs: NicRecord[]): NicRecord[] {
 // ------------------------------------------------------------ stale NICs
 
 /**
+ * The VM's record, after finishing a delete of it that a crash cut short
+ * (then null: the VM is gone). A delete is never revived.
+ */
+export async function finishCrashedDelete(
+  ctx: ProviderContext,
+  vmId: string,
+): Promise<VmRecord | null> {
+  const vm = ctx.store.getVm(vmId);
+  if (!vm?.deleting) return vm;
+  await deleteVm(ctx, "delete", vmId);
+  return null;
+}
+
+/**
  * Finishes the NICs a crashed run left `adding` or `deleting`: retired, as
  * the interrupted operation would have ended. One that cannot be finished
  * becomes `failed` and the operation stops, saying how to get out.
@@ -662,7 +677,7 @@ export async function remove(
   }
   for (const i of indices) validateIndex(op, vmId, i);
   return await withVmLock(ctx, op, vmId, async () => {
-    const vm = ctx.store.getVm(vmId);
+    const vm = await finishCrashedDelete(ctx, vmId);
     const all = ctx.store.listNics({ vmId });
     if (!vm && !all.length) {
       throw new NotFoundError(op, vmId, `no VM ${vmId} in the records`);
@@ -778,9 +793,12 @@ export async function deleteVm(
     if (!isAnnounced(rec)) continue;
     await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
   }
-  ctx.store.setNicState(vmId, "deleting", {
-    indices: recs.filter((r) => r.state !== "failed").map((r) => r.index),
-  });
+  if (vm) ctx.store.markVmDeleting(vmId);
+  else {
+    ctx.store.setNicState(vmId, "deleting", {
+      indices: recs.filter((r) => r.state !== "failed").map((r) => r.index),
+    });
+  }
   await ctx.fault("delete:marked");
   const warnings: string[] = [];
   const stuck: string[] = [];

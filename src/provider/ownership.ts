@@ -60,21 +60,26 @@ export function claimPrefix(
     const held = readClaim(path);
     if (held === "absent") {
       ensureSecureDir(dirname(path));
+      // Written aside, then linked into place: a concurrent reader sees no
+      // claim or a whole one, and only one of two racing claims wins.
+      const tmp = `${path}.${Deno.pid}.${attempt}.tmp`;
+      Deno.writeTextFileSync(tmp, JSON.stringify(mine), { mode: 0o600 });
       try {
-        Deno.writeTextFileSync(path, JSON.stringify(mine), {
-          createNew: true,
-          mode: 0o600,
-        });
+        Deno.linkSync(tmp, path);
         return;
       } catch (err) {
         if (err instanceof Deno.errors.AlreadyExists) continue; // raced
         throw err;
+      } finally {
+        Deno.removeSync(tmp);
       }
     }
     if (held !== "unreadable" && held.rootDir === rootDir) {
       if (held.installId !== installId) {
         // Same root dir, new database (restored or re-made): ours still.
-        Deno.writeTextFileSync(path, JSON.stringify(mine), { mode: 0o600 });
+        const tmp = `${path}.${Deno.pid}.tmp`;
+        Deno.writeTextFileSync(tmp, JSON.stringify(mine), { mode: 0o600 });
+        Deno.renameSync(tmp, path);
       }
       return;
     }

@@ -108,6 +108,11 @@ export async function verify(
     }
     const quiesced = vm?.quiesced ?? false;
     const problems: string[] = [];
+    if (vm?.deleting) {
+      problems.push(
+        `a delete of this VM was cut short (run \`vmnic delete ${vmId}\`)`,
+      );
+    }
     if (!present) {
       problems.push(`netns ${path} is missing (run \`vmnic recover ${vmId}\`)`);
     }

@@ -24,6 +24,13 @@ export async function quiesce(
   return await withVmLock(ctx, op, vmId, async () => {
     const vm = ctx.store.getVm(vmId);
     if (!vm) throw new NotFoundError(op, vmId, "no records of this VM");
+    if (vm.deleting) {
+      throw new OperationError(
+        op,
+        vmId,
+        `a delete of this VM was cut short: run \`vmnic delete ${vmId}\``,
+      );
+    }
     const live = ctx.store.listNics({ vmId }).filter((r) =>
       r.state === "active" || r.state === "quiesced"
     );

@@ -142,6 +142,7 @@ export function toVmInfo(
     netns,
     ...(vm.network ? { network: vm.network } : {}),
     quiesced: vm.quiesced,
+    deleting: vm.deleting,
     nics: nics.map((n) => ({ index: n.index, state: n.state })),
     createdAt: vm.createdAt,
   };

@@ -20,7 +20,7 @@ import {
   withVmLock,
 } from "./context.ts";
 import { NotFoundError, OperationError, reasonOf } from "./errors.ts";
-import { addNic, ensureVmNetns } from "./lifecycle.ts";
+import { addNic, ensureVmNetns, finishCrashedDelete } from "./lifecycle.ts";
 import { claimPrefix } from "./ownership.ts";
 import { hookFields, ipRequest, toNicConfig } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
@@ -37,8 +37,17 @@ export async function recover(
   return await withVmLock(ctx, op, vmId, async () => {
     checkPropagation(ctx, op);
     claimPrefix(op, ctx.config, ctx.installId);
-    const vm = ctx.store.getVm(vmId);
-    if (!vm) throw new NotFoundError(op, vmId, "no records of this VM");
+    const before = ctx.store.getVm(vmId);
+    const vm = await finishCrashedDelete(ctx, vmId);
+    if (!vm) {
+      throw new NotFoundError(
+        op,
+        vmId,
+        before
+          ? "it was being deleted when a run was cut short; the delete is finished now"
+          : "no records of this VM",
+      );
+    }
     const out: RecoverResult = {
       vmId,
       nics: [],

@@ -137,6 +137,8 @@ export interface VmInfo {
   network?: string;
   /** Stopped (`quiesce`): veths down, new NICs stay down. */
   quiesced: boolean;
+  /** A delete of it was cut short; the next operation on it finishes it. */
+  deleting: boolean;
   /** Its NICs' indices and states. */
   nics: { index: number; state: NicState }[];
   /** ISO 8601 time the VM was first recorded. */

@@ -64,10 +64,11 @@ export const MIGRATIONS: readonly Migration[] = [
         netns_path TEXT NOT NULL,
         network    TEXT,
         quiesced   INTEGER NOT NULL DEFAULT 0 CHECK (quiesced IN (0, 1)),
+        deleting   INTEGER NOT NULL DEFAULT 0 CHECK (deleting IN (0, 1)),
         created_at TEXT NOT NULL
       ) STRICT;
-      INSERT INTO vms (vm_id, netns_path, network, quiesced, created_at)
-        SELECT n.vm_id, n.netns_path, n.network, 0, n.created_at FROM nics n
+      INSERT INTO vms (vm_id, netns_path, network, quiesced, deleting, created_at)
+        SELECT n.vm_id, n.netns_path, n.network, 0, 0, n.created_at FROM nics n
         WHERE n.nic_index = (SELECT MIN(m.nic_index) FROM nics m
                              WHERE m.vm_id = n.vm_id);
       CREATE TABLE nics_v3 (

@@ -15,7 +15,7 @@ import { DuplicateNicError, StoreError } from "./errors.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
-import { closeFd, fchmod, fstat, openNoFollow } from "../sys/files.ts";
+import { closeFd, fchmod, openNoFollow } from "../sys/files.ts";
 import { O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
 
@@ -58,7 +58,7 @@ type Row = Record<(typeof COLUMNS)[number], string | number | null>;
 type SqlValue = string | number | null;
 
 const SELECT = `SELECT ${COLUMNS.join(", ")} FROM nics`;
-const VM_COLUMNS = "vm_id, netns_path, network, quiesced, created_at";
+const VM_COLUMNS = "vm_id, netns_path, network, quiesced, deleting, created_at";
 
 /** Filter for {@linkcode Store.listNics}. */
 export interface NicFilter {
@@ -144,7 +144,6 @@ export class Store {
     }
     try {
       migrate(db, path);
-      restrictSideFiles(path);
       return new Store(db, path, new Journal(rootDir));
     } catch (err) {
       db.close();
@@ -254,6 +253,7 @@ export class Store {
         vm.netnsPath,
         vm.network,
         vm.quiesced ? 1 : 0,
+        vm.deleting ? 1 : 0,
         vm.createdAt,
       ));
   }
@@ -291,6 +291,17 @@ export class Store {
         vmId,
         quiesced ? "active" : "quiesced",
       );
+    });
+  }
+
+  /**
+   * Marks the VM as being deleted and its NICs (but `failed` ones, which
+   * keep their error) as `deleting`, in one transaction.
+   */
+  markVmDeleting(vmId: string): void {
+    this.#write("mark vm deleting", vmId, () => {
+      this.#stmts.setVmDeleting.run(vmId);
+      this.#stmts.setStateLive.run("deleting", null, vmId, "failed");
     });
   }
 
@@ -567,10 +578,17 @@ export class Store {
 }
 
 /**
- * Creates the database file 0600 without following a symlink, and checks
- * that what is there is a regular file of ours; side files likewise.
+ * Makes sure what is at the database's paths is ours before SQLite opens
+ * them: regular files (never symlinks), owned by vmnic's user, mode 0600.
+ * A missing database file is created here, without following a symlink.
+ * An existing one is only looked at and chmod-ed, never opened: closing a
+ * descriptor of a file drops every POSIX lock this process holds on it,
+ * including SQLite's own (another connection would then truncate the
+ * shared memory under this one). SQLite gives its side files the
+ * database's mode.
  */
 function prepareDbFile(path: string): void {
+  const uid = Deno.uid();
   for (const p of [path, `${path}-wal`, `${path}-shm`]) {
     let info: Deno.FileInfo | null = null;
     try {
@@ -585,17 +603,20 @@ function prepareDbFile(path: string): void {
         }: vmnic never follows links where it keeps its records; remove it`,
       );
     }
-    if (p !== path && !info) continue;
-    const fd = openNoFollow(p, O_RDWR | O_CREAT, 0o600, "open database");
-    try {
-      const st = fstat(fd, p);
-      const uid = Deno.uid();
-      if (uid !== null && st.uid !== uid) {
-        throw new Error(`${p} is owned by uid ${st.uid}, not ${uid}`);
+    if (info && uid !== null && info.uid !== uid) {
+      throw new Error(`${p} is owned by uid ${info.uid}, not ${uid}`);
+    }
+    if (p !== path) continue;
+    if (!info) {
+      const fd = openNoFollow(p, O_RDWR | O_CREAT, 0o600, "open database");
+      try {
+        fchmod(fd, 0o600, p);
+      } finally {
+        closeFd(fd);
       }
-      if ((st.mode & 0o777) !== 0o600) fchmod(fd, 0o600, p);
-    } finally {
-      closeFd(fd);
+    } else if ((info.mode! & 0o777) !== 0o600) {
+      // No symlink (checked above) in a dir only root can write to.
+      Deno.chmodSync(p, 0o600);
     }
   }
 }
@@ -608,12 +629,16 @@ function prepareStatements(db: DatabaseSync) {
     getMeta: p("SELECT value FROM meta WHERE key = ?"),
     putMeta: p("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
     insertVm: p(
-      `INSERT OR IGNORE INTO vms (${VM_COLUMNS}) VALUES (?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO vms (${VM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`,
     ),
     getVm: p(`SELECT ${VM_COLUMNS} FROM vms WHERE vm_id = ?`),
     listVms: p(`SELECT ${VM_COLUMNS} FROM vms ORDER BY vm_id`),
     setVmNetwork: p("UPDATE vms SET network = ? WHERE vm_id = ?"),
     setVmQuiesced: p("UPDATE vms SET quiesced = ? WHERE vm_id = ?"),
+    setVmDeleting: p("UPDATE vms SET deleting = 1 WHERE vm_id = ?"),
+    setStateLive: p(
+      "UPDATE nics SET state = ?, error = ? WHERE vm_id = ? AND state <> ?",
+    ),
     moveState: p(
       "UPDATE nics SET state = ? WHERE vm_id = ? AND state = ?",
     ),
@@ -689,11 +714,6 @@ function migrate(db: DatabaseSync, path: string): void {
   }
 }
 
-/** WAL and shared-memory files hold the same data: same mode as the db. */
-function restrictSideFiles(path: string): void {
-  prepareDbFile(path);
-}
-
 function recordToValues(r: NicRecord): SqlValue[] {
   return [
     r.id,
@@ -749,6 +769,7 @@ function rowToVm(row: Record<string, unknown>): VmRecord {
     netnsPath: String(row.netns_path),
     network: row.network === null ? null : String(row.network),
     quiesced: Number(row.quiesced) === 1,
+    deleting: Number(row.deleting) === 1,
     createdAt: String(row.created_at),
   };
 }

@@ -44,6 +44,8 @@ export interface VmRecord {
   network: string | null;
   /** Stopped: its veths are down, and NICs added now stay down. */
   quiesced: boolean;
+  /** A delete has begun: what is left of the VM is finished, never revived. */
+  deleting: boolean;
   /** ISO 8601 time the record was made. */
   createdAt: string;
 }

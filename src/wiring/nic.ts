@@ -107,7 +107,10 @@ function handOverVeth(sock: NetlinkConn, veth: string): void {
   flushAddrs(sock, veth);
 }
 
-/** A TAP, down, with everything set before the first packet can flow. */
+/**
+ * A TAP, down, with everything set before the first packet can flow. If a
+ * step after its creation fails, the TAP is deleted again.
+ */
 function makeTap(
   scope: NetnsScope,
   tap: string,
@@ -116,9 +119,16 @@ function makeTap(
   owner?: number,
 ): void {
   scope.createTap({ name: tap, multiQueue: queues > 1, vnetHdr: true, owner });
-  setInet6AddrGenMode(scope.conn, tap, IfLink.IN6_ADDR_GEN_MODE_NONE);
-  setMtu(scope.conn, tap, mtu);
-  setTxQueueLen(scope.conn, tap, TAP_TXQUEUELEN);
+  try {
+    setInet6AddrGenMode(scope.conn, tap, IfLink.IN6_ADDR_GEN_MODE_NONE);
+    setMtu(scope.conn, tap, mtu);
+    setTxQueueLen(scope.conn, tap, TAP_TXQUEUELEN);
+  } catch (err) {
+    try {
+      deleteLink(scope.conn, tap, { ignoreMissing: true });
+    } catch { /* the original error matters more */ }
+    throw err;
+  }
 }
 
 /**

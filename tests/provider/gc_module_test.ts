@@ -6,7 +6,10 @@
 import assert from "node:assert/strict";
 import { rootTest } from "../support/harness.ts";
 import { makeFixture } from "./_fixture.ts";
-import { type GcModule, GcOrchestrator } from "../../src/provider/gc.ts";
+import {
+  type GcModule,
+  GcOrchestrator,
+} from "../../src/provider/gc_orchestrator.ts";
 
 rootTest(
   "registerGc: the cni module runs with the VM manager's other modules",
@@ -48,7 +51,7 @@ rootTest(
       assert.deepEqual((await p.list()).map((n) => n.vmId), ["vm1", "vm2"]);
 
       const [cni, other] = await orch.run(["vm1"]);
-      assert.deepEqual(cni.collected, ["stale", "vm2"]);
+      assert.deepEqual(cni.collected.sort(), ["stale", "vm2"]);
       assert.deepEqual(cni.errors, []);
       assert.deepEqual(other.collected, ["vm9"]);
       assert.deepEqual(seen.at(-1), ["vm1"]);

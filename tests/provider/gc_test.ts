@@ -1,14 +1,15 @@
 /**
- * `vmnic gc`: everything not in the active set (VMs in the records, netns
- * carrying the prefix) is collected like `delete`; `--dry-run` only lists;
- * a VM another process holds the lock of is skipped and reported.
+ * `vmnic gc`: every recorded VM not in the active set is collected like
+ * `delete`; `--dry-run` only lists; a VM another process holds the lock of
+ * is skipped and reported; a netns with the prefix that no record accounts
+ * for is reported and left alone unless `--include-unknown`.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { rootTest, sh } from "../support/harness.ts";
 import { type Fixture, makeFixture, vethsOnBridge } from "./_fixture.ts";
 import type { NicConfig } from "../../src/provider/types.ts";
-import type { GcReport } from "../../src/provider/gc.ts";
+import type { GcReport } from "../../src/provider/gc_orchestrator.ts";
 
 const LOCK_HOLDER = fileURLToPath(
   new URL("./_lock_holder.ts", import.meta.url),
@@ -55,7 +56,9 @@ rootTest(
         "--dry-run",
       ]);
       assert.equal(dry.dryRun, true);
-      assert.deepEqual(dry.candidates.sort(), ["orphan", "vm2", "vm3"]);
+      assert.deepEqual(dry.candidates.sort(), ["vm2", "vm3"]);
+      assert.deepEqual(dry.skipped.map((s) => s.id), ["orphan"]);
+      assert.match(dry.skipped[0].reason, /no record.*--include-unknown/);
       assert.deepEqual(dry.collected, []);
       assert.deepEqual(dry.errors, []);
       // Nothing changed.
@@ -66,9 +69,19 @@ rootTest(
 
       const real = await fx.cliOk<GcOutput>(["gc", "--active", "vm1"]);
       assert.equal(real.dryRun, false);
-      assert.deepEqual(real.collected.sort(), ["orphan", "vm2", "vm3"]);
-      assert.deepEqual(real.skipped, []);
+      assert.deepEqual(real.collected.sort(), ["vm2", "vm3"]);
+      assert.deepEqual(real.skipped.map((s) => s.id), ["orphan"]);
       assert.deepEqual(real.errors, []);
+      // A netns no record accounts for is never deleted by default.
+      assert.deepEqual(await fx.netns(), ["orphan", "vm1"]);
+      const unknown = await fx.cliOk<GcOutput>([
+        "gc",
+        "--active",
+        "vm1",
+        "--include-unknown",
+      ]);
+      assert.deepEqual(unknown.collected, ["orphan"]);
+      assert.match(unknown.warnings[0].warning, /without CNI DEL/);
       assert.deepEqual(await fx.netns(), ["vm1"]);
       assert.deepEqual(await recordedVms(fx), ["vm1"]);
       assert.deepEqual(await fx.leasedIps(), [ipOf(nics, "vm1")]);
@@ -99,8 +112,10 @@ rootTest(
       holder = new Deno.Command(Deno.execPath(), {
         args: [
           "run",
-          `--allow-read=${fx.runDir}`,
+          "--allow-read",
           `--allow-write=${fx.runDir}`,
+          "--allow-ffi",
+          "--allow-sys=uid",
           LOCK_HOLDER,
           fx.runDir,
           "vm3",

@@ -18,12 +18,16 @@ rootTest(
       const [nic0, nic1] = await p.add("vm1", {}, {}, {});
       // What a remove killed after marking NIC 1 leaves behind.
       const store = Store.open(fx.rootDir);
-      store.markDeleting("vm1", [1]);
+      store.setNicState("vm1", "deleting", { indices: [1] });
       store.close();
 
       const r = await p.recover("vm1");
       assert.deepEqual(r.problems, []);
       assert.deepEqual(r.nics.map((n) => [n.index, n.mac]), [[0, nic0.mac]]);
+      // NIC 0 was healthy: not rebuilt, not touched, the same record.
+      assert.deepEqual(r.rebuilt, []);
+      assert.deepEqual(r.repaired, []);
+      assert.deepEqual(r.nics, [nic0]);
       assert.deepEqual((await p.list()).map((n) => n.index), [0]);
       assert.deepEqual(await fx.leasedIps(), [nic0.ips[0].address]);
       assert.ok(!(await fx.leasedIps()).includes(nic1.ips[0].address));
@@ -43,10 +47,15 @@ rootTest(
     try {
       await p.add("vm1", {});
       const store = Store.open(fx.rootDir);
-      store.markDeleting("vm1");
+      store.markVmDeleting("vm1");
       store.close();
 
-      await assert.rejects(p.recover("vm1"), NotFoundError);
+      await assert.rejects(
+        p.recover("vm1"),
+        (e: unknown) =>
+          e instanceof NotFoundError && /delete is finished/.test(e.message),
+      );
+      assert.deepEqual(await p.vms(), []);
       assert.deepEqual(await p.list(), []);
       assert.deepEqual(await fx.netns(), []);
       assert.deepEqual(await fx.leasedIps(), []);

@@ -48,6 +48,7 @@ function vm(vmId: string, extra: Partial<VmRecord> = {}): VmRecord {
     netnsPath: `/var/run/netns/vmnic-${vmId}`,
     network: "vmnic",
     quiesced: false,
+    deleting: false,
     createdAt: new Date().toISOString(),
     ...extra,
   };
@@ -245,6 +246,21 @@ Deno.test("setNicState moves all NICs of a VM or the given indices; failed keeps
     assert.equal(store.getNicByIndex("vm1", 1)?.error, "DEL: boom");
     store.setNicState("vm1", "deleting", { indices: [1] });
     assert.equal(store.getNicByIndex("vm1", 1)?.error, null);
+  });
+});
+
+Deno.test("markVmDeleting marks the VM and its NICs but the failed ones", async () => {
+  await withStore((store) => {
+    put(store, nic("vm1", 0));
+    put(store, nic("vm1", 1, { state: "failed", error: "x" }));
+    put(store, nic("vm2", 0));
+    store.markVmDeleting("vm1");
+    assert.equal(store.getVm("vm1")?.deleting, true);
+    assert.equal(store.getVm("vm2")?.deleting, false);
+    assert.deepEqual(
+      store.listNics().map((n) => `${n.vmId}/${n.index}=${n.state}`),
+      ["vm1/0=deleting", "vm1/1=failed", "vm2/0=active"],
+    );
   });
 });
 
@@ -491,6 +507,7 @@ Deno.test("a v2 database (NICs only) migrates: VM rows made, install id given, N
         netnsPath: "/var/run/netns/vmnic-vm1",
         network: "net1",
         quiesced: false,
+        deleting: false,
         createdAt: "2026-01-01T00:00:00.000Z",
       });
       const n = store.getNic("abc")!;

@@ -565,32 +565,19 @@ Deno.test("tagNetns / netnsTag: the loopback's alias", () => {
   });
 });
 
-/**
- * A bug in src/wiring/nic.ts (reported, not fixed here): plumbNic marks
- * the TAP as its own only once makeTap returns, so a failure of makeTap's
- * steps after createTap (addr_gen_mode, MTU, txqueuelen) leaves the TAP
- * behind. These cases pass once that is fixed.
- */
-const MAKETAP_BUG = "ignored: plumbNic leaves the TAP when makeTap fails " +
-  "after createTap (src/wiring/nic.ts)";
-
 Deno.test("failNext: plumbNic fails mid-way and its own cleanup leaves no TAP", async (t) => {
-  const cases: [string, Parameters<FakeKernel["failNext"]>[0], boolean?][] = [
+  // The TAP's own steps (addr_gen_mode, MTU, txqueuelen) failing after its
+  // creation once left it behind: makeTap deletes it again now.
+  const cases: [string, Parameters<FakeKernel["failNext"]>[0]][] = [
     ["TAP creation", { op: "createTap", errno: Errno.ENOMEM }],
-    [
-      "TAP addr_gen_mode",
-      { op: "setlink", name: "tap0", errno: Errno.EINVAL },
-      true,
-    ],
+    ["TAP addr_gen_mode", { op: "setlink", name: "tap0", errno: Errno.EINVAL }],
     [
       "TAP MTU",
       { op: "setlink", name: "tap0", skip: 1, errno: Errno.EINVAL },
-      true,
     ],
     [
       "TAP txqueuelen",
       { op: "setlink", name: "tap0", skip: 2, errno: Errno.ENOMEM },
-      true,
     ],
     ["ingress qdisc on the TAP", {
       op: "newqdisc",
@@ -605,10 +592,9 @@ Deno.test("failNext: plumbNic fails mid-way and its own cleanup leaves no TAP", 
       errno: Errno.EPERM,
     }],
   ];
-  for (const [what, rule, bug] of cases) {
+  for (const [what, rule] of cases) {
     await t.step({
-      name: bug ? `${what} (${MAKETAP_BUG})` : what,
-      ignore: bug,
+      name: what,
       fn: () => {
         const k = new FakeKernel();
         const path = vmNetns(k);
