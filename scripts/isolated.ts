@@ -40,6 +40,9 @@ const TEST_PACKAGES = [
   "linux-image-amd64",
   "busybox-static",
   "cpio",
+  // Real validators of guest-config's output (tests/provider/guest_config_test.ts).
+  "netplan.io",
+  "cloud-init",
 ];
 
 const deno = Deno.execPath();

@@ -115,6 +115,14 @@ export async function withVmLock<T>(
   } catch (e) {
     throw toVmnicError(op, vmId, e);
   } finally {
+    // A VM this install has no record of keeps no lock file behind.
+    if (
+      lock && !ctx.store.getVm(vmId) && !ctx.store.listNics({ vmId }).length
+    ) {
+      try {
+        lock.releaseAndRemove();
+      } catch { /* tidiness only */ }
+    }
     lock?.release();
   }
 }

@@ -54,6 +54,7 @@ export async function recover(
       repaired: [],
       rebuilt: [],
       problems: [],
+      warnings: [],
     };
     // A crashed remove is finished, not revived.
     for (const rec of ctx.store.listNics({ vmId })) {
@@ -90,7 +91,7 @@ export async function recover(
           await ctx.fault("recover:repaired");
           continue;
         }
-        const rebuilt = await rebuildNic(ctx, vm, rec);
+        const rebuilt = await rebuildNic(ctx, vm, rec, out.warnings);
         out.rebuilt.push(rec.index);
         const got = new Set(rebuilt.ips.map((ip) => ip.address));
         const lost = rec.ips.filter((ip) => !got.has(ip.address));
@@ -144,6 +145,7 @@ async function rebuildNic(
   ctx: ProviderContext,
   vm: VmRecord,
   rec: NicRecord,
+  warnings: string[],
 ): Promise<NicRecord> {
   const op = "recover";
   const object = `${vm.vmId}/${rec.index}`;
@@ -174,8 +176,11 @@ async function rebuildNic(
   }
   await ctx.fault("recover:nic-retired");
   if (announced) {
-    await runHook(ctx, "afterRemove", { ...hookFields(rec), operation: op })
-      .catch(() => {});
+    try {
+      await runHook(ctx, "afterRemove", { ...hookFields(rec), operation: op });
+    } catch (e) {
+      warnings.push(`NIC ${rec.index}: afterRemove hook: ${reasonOf(e)}`);
+    }
   }
   const made = await addNic(ctx, op, vm, {
     index: rec.index,

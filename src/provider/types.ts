@@ -294,4 +294,6 @@ export interface RecoverResult {
   rebuilt: number[];
   /** NICs that could not be recovered, with why (their records are kept). */
   problems: { index: number; error: string }[];
+  /** What went wrong without stopping the recovery (failed `afterRemove` hooks). */
+  warnings: string[];
 }

@@ -141,13 +141,18 @@ rootTest(
         await fx.leasedIps(),
         [ipOf(nics, "vm1"), ipOf(nics, "vm3")].sort(),
       );
-      assert.equal((await fx.cli(["verify", "vm3"])).code, 0);
+      // verify takes the VM's lock: a VM in another process's hands is busy,
+      // not broken.
+      const busy = await fx.cli(["verify", "vm3", "--wait", "0"]);
+      assert.equal(busy.code, 1);
+      assert.equal(JSON.parse(busy.stderr).error.type, "VmBusyError");
 
       // Once the other process is gone, vm3 goes too.
       holder.kill("SIGTERM");
       await holder.status;
       await holder.stdout.cancel().catch(() => {});
       holder = undefined;
+      assert.equal((await fx.cli(["verify", "vm3"])).code, 0);
       const later = await fx.cliOk<GcOutput>(["gc", "--active", "vm1"]);
       assert.deepEqual(later.collected, ["vm3"]);
       assert.deepEqual(await fx.netns(), ["vm1"]);

@@ -29,6 +29,7 @@ export default defineCommand({
       ...r.repaired.map((x) => `NIC ${x.index}: ${x.actions.join("; ")}`),
       ...r.rebuilt.map((i) => `NIC ${i}: rebuilt`),
       ...r.problems.map((x) => `NIC ${x.index}: FAILED: ${x.error}`),
+      ...r.warnings.map((w) => `warning: ${w}`),
     ].join("\n"),
   exitCode: (r) => r.problems.length ? 1 : 0,
 });
