@@ -69,6 +69,12 @@ export {
   type GcReport,
 } from "./src/provider/gc_orchestrator.ts";
 export {
+  type HvArgs,
+  type HvArgsOptions,
+  type Hypervisor,
+  HYPERVISORS,
+} from "./src/provider/hv_args.ts";
+export {
   GUEST_CONFIG_FORMATS,
   type GuestConfigFile,
   type GuestConfigFormat,

@@ -27,7 +27,13 @@
 import { buildGuest, type GuestImage } from "../scripts/build_guest.ts";
 import { CniProvider } from "../src/provider/provider.ts";
 import type { NicConfig } from "../src/provider/types.ts";
-import { chooseAccel, QemuGuest, qemuMissing } from "../tests/e2e/_qemu.ts";
+import {
+  chooseAccel,
+  plainTapArgs,
+  QemuGuest,
+  qemuMissing,
+} from "../tests/e2e/_qemu.ts";
+import type { HvArgs } from "../src/provider/hv_args.ts";
 import {
   benchIterations,
   makeProviderSetup,
@@ -135,18 +141,13 @@ async function iperfOnce(address: string, reverse: boolean): Promise<number> {
 async function measure(
   label: string,
   image: GuestImage,
-  netnsPath: string,
-  tap: string,
-  mac: string,
+  hv: Pick<HvArgs, "launch" | "args">,
   ipParam: string,
   address: string,
 ): Promise<WiringResult> {
   const qemu = QemuGuest.start({
     image,
-    netnsPath,
-    tap,
-    mac,
-    queues: 1,
+    hv,
     vcpus: 1,
     // The marker flag rides on the `ip=` parameter QemuGuest appends.
     ipParam: `${ipParam} vmnic.iperf=1`,
@@ -207,9 +208,7 @@ async function vmnicWiring(image: GuestImage): Promise<WiringResult> {
   return await measure(
     "vmnic",
     image,
-    nic.netnsPath,
-    nic.tap,
-    nic.mac,
+    await provider.hvArgs(vm, "qemu"),
     cmdline.content.trim(),
     nic.ips[0].address,
   );
@@ -251,9 +250,7 @@ async function bridgeWiring(image: GuestImage): Promise<WiringResult> {
   return await measure(
     "bridge",
     image,
-    `/var/run/netns/${netns}`,
-    "tap0",
-    BASE.mac,
+    plainTapArgs(`/var/run/netns/${netns}`, "tap0", BASE.mac),
     ipParam,
     BASE.guest,
   );

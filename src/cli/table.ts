@@ -69,6 +69,11 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: "the guest side of the records (ip=, netplan, networkd)",
     load: () => import("./commands/guest_config.ts"),
   },
+  "hv-args": {
+    summary:
+      "what to pass QEMU, Cloud Hypervisor or Firecracker for the VM's NICs",
+    load: () => import("./commands/hv_args.ts"),
+  },
   gc: {
     summary: "collect every recorded VM not in the active set",
     load: () => import("./commands/gc.ts"),

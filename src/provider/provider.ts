@@ -25,6 +25,7 @@ import { faultPoint } from "./faults.ts";
 import { cniGcModule, type CniGcOptions, type CniGcSnapshot } from "./gc.ts";
 import type { GcModule, GcOrchestrator } from "./gc_orchestrator.ts";
 import type { GuestConfigFile, GuestConfigFormat } from "./guest_config.ts";
+import type { HvArgs, HvArgsOptions, Hypervisor } from "./hv_args.ts";
 import * as lifecycle from "./lifecycle.ts";
 import { Networks, type NetworksReport } from "./networks.ts";
 import { checkRecordsNotLost } from "./ownership.ts";
@@ -314,6 +315,22 @@ export class CniProvider {
       "guest-config",
       vmId,
       () => queries.guestConfig(this.#ctx, vmId, format),
+    );
+  }
+
+  /**
+   * What to pass QEMU, Cloud Hypervisor or Firecracker for every NIC of the
+   * VM, and how to start it inside the VM's netns.
+   */
+  hvArgs(
+    vmId: string,
+    hypervisor: Hypervisor,
+    opts: HvArgsOptions = {},
+  ): Promise<HvArgs> {
+    return this.#run(
+      "hv-args",
+      vmId,
+      () => queries.hvArgs(this.#ctx, vmId, hypervisor, opts),
     );
   }
 

@@ -10,13 +10,25 @@ import type { CniResult } from "../cni/result.ts";
 import type { NicRecord } from "../store/types.ts";
 import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
 import { netnsPathOf, type ProviderContext, withVmLock } from "./context.ts";
-import { messageOf, NotFoundError, toVmnicError } from "./errors.ts";
+import {
+  ConflictError,
+  messageOf,
+  NotFoundError,
+  toVmnicError,
+} from "./errors.ts";
 import {
   type GuestConfigFile,
   type GuestConfigFormat,
   renderGuestConfig,
 } from "./guest_config.ts";
 import { hostVethOf, toNicConfig, toVmInfo } from "./records.ts";
+import {
+  type HvArgs,
+  type HvArgsOptions,
+  type Hypervisor,
+  hypervisorArgs,
+  HYPERVISORS,
+} from "./hv_args.ts";
 import type {
   ListFilter,
   NicConfig,
@@ -302,4 +314,34 @@ export function guestConfig(
     throw new NotFoundError(op, vmId, "no NICs recorded");
   }
   return renderGuestConfig(vmId, nics, format);
+}
+
+/**
+ * What to pass the hypervisor for every live NIC of the VM (from the
+ * records; see `hv_args.ts` for the rules per hypervisor).
+ */
+export function hvArgs(
+  ctx: ProviderContext,
+  vmId: string,
+  hypervisor: Hypervisor,
+  opts: HvArgsOptions = {},
+): HvArgs {
+  const op = "hv-args";
+  validateVmId(op, vmId);
+  if (!(HYPERVISORS as readonly string[]).includes(hypervisor)) {
+    return hypervisorArgs(vmId, [], hypervisor, opts); // refuses, naming them
+  }
+  const nics = list(ctx, { vmId });
+  const stuck = nics.filter((n) =>
+    n.state !== "active" && n.state !== "quiesced"
+  );
+  if (stuck.length) {
+    throw new ConflictError(
+      op,
+      `${vmId}/${stuck[0].index}`,
+      `NIC ${stuck[0].index} is ${stuck[0].state}: only live NICs go to a ` +
+        `hypervisor (run \`vmnic verify ${vmId}\`)`,
+    );
+  }
+  return hypervisorArgs(vmId, nics, hypervisor, opts);
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { GuestImage } from "../../scripts/build_guest.ts";
+import type { HvArgs } from "../../src/provider/hv_args.ts";
 import { run } from "../support/harness.ts";
 
 /** The accelerator the guests run under: `$VMNIC_E2E_ACCEL` or `tcg`. */
@@ -27,12 +28,11 @@ export async function qemuMissing(): Promise<string | null> {
 /** What {@linkcode QemuGuest.start} needs. */
 export interface GuestSpec {
   image: GuestImage;
-  /** The VM's netns (QEMU runs there, where its TAP is). */
-  netnsPath: string;
-  tap: string;
-  mac: string;
-  /** Queue pairs of the TAP (>1: multi-queue, one per vCPU). */
-  queues: number;
+  /**
+   * `vmnic hv-args VM --for qemu --json`: how to enter the VM's netns and
+   * the `-netdev`/`-device` pairs of every NIC, used as vmnic prints them.
+   */
+  hv: Pick<HvArgs, "launch" | "args">;
   vcpus: number;
   /** Kernel `ip=` parameter from `vmnic guest-config --format cmdline`. */
   ipParam: string;
@@ -57,15 +57,15 @@ export class QemuGuest {
   }
 
   /**
-   * Starts QEMU in the VM's netns with `nsenter --net` (not `ip netns exec`,
-   * whose private mount namespace would hide vmnic's netns mounts). nsenter
-   * execs QEMU, so the child's PID is QEMU's.
+   * Starts QEMU the way `vmnic hv-args` says: its `nsenter --net=` prefix
+   * (not `ip netns exec`, whose private mount namespace would hide vmnic's
+   * netns mounts) and its NIC arguments, verbatim. nsenter execs QEMU, so
+   * the child's PID is QEMU's.
    */
   static start(spec: GuestSpec): QemuGuest {
-    const mq = spec.queues > 1;
+    const [nsenter, ...enter] = spec.hv.launch.nsenter;
     const args = [
-      `--net=${spec.netnsPath}`,
-      "--",
+      ...enter,
       "qemu-system-x86_64",
       "-M",
       "q35",
@@ -90,26 +90,9 @@ export class QemuGuest {
       spec.image.initrd,
       "-append",
       `console=ttyS0 ${spec.ipParam} quiet panic=-1`,
-      "-netdev",
-      [
-        "tap",
-        "id=n0",
-        `ifname=${spec.tap}`,
-        "script=no",
-        "downscript=no",
-        "vhost=off",
-        ...(mq ? [`queues=${spec.queues}`] : []),
-      ].join(","),
-      "-device",
-      [
-        "virtio-net-pci",
-        "netdev=n0",
-        `mac=${spec.mac}`,
-        // One MSI-X vector per queue (rx and tx), plus config and control.
-        ...(mq ? ["mq=on", `vectors=${2 * spec.queues + 2}`] : []),
-      ].join(","),
+      ...spec.hv.args,
     ];
-    const child = new Deno.Command("nsenter", {
+    const child = new Deno.Command(nsenter, {
       args,
       stdin: "null",
       stdout: "piped",
@@ -171,4 +154,24 @@ export class QemuGuest {
     const dec = new TextDecoder();
     for await (const chunk of stream) sink(dec.decode(chunk, { stream: true }));
   }
+}
+
+/**
+ * The launch and NIC arguments of one single-queue TAP that vmnic did not
+ * make (a baseline's), in the form `vmnic hv-args` gives them.
+ */
+export function plainTapArgs(
+  netnsPath: string,
+  tap: string,
+  mac: string,
+): Pick<HvArgs, "launch" | "args"> {
+  return {
+    launch: { nsenter: ["nsenter", `--net=${netnsPath}`, "--"], note: "" },
+    args: [
+      "-netdev",
+      `tap,id=net0,ifname=${tap},script=no,downscript=no`,
+      "-device",
+      `virtio-net-pci,netdev=net0,mac=${mac}`,
+    ],
+  };
 }

@@ -20,6 +20,7 @@ import {
   vethsOnBridge,
 } from "../provider/_fixture.ts";
 import type { NicConfig } from "../../src/provider/types.ts";
+import type { HvArgs } from "../../src/provider/hv_args.ts";
 import { ipJson, IS_ROOT, rootTest, run } from "../support/harness.ts";
 import { chooseAccel, QemuGuest, qemuMissing } from "./_qemu.ts";
 
@@ -97,12 +98,31 @@ async function bootAndPing(
   image: GuestImage,
   vcpus: number,
 ): Promise<QemuGuest> {
+  // Launched with exactly what vmnic prints for QEMU.
+  const hv = await fx.cliOk<HvArgs>(["hv-args", vm, "--for", "qemu"]);
+  assert.deepEqual(hv.launch.nsenter, [
+    "nsenter",
+    `--net=${nic.netnsPath}`,
+    "--",
+  ]);
+  assert.ok(
+    hv.args.some((a) => a.includes(`ifname=${nic.tap}`)),
+    hv.args.join(" "),
+  );
+  assert.ok(
+    hv.args.some((a) => a.includes(`mac=${nic.mac}`)),
+    hv.args.join(" "),
+  );
+  if (nic.numQueues > 1) {
+    assert.ok(
+      hv.args.some((a) => a.includes(`queues=${nic.numQueues}`)) &&
+        hv.args.some((a) => a.includes("mq=on")),
+      hv.args.join(" "),
+    );
+  }
   const qemu = QemuGuest.start({
     image,
-    netnsPath: nic.netnsPath,
-    tap: nic.tap,
-    mac: nic.mac,
-    queues: nic.numQueues,
+    hv,
     vcpus,
     ipParam: await ipParam(fx, vm),
     accel,
