@@ -142,7 +142,7 @@ async function execute(
       provider?.close();
     }
   } catch (e) {
-    const code = await exitCodeOf(e);
+    const code = exitCodeOf(e);
     if (p.json) {
       const v = e as Partial<{ op: string; object: string; reason: string }>;
       io.err(JSON.stringify({
@@ -170,14 +170,11 @@ function jsonRequested(argv: string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
-async function exitCodeOf(e: unknown): Promise<number> {
+/** The exit code an error carries (vmnic's errors say theirs), else 1. */
+function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.USAGE;
-  const { InvalidInputError, NotFoundError } = await import(
-    "../provider/errors.ts"
-  );
-  if (e instanceof InvalidInputError) return EXIT.USAGE;
-  if (e instanceof NotFoundError) return EXIT.NOT_FOUND;
-  return EXIT.FAILED;
+  const code = (e as { exitCode?: unknown })?.exitCode;
+  return typeof code === "number" ? code : EXIT.FAILED;
 }
 
 if (import.meta.main) {

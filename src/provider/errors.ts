@@ -18,6 +18,8 @@ export class VmnicError extends Error {
   readonly object: string;
   /** What went wrong, without the operation and object. */
   readonly reason: string;
+  /** The CLI's exit code for it (docs/cli.md): 1 unless a subclass says. */
+  readonly exitCode: number = 1;
 
   /** `op` on `object` failed for `reason`. */
   constructor(
@@ -36,6 +38,7 @@ export class VmnicError extends Error {
 
 /** Bad input: nothing was changed (exit code 2). */
 export class InvalidInputError extends VmnicError {
+  override readonly exitCode: number = 2;
   /** Builds the error. */
   constructor(op: string, object: string, reason: string) {
     super(op, object, reason);
@@ -58,6 +61,7 @@ export class ConflictError extends InvalidInputError {
 
 /** A VM, NIC or network that does not exist (exit code 3). */
 export class NotFoundError extends VmnicError {
+  override readonly exitCode: number = 3;
   /** Builds the error. */
   constructor(op: string, object: string, reason: string) {
     super(op, object, reason);

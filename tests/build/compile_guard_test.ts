@@ -101,6 +101,12 @@ function stripComments(src: string): string {
 
 /** A dynamic `import(` call in code. */
 const DYNAMIC_IMPORT = /(?<![\w$.])import\s*\(/;
+/**
+ * A dynamic import whose specifier is one string literal (no template
+ * substitution): `deno compile` sees and bundles it.
+ */
+const LITERAL_IMPORT =
+  /(?<![\w$.])import\s*\(\s*(?:"[^"]+"|'[^']+'|`[^`$]+`)\s*\)/g;
 /** What resolves paths next to a module: the binary's virtual fs. */
 const MODULE_LOCATION =
   /import\.meta\s*\.\s*(url|dirname|filename|resolve)\b|Deno\.mainModule\b/;
@@ -133,6 +139,12 @@ Deno.test("the source scanners see code and ignore comments", () => {
   const stripped = stripComments(code).split("\n");
   assert.equal(stripped.length, 4, "line numbers are kept");
   assert.equal(DYNAMIC_IMPORT.test(stripped[0]), false);
+  assert.equal(
+    'load: () => import("./commands/add.ts"),'.match(LITERAL_IMPORT)?.length,
+    1,
+  );
+  assert.equal("await import(`./c/${name}.ts`)".match(LITERAL_IMPORT), null);
+  assert.equal("await import(name)".match(LITERAL_IMPORT), null);
   assert.equal(MODULE_LOCATION.test(stripped[1]), false);
   assert.equal(DYNAMIC_IMPORT.test(stripped[2]), true);
   assert.equal(MODULE_LOCATION.test(stripped[3]), true);
@@ -140,7 +152,12 @@ Deno.test("the source scanners see code and ignore comments", () => {
   assert.equal(MODULE_LOCATION.test("if (import.meta.main) run();"), false);
 });
 
-Deno.test("every TS hook in hooks/ is in the CLI entry's static import graph", async () => {
+/**
+ * The modules `deno compile` bundles from the entry: static code imports,
+ * and dynamic imports whose specifier it could resolve (string literals).
+ * Type-only imports put nothing into the binary.
+ */
+async function bundledGraph(): Promise<Set<string>> {
   const r = await deno(["info", "--json", ENTRY]);
   assert.equal(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout) as {
@@ -156,8 +173,6 @@ Deno.test("every TS hook in hooks/ is in the CLI entry's static import graph", a
     }[];
   };
   const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
-  // Only static code imports: type-only imports and dynamic imports do not
-  // put a module into the binary's graph.
   const reached = new Set<string>();
   const queue = [...info.roots];
   while (queue.length) {
@@ -167,30 +182,58 @@ Deno.test("every TS hook in hooks/ is in the CLI entry's static import graph", a
     const mod = bySpecifier.get(spec);
     assert.equal(mod?.error, undefined, `${spec}: ${mod?.error}`);
     for (const dep of mod?.dependencies ?? []) {
-      if (dep.code && !dep.isDynamic) queue.push(dep.code.specifier);
+      if (dep.code) queue.push(dep.code.specifier);
     }
   }
+  return reached;
+}
+
+Deno.test("every TS hook and every command is in the graph the binary bundles", async () => {
+  const reached = await bundledGraph();
   const hooks = await hookModules();
   assert.ok(hooks.length >= 2, `hooks/ holds the example hooks: ${hooks}`);
-  const missing = [...hooks, "hooks/registry.ts"].filter((f) =>
+  const commands = await tsFiles("src/cli/commands");
+  assert.ok(commands.length >= 15, `the CLI's commands: ${commands}`);
+  const missing = [...hooks, "hooks/registry.ts", ...commands].filter((f) =>
     !reached.has(pathToFileURL(join(REPO_ROOT, f)).href)
   );
   assert.deepEqual(
     missing,
     [],
-    "not statically imported by " + ENTRY +
-      " (run `deno task hooks:gen` to list them in hooks/registry.ts)",
+    "not bundled from " + ENTRY +
+      " (hooks: run `deno task hooks:gen`; commands: list them in src/cli/table.ts)",
   );
 });
 
-Deno.test("no dynamic import() in src/ or hooks/", async () => {
+Deno.test("every dynamic import() in src/ or hooks/ names its module with one string literal", async () => {
   const files = await shippedFiles();
   assert.ok(files.includes(ENTRY), "the scan covers the entry point");
-  assert.deepEqual(
-    await codeMatches(files, DYNAMIC_IMPORT),
-    [],
-    "a compiled binary can only import what was bundled at compile time",
+  const dynamic = await codeMatches(files, DYNAMIC_IMPORT);
+  assert.ok(
+    dynamic.length > 0,
+    "the CLI loads its commands lazily (table.ts): the scan must see them",
   );
+  assert.deepEqual(
+    dynamic.filter((hit) => {
+      const literal = hit.match(LITERAL_IMPORT)?.length ?? 0;
+      const all = hit.match(new RegExp(DYNAMIC_IMPORT.source, "g"))?.length ??
+        0;
+      return literal !== all;
+    }),
+    [],
+    "a compiled binary can only import what `deno compile` could see: " +
+      "a string-literal specifier",
+  );
+});
+
+Deno.test("the lazy command loaders load only their own command", async () => {
+  // `vmnic version` must not pull in the provider (start-up time): its
+  // module graph, from main.ts's static imports plus its own command.
+  const { COMMANDS } = await import("../../src/cli/table.ts");
+  for (const [name, entry] of Object.entries(COMMANDS)) {
+    const mod = await entry.load();
+    assert.equal(mod.default.name, name, `table.ts: ${name} loads ${name}`);
+  }
 });
 
 Deno.test("no file lookups next to the sources in src/ or hooks/ (import.meta.url & co)", async () => {
