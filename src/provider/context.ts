@@ -22,6 +22,7 @@ import {
 } from "./errors.ts";
 import type { FaultPoint } from "./faults.ts";
 import type { Networks } from "./networks.ts";
+import { claimPrefix } from "./ownership.ts";
 
 /** Where a simulated crash can happen; production passes `faultPoint`. */
 export type FaultHook = (point: FaultPoint) => void | Promise<void>;
@@ -46,6 +47,15 @@ export interface ProviderContext {
   readonly signal?: AbortSignal;
   /** Crash points for the reliability tests. */
   readonly fault: FaultHook;
+  /**
+   * What holds for the provider's life once checked: the netns dir's mount
+   * propagation (a process does not change mount namespace), and this
+   * install's claim on its prefix (no other root dir can take it).
+   */
+  readonly memo: {
+    propagation?: { ok: boolean; reason?: string };
+    claimed?: boolean;
+  };
 }
 
 /** The netns name of a VM: prefix + id. */
@@ -152,8 +162,21 @@ export async function lockVm(
 
 /** Refuses when netns made in the netns dir would vanish with this process. */
 export function checkPropagation(ctx: ProviderContext, op: string): void {
-  const p = ctx.kernel.netnsDirPropagates(ctx.config.netnsDir);
+  const p = ctx.memo.propagation ??= ctx.kernel.netnsDirPropagates(
+    ctx.config.netnsDir,
+  );
   if (!p.ok) throw new OperationError(op, ctx.config.netnsDir, p.reason!);
+}
+
+/**
+ * Before an operation makes netns: they must outlive this process, and the
+ * prefix must be this install's (docs/state-machine.md, "Ownership").
+ */
+export function mayMakeNetns(ctx: ProviderContext, op: string): void {
+  checkPropagation(ctx, op);
+  if (ctx.memo.claimed) return;
+  claimPrefix(op, ctx.config, ctx.installId);
+  ctx.memo.claimed = true;
 }
 
 /** Runs the hooks of `event`. */

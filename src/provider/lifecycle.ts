@@ -15,10 +15,10 @@ import type { VmLock } from "../store/locks.ts";
 import { getLinkByName, netnsTag, plumbNic, tagNetns } from "../wiring/nic.ts";
 import {
   checkpoint,
-  checkPropagation,
   containerIdOf,
   installOfTag,
   lockVm,
+  mayMakeNetns,
   netnsNameOf,
   netnsPathOf,
   netnsTagOf,
@@ -37,7 +37,6 @@ import {
   RollbackIncompleteError,
   toVmnicError,
 } from "./errors.ts";
-import { claimPrefix } from "./ownership.ts";
 import {
   hookFields,
   ipRequest,
@@ -81,6 +80,8 @@ export interface NicPlan {
    * when the rebuild fails, for the next recover to try again.
    */
   rebuild?: NicRecord;
+  /** The netns was made by this call: no device in it can be foreign. */
+  freshNetns?: boolean;
 }
 
 // ------------------------------------------------------------------ prepare
@@ -100,8 +101,7 @@ export async function prepare(
   validateVmId(op, vmId);
   validateVmConfig(op, vmId, vmCfg);
   return await withVmLock(ctx, op, vmId, async () => {
-    checkPropagation(ctx, op);
-    claimPrefix(op, ctx.config, ctx.installId);
+    mayMakeNetns(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     let recorded = false;
     if (!vm) {
@@ -236,8 +236,7 @@ export async function add(
   for (const s of specs) validateSpec(op, vmId, s);
   const indices = specIndices(op, vmId, specs);
   return await withVmLock(ctx, op, vmId, async () => {
-    checkPropagation(ctx, op);
-    claimPrefix(op, ctx.config, ctx.installId);
+    mayMakeNetns(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) adoptable(ctx, op, vmId, false);
     await finishStaleNics(ctx, op, vmId);
@@ -310,7 +309,9 @@ export async function add(
       await ctx.fault("add:netns-created");
       for (const p of plans) {
         checkpoint(ctx, op, vmId);
-        made.push(await addNic(ctx, op, vm, p));
+        made.push(
+          await addNic(ctx, op, vm, { ...p, freshNetns: netnsCreated }),
+        );
       }
       for (const rec of made) {
         await runHook(ctx, "afterAdd", {
@@ -383,7 +384,7 @@ export async function addNic(
   try {
     // A device of that name that no record accounts for is someone else's:
     // CNI ADD would fail on it, and its rollback DEL would remove it.
-    const foreign = kernel.inNetns(
+    const foreign = !p.freshNetns && kernel.inNetns(
       vm.netnsPath,
       (s) => getLinkByName(s.conn, ifName) !== null,
     );

@@ -163,6 +163,7 @@ export class CniProvider {
         installId: store.installId!,
         signal: opts.signal,
         fault: opts.fault ?? faultPoint,
+        memo: {},
       }),
     );
   }

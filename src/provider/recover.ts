@@ -14,14 +14,13 @@ import type { NicRecord, VmRecord } from "../store/types.ts";
 import { inspectNic, repairNic } from "../wiring/nic.ts";
 import {
   checkpoint,
-  checkPropagation,
+  mayMakeNetns,
   type ProviderContext,
   runHook,
   withVmLock,
 } from "./context.ts";
 import { NotFoundError, OperationError, reasonOf } from "./errors.ts";
 import { addNic, ensureVmNetns, finishCrashedDelete } from "./lifecycle.ts";
-import { claimPrefix } from "./ownership.ts";
 import { hookFields, ipRequest, toNicConfig } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
 import type { RecoverResult } from "./types.ts";
@@ -35,8 +34,7 @@ export async function recover(
   const op = "recover";
   validateVmId(op, vmId);
   return await withVmLock(ctx, op, vmId, async () => {
-    checkPropagation(ctx, op);
-    claimPrefix(op, ctx.config, ctx.installId);
+    mayMakeNetns(ctx, op);
     const before = ctx.store.getVm(vmId);
     const vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) {

@@ -78,12 +78,21 @@ export async function acquireVmLock(
 ): Promise<VmLock | null> {
   checkVmId(vmId);
   const op = "lock vm";
-  const dir = locksDir(runDir, op, vmId);
-  const path = join(dir, vmId + SUFFIX);
+  let dir = locksDir(runDir, op, vmId);
+  let path = join(dir, vmId + SUFFIX);
   const deadline = Date.now() + opts.waitMs;
   let pause = 1;
   for (;;) {
-    const fd = openLockFile(op, vmId, path);
+    let fd: number;
+    try {
+      fd = openLockFile(op, vmId, path);
+    } catch (err) {
+      if (!safeRunDirs.delete(runDir)) throw err;
+      // The dir changed since it was checked: check it again, then retry.
+      dir = locksDir(runDir, op, vmId, true);
+      path = join(dir, vmId + SUFFIX);
+      fd = openLockFile(op, vmId, path);
+    }
     let handedOver = false;
     try {
       if (flock(fd, LOCK_EX | LOCK_NB, path)) {
@@ -186,10 +195,25 @@ class HeldLock implements VmLock {
   }
 }
 
-function locksDir(runDir: string, op: string, vmId: string): string {
+/**
+ * Run dirs found safe in this process: checked once (only root can make a
+ * root-owned dir unsafe), and again if a lock file cannot be opened.
+ */
+const safeRunDirs = new Set<string>();
+
+function locksDir(
+  runDir: string,
+  op: string,
+  vmId: string,
+  recheck = false,
+): string {
+  const dir = join(runDir, LOCKS_DIR);
+  if (!recheck && safeRunDirs.has(runDir)) return dir;
   try {
     ensureSecureDir(runDir);
-    return ensureSecureDir(join(runDir, LOCKS_DIR));
+    ensureSecureDir(dir);
+    safeRunDirs.add(runDir);
+    return dir;
   } catch (err) {
     if (err instanceof InsecurePathError) {
       throw new LockError(

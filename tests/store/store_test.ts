@@ -418,7 +418,10 @@ Deno.test("plugin VERSION answers persist by binary identity", async () => {
 Deno.test("every write backs up the VM's records before it commits; a VM gone takes its backup", async () => {
   await withStore((store, dir) => {
     const backup = (id: string) =>
-      JSON.parse(Deno.readTextFileSync(join(dir, "records", `${id}.json`)));
+      JSON.parse(
+        Deno.readTextFileSync(join(dir, "records", `${id}.jsonl`)).trimEnd()
+          .split("\n").at(-1)!,
+      );
     const a0 = nic("vm1", 0);
     put(store, a0);
     let b = backup("vm1");
@@ -602,5 +605,31 @@ Deno.test("nicsWithMac finds the NIC holding a MAC across VMs", async () => {
       a.id,
     ]);
     assert.deepEqual(store.nicsWithMac("0a:00:00:00:00:09"), []);
+  });
+});
+
+Deno.test("a backup log survives a torn last line and is compacted as it grows", async () => {
+  await withStore((store, dir) => {
+    const path = join(dir, "records", "vm1.jsonl");
+    const r = nic("vm1", 0);
+    put(store, r);
+    for (let i = 0; i < 200; i++) store.updateNic({ ...r, mtu: 1000 + i });
+    const lines = Deno.readTextFileSync(path).trimEnd().split("\n");
+    assert.ok(lines.length < 150, `compacted: ${lines.length} lines`);
+    assert.ok(Deno.statSync(path).size <= 64 * 1024 + 4096);
+    // A crash in the middle of an append leaves half a line: the one before
+    // it is the database's state (its transaction never committed).
+    Deno.writeTextFileSync(path, '{"format":1,"installId":"x","vm":{', {
+      append: true,
+    });
+    store.close();
+    Deno.removeSync(join(dir, DB_FILE_NAME));
+    const again = Store.open(dir);
+    try {
+      again.restoreFromBackups();
+      assert.equal(again.getNic(r.id)?.mtu, 1199);
+    } finally {
+      again.close();
+    }
   });
 });

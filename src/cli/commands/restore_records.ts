@@ -11,7 +11,7 @@ export default defineCommand({
   positionals: [0, 0],
   options: {},
   details: [
-    "vmnic writes a backup of each VM's records (<root-dir>/records/<vm>.json)",
+    "vmnic writes a backup of each VM's records (<root-dir>/records/<vm>.jsonl)",
     "before every change commits. When vmnic.db is lost or emptied, vmnic",
     "refuses to run (it would take the host's VMs for none); this command",
     "rebuilds the database from those backups. Run `vmnic verify` or",
