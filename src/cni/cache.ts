@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "../sys/path.ts";
 import { CniCacheError } from "./errors.ts";
 import type { CniResult } from "./result.ts";
 import { toCniResult } from "./result.ts";

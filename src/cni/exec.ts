@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "../sys/path.ts";
 import {
   CniExecError,
   CniInvalidArgumentError,

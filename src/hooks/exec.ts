@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "../sys/path.ts";
 import {
   HookConfigError,
   HookError,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "../sys/path.ts";
 import type { Kernel } from "../wiring/kernel.ts";
 import { DB_FILE_NAME } from "../store/store.ts";
 import { Journal } from "../store/journal.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { basename, dirname } from "node:path";
+import { basename, dirname } from "../sys/path.ts";
 import { parseConfList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { HookOperation } from "../hooks/types.ts";

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "../sys/path.ts";
 import { StoreError } from "./errors.ts";
 import type { NicRecord, VmRecord } from "./types.ts";
 

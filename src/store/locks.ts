@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "../sys/path.ts";
 import { LockError, LockTimeoutError } from "./errors.ts";
 import { closeFd, flock, fstat, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";

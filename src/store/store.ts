@@ -10,7 +10,7 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { join } from "node:path";
+import { join } from "../sys/path.ts";
 import { DuplicateNicError, StoreError } from "./errors.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";

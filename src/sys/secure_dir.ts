@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "./path.ts";
 
 /** A dir (or file) that others could change under vmnic. */
 export class InsecurePathError extends Error {
