@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { InvalidArgumentError } from "../wiring/kernel.ts";
+import { InvalidArgumentError } from "../wiring/errors.ts";
 import { LockTimeoutError } from "../store/errors.ts";
 
 /** Base class of the errors the provider throws on purpose. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { InvalidInputError } from "./errors.ts";
-import { parseIP } from "../wiring/nic.ts";
+import { parseIP } from "../wiring/errors.ts";
 import type { AddSpec, VmConfig } from "./types.ts";
 
 /** VM ids: nothing that could escape the netns dir or a lock file name. */
