@@ -94,6 +94,16 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec & { env?: string }> = {
     env: "VMNIC_WAIT",
     help: "how long to wait for a VM another process works on: 30",
   },
+  socket: {
+    type: "string",
+    value: "PATH",
+    env: "VMNIC_SOCKET",
+    help: "vmnic serve's socket, used when it answers: /run/vmnic/vmnic.sock",
+  },
+  "no-daemon": {
+    type: "boolean",
+    help: "run in this process even when vmnic serve answers",
+  },
 };
 
 /**

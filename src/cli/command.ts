@@ -68,14 +68,48 @@ export interface Command<I = unknown, O = unknown> {
   provider?: ProviderMode | ((input: I) => ProviderMode);
   /** The command line as the command's input; throws `UsageError`. */
   parse(p: Parsed, io: Io): I | Promise<I>;
-  /** Runs it. `ctx.provider` is absent for `provider: "none"`. */
+  /**
+   * Runs it; the result is the command's JSON (docs/cli.md), what `--json`
+   * prints and the API answers. `ctx.provider` throws for `none`.
+   */
   run(input: I, ctx: RunContext): Promise<O>;
   /** The human output of a result. */
   human(out: O, input: I): string;
-  /** The JSON output of a result (default: the result itself). */
-  json?(out: O, input: I): unknown;
   /** The exit code of a result that did not throw (default 0). */
   exitCode?(out: O): number;
+  /** The command as a route of `vmnic serve` (docs/api.md); none: local only. */
+  http?: HttpRoute<I>;
+}
+
+/** A JSON Schema (2020-12, as OpenAPI 3.1 takes it). */
+export type JsonSchema = Record<string, unknown>;
+
+/** What a request carries, as a route reads it. */
+export interface HttpParts {
+  /** Path parameters (`{vm}` of `/v1/vms/{vm}`). */
+  params: Record<string, string>;
+  /** Query parameters. */
+  query: Record<string, string>;
+  /** The JSON body, parsed; undefined without one. */
+  body?: unknown;
+}
+
+/** A command as an HTTP route. */
+export interface HttpRoute<I> {
+  /** The method. */
+  method: "GET" | "POST" | "DELETE";
+  /** The path, parameters in braces: `/v1/vms/{vm}/nics`. */
+  path: string;
+  /** Query parameters it reads, for the OpenAPI document. */
+  query?: Record<string, { schema: JsonSchema; description: string }>;
+  /** The request body's schema; none: the route takes no body. */
+  body?: JsonSchema;
+  /** The 200 response body's schema. */
+  response: JsonSchema;
+  /** The command's input from a request; throws for bad ones (400). */
+  input(req: HttpParts): I;
+  /** The request the CLI sends for an input, when a daemon answers. */
+  request(input: I): HttpParts;
 }
 
 /** Declares a command (a typed identity, for inference). */

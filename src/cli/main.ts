@@ -12,11 +12,17 @@ import {
   parse,
   type Parsed,
   providerConfig,
+  str,
   UsageError,
 } from "./args.ts";
+import type { DaemonReply } from "./daemon_client.ts";
+import type { ProviderConfig } from "../provider/types.ts";
 import type { AnyCommand, Io, ProviderMode, RunContext } from "./command.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
+
+/** Where `vmnic serve` listens unless told otherwise (`--socket`). */
+const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
 
 /** Exit codes (docs/cli.md). */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, NOT_FOUND: 3 } as const;
@@ -98,7 +104,11 @@ async function execute(
       stop.abort(sig);
     }
   };
-  const listeners = STOP_SIGNALS.map((sig) => [sig, onSignal(sig)] as const);
+  // Commands that open no provider (version, doctor, serve) handle
+  // signals as they see fit.
+  const listeners = command.provider === "none"
+    ? []
+    : STOP_SIGNALS.map((sig) => [sig, onSignal(sig)] as const);
   for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
   try {
     // Every check of the input happens before the provider is opened: bad
@@ -108,6 +118,19 @@ async function execute(
     const mode: ProviderMode = typeof command.provider === "function"
       ? command.provider(input)
       : command.provider ?? "require";
+    const viaDaemon = mode === "require"
+      ? await tryDaemon(command, input, p, config, io)
+      : null;
+    if (viaDaemon) {
+      if (viaDaemon.status === 200) {
+        const out = viaDaemon.body;
+        io.out(
+          p.json ? JSON.stringify(out, null, 2) : command.human(out, input),
+        );
+        return command.exitCode?.(out) ?? EXIT.OK;
+      }
+      throw new DaemonError(viaDaemon.body);
+    }
     let provider: import("../provider/provider.ts").CniProvider | undefined;
     if (mode !== "none") {
       const { CniProvider } = await import("../provider/provider.ts");
@@ -129,13 +152,7 @@ async function execute(
       };
       const out = await command.run(input, ctx);
       io.out(
-        p.json
-          ? JSON.stringify(
-            command.json ? command.json(out, input) : out,
-            null,
-            2,
-          )
-          : command.human(out, input),
+        p.json ? JSON.stringify(out, null, 2) : command.human(out, input),
       );
       return command.exitCode?.(out) ?? EXIT.OK;
     } finally {
@@ -169,6 +186,77 @@ function jsonRequested(argv: string[]): boolean {
   const end = argv.indexOf("--");
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
+
+/**
+ * The command run by the daemon, when one answers on the socket and the
+ * command is one of its routes; null to run it in this process. Named
+ * settings go along and must be the daemon's (docs/api.md); with settings
+ * but no `--socket`, the command runs here.
+ */
+async function tryDaemon(
+  command: AnyCommand,
+  input: unknown,
+  p: Parsed,
+  config: ProviderConfig,
+  io: Io,
+): Promise<DaemonReply | null> {
+  const http = command.http;
+  if (!http || p.values["no-daemon"] === true) return null;
+  const socket = str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined);
+  // The settings that choose an install (not how long to wait).
+  const install = Object.fromEntries(
+    Object.entries(config).filter(([k]) =>
+      k !== "lockWaitMs" && k !== "pluginTimeoutMs"
+    ),
+  );
+  const named = Object.keys(install).length > 0;
+  if (named && socket === undefined) return null;
+  let parts;
+  try {
+    parts = http.request(input);
+  } catch (e) {
+    if (e instanceof RangeError) return null; // no route for this form
+    throw e;
+  }
+  const { callDaemon, NoDaemon } = await import("./daemon_client.ts");
+  try {
+    return await callDaemon(
+      socket ?? DEFAULT_SOCKET,
+      http.method,
+      http.path,
+      parts,
+      named ? { "vmnic-settings": JSON.stringify(install) } : {},
+    );
+  } catch (e) {
+    if (e instanceof NoDaemon) return null;
+    throw e;
+  }
+}
+
+/** An error the daemon answered with: shown as if it happened here. */
+class DaemonError extends Error {
+  readonly op?: string;
+  readonly object?: string;
+  readonly reason?: string;
+  readonly exitCode: number;
+  constructor(body: unknown) {
+    const e = (body as { error?: Record<string, string> })?.error ?? {};
+    super(e.message ?? "vmnic serve failed without saying why");
+    this.name = e.type ?? "Error";
+    if (e.op !== undefined) this.op = e.op;
+    if (e.object !== undefined) this.object = e.object;
+    if (e.reason !== undefined) this.reason = e.reason;
+    this.exitCode = EXIT_BY_TYPE[this.name] ?? EXIT.FAILED;
+  }
+}
+
+/** The exit codes of the error types that are not 1 (docs/cli.md). */
+const EXIT_BY_TYPE: Record<string, number> = {
+  UsageError: EXIT.USAGE,
+  InvalidInputError: EXIT.USAGE,
+  ConflictError: EXIT.USAGE,
+  NotFoundError: EXIT.NOT_FOUND,
+};
 
 /** The exit code an error carries (vmnic's errors say theirs), else 1. */
 function exitCodeOf(e: unknown): number {

@@ -82,6 +82,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: "rebuild a lost or emptied database from the record backups",
     load: () => import("./commands/restore_records.ts"),
   },
+  serve: {
+    summary: "serve every command as an HTTP API on a Unix socket (the daemon)",
+    load: () => import("./commands/serve.ts"),
+  },
   networks: {
     summary: "conflists loaded, and which is the default",
     load: () => import("./commands/networks.ts"),

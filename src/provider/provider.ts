@@ -47,6 +47,21 @@ import type {
   VmInfo,
 } from "./types.ts";
 
+/** The warm pool's state (`GET /v1/pool`, `vmnic list --pool`). */
+export interface PoolStatus {
+  /** One entry per pooled network and queue count. */
+  pools: {
+    network: string;
+    queues: number;
+    target: number;
+    ready: number;
+    filling: number;
+    claimed: number;
+    refills: number;
+    slots: { id: string; state: string; ips: string[] }[];
+  }[];
+}
+
 /** Options of {@linkcode CniProvider.open} besides the settings. */
 export interface OpenOptions {
   /** TS hooks to run (the CLI passes the compiled-in registry). */
@@ -333,6 +348,16 @@ export class CniProvider {
       vmId,
       () => queries.hvArgs(this.#ctx, vmId, hypervisor, opts),
     );
+  }
+
+  /** Reads the conf dir again at the next use (the daemon calls it on changes). */
+  reloadNetworks(): void {
+    this.#ctx.networks.reload();
+  }
+
+  /** The warm pool: slots per network and the IPs they hold. */
+  poolStatus(): Promise<PoolStatus> {
+    return Promise.resolve({ pools: [] });
   }
 
   /** The conflists loaded (or the embedded network), and the broken files. */

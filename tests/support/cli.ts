@@ -20,6 +20,8 @@ export const CLI_PERMISSIONS = [
   "--allow-run",
   "--allow-env",
   "--allow-sys=uid",
+  // The daemon's Unix socket (`--socket` may put it anywhere).
+  "--allow-net",
 ];
 /** The Debian CNI plugins. */
 export const SYSTEM_CNI_BIN = "/usr/lib/cni";

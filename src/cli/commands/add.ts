@@ -1,10 +1,11 @@
 /**
- * `vmnic add <vm> …`: makes the VM have NICs 0..N-1 (or the NIC at
- * `--index`); NICs that exist are returned as they are.
+ * `vmnic add <vm> …` / `POST /v1/vms/{vm}/nics`: makes the VM have NICs
+ * 0..N-1 (or the NIC at `index`); NICs that exist are returned as they are.
  *
  * @module
  */
 import type { AddSpec, VmConfig } from "../../provider/types.ts";
+import { InvalidInputError } from "../../provider/errors.ts";
 import {
   validateSpec,
   validateVmConfig,
@@ -12,7 +13,81 @@ import {
 } from "../../provider/validate.ts";
 import { int, str, strs, UsageError } from "../args.ts";
 import { defineCommand } from "../command.ts";
+import {
+  bodyFields,
+  intField,
+  onlyQuery,
+  strField,
+  strsField,
+} from "../http_input.ts";
 import { nicTable } from "../output.ts";
+import { arr, int as intS, nicList, obj, str as strS } from "../schemas.ts";
+
+/** What `add` is asked, from either front end. */
+interface AddFields {
+  nics?: number;
+  index?: number;
+  network?: string;
+  cpu?: number;
+  queues?: number;
+  queueSize?: number;
+  mac?: string;
+  ips?: string[];
+}
+
+interface AddInput {
+  vmId: string;
+  vmCfg: VmConfig;
+  specs: AddSpec[];
+}
+
+const BODY_FIELDS = [
+  "nics",
+  "index",
+  "network",
+  "cpu",
+  "queues",
+  "queueSize",
+  "mac",
+  "ips",
+] as const;
+
+/** The fields as the provider's arguments, with every rule checked. */
+function toInput(
+  vmId: string,
+  f: AddFields,
+  bad: (msg: string) => Error,
+): AddInput {
+  const op = "add";
+  validateVmId(op, vmId);
+  const vmCfg: VmConfig = {};
+  if (f.cpu !== undefined) vmCfg.cpu = f.cpu;
+  if (f.queueSize !== undefined) vmCfg.queueSize = f.queueSize;
+  if (f.network !== undefined) vmCfg.network = f.network;
+  validateVmConfig(op, vmId, vmCfg);
+  if (f.index !== undefined && f.nics !== undefined) {
+    throw bad("index names one NIC: give nics or index, not both");
+  }
+  if ((f.mac !== undefined || f.ips?.length) && f.index === undefined) {
+    throw bad("mac and ips need index");
+  }
+  const one = (spec: AddSpec): AddSpec => {
+    for (const k of Object.keys(spec) as (keyof AddSpec)[]) {
+      if (spec[k] === undefined) delete spec[k];
+    }
+    return spec;
+  };
+  const specs: AddSpec[] = f.index !== undefined
+    ? [one({
+      index: f.index,
+      mac: f.mac,
+      ips: f.ips?.length ? f.ips : undefined,
+      queues: f.queues,
+    })]
+    : Array.from({ length: f.nics ?? 1 }, () => one({ queues: f.queues }));
+  for (const spec of specs) validateSpec(op, vmId, spec);
+  return { vmId, vmCfg, specs };
+}
 
 export default defineCommand({
   name: "add",
@@ -70,41 +145,70 @@ export default defineCommand({
     '"ips" capability.',
   ].join("\n"),
   parse(p) {
-    const op = "add";
-    const vmId = p.positionals[0];
-    validateVmId(op, vmId);
-    const vmCfg: VmConfig = {
-      cpu: int(p, "cpu", 1, 256),
-      queueSize: int(p, "queue-size", 1, 32768),
-      network: str(p, "network"),
-    };
-    for (const k of Object.keys(vmCfg) as (keyof VmConfig)[]) {
-      if (vmCfg[k] === undefined) delete vmCfg[k];
-    }
-    validateVmConfig(op, vmId, vmCfg);
-    const nics = int(p, "nics", 1, 32);
-    const index = int(p, "index", 0, 31);
-    const mac = str(p, "mac");
     const ips = strs(p, "ip");
-    const queues = int(p, "queues", 1, 256);
-    if (index !== undefined && nics !== undefined) {
-      throw new UsageError("add: --index names one NIC; drop --nics", op);
-    }
-    if ((mac !== undefined || ips.length) && index === undefined) {
-      throw new UsageError("add: --mac and --ip need --index", op);
-    }
-    const one = (spec: AddSpec): AddSpec => {
-      for (const k of Object.keys(spec) as (keyof AddSpec)[]) {
-        if (spec[k] === undefined) delete spec[k];
-      }
-      return spec;
-    };
-    const specs: AddSpec[] = index !== undefined
-      ? [one({ index, mac, ips: ips.length ? ips : undefined, queues })]
-      : Array.from({ length: nics ?? 1 }, () => one({ queues }));
-    for (const spec of specs) validateSpec(op, vmId, spec);
-    return { vmId, vmCfg, specs };
+    return toInput(
+      p.positionals[0],
+      {
+        nics: int(p, "nics", 1, 32),
+        index: int(p, "index", 0, 31),
+        network: str(p, "network"),
+        cpu: int(p, "cpu", 1, 256),
+        queues: int(p, "queues", 1, 256),
+        queueSize: int(p, "queue-size", 1, 32768),
+        mac: str(p, "mac"),
+        ips: ips.length ? ips : undefined,
+      },
+      (msg) =>
+        new UsageError(
+          `add: ${msg.replace(/\b(nics|index|mac|ips)\b/g, "--$1")}`,
+          "add",
+        ),
+    );
   },
   run: (i, { provider }) => provider.add(i.vmId, i.vmCfg, ...i.specs),
   human: (nics) => nicTable(nics),
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}/nics",
+    body: obj({
+      nics: intS,
+      index: intS,
+      network: strS,
+      cpu: intS,
+      queues: intS,
+      queueSize: intS,
+      mac: strS,
+      ips: arr(strS),
+    }, []),
+    response: nicList,
+    input({ params, query, body }) {
+      const op = "add";
+      onlyQuery(op, params.vm, query, []);
+      const f = bodyFields(op, params.vm, body, BODY_FIELDS);
+      return toInput(params.vm, {
+        nics: intField(op, params.vm, f, "nics", 1, 32),
+        index: intField(op, params.vm, f, "index", 0, 31),
+        network: strField(op, params.vm, f, "network"),
+        cpu: intField(op, params.vm, f, "cpu", 1, 256),
+        queues: intField(op, params.vm, f, "queues", 1, 256),
+        queueSize: intField(op, params.vm, f, "queueSize", 1, 32768),
+        mac: strField(op, params.vm, f, "mac"),
+        ips: strsField(op, params.vm, f, "ips"),
+      }, (msg) => new InvalidInputError(op, params.vm, msg));
+    },
+    request(i) {
+      const body: AddFields = {};
+      if (i.vmCfg.cpu !== undefined) body.cpu = i.vmCfg.cpu;
+      if (i.vmCfg.queueSize !== undefined) body.queueSize = i.vmCfg.queueSize;
+      if (i.vmCfg.network !== undefined) body.network = i.vmCfg.network;
+      const [first] = i.specs;
+      if (first.index !== undefined) {
+        body.index = first.index;
+        if (first.mac !== undefined) body.mac = first.mac;
+        if (first.ips !== undefined) body.ips = [...first.ips];
+      } else body.nics = i.specs.length;
+      if (first.queues !== undefined) body.queues = first.queues;
+      return { params: { vm: i.vmId }, query: {}, body };
+    },
+  },
 });

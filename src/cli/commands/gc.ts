@@ -1,11 +1,16 @@
 /**
- * `vmnic gc (--active ID,... | --active-file F) [--dry-run] [--include-unknown]`.
+ * `vmnic gc (--active ID,... | --active-file F) [--dry-run] [--include-unknown]`
+ * / `POST /v1/gc`.
  *
  * @module
  */
 import { GcOrchestrator } from "../../provider/gc_orchestrator.ts";
+import { InvalidInputError } from "../../provider/errors.ts";
+import { isVmId } from "../../provider/validate.ts";
 import { str, UsageError } from "../args.ts";
 import { defineCommand } from "../command.ts";
+import { bodyFields, boolField, onlyQuery, strsField } from "../http_input.ts";
+import { arr, bool, gcResult, obj, str as strS } from "../schemas.ts";
 
 export default defineCommand({
   name: "gc",
@@ -82,4 +87,51 @@ export default defineCommand({
       ...r.warnings.map((w) => `warning ${w.id}: ${w.warning}`),
     ].join("\n") || "nothing to collect",
   exitCode: (r) => r.errors.length ? 1 : 0,
+  http: {
+    method: "POST",
+    path: "/v1/gc",
+    body: obj({ active: arr(strS), dryRun: bool, includeUnknown: bool }, [
+      "active",
+    ]),
+    response: gcResult,
+    input({ query, body }) {
+      const op = "gc";
+      onlyQuery(op, "*", query, []);
+      const f = bodyFields(op, "*", body, [
+        "active",
+        "dryRun",
+        "includeUnknown",
+      ]);
+      const active = strsField(op, "*", f, "active");
+      if (active === undefined) {
+        throw new InvalidInputError(
+          op,
+          "*",
+          '"active" (the VM ids to keep, may be []) is required',
+        );
+      }
+      const bad = active.find((id) => !isVmId(id));
+      if (bad !== undefined) {
+        throw new InvalidInputError(
+          op,
+          "*",
+          `"active" holds ${JSON.stringify(bad)}, not a VM id`,
+        );
+      }
+      return {
+        active,
+        dryRun: boolField(op, "*", f, "dryRun") ?? false,
+        includeUnknown: boolField(op, "*", f, "includeUnknown") ?? false,
+      };
+    },
+    request: (i) => ({
+      params: {},
+      query: {},
+      body: {
+        active: i.active,
+        ...(i.dryRun ? { dryRun: true } : {}),
+        ...(i.includeUnknown ? { includeUnknown: true } : {}),
+      },
+    }),
+  },
 });

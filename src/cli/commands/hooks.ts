@@ -1,9 +1,11 @@
 /**
- * `vmnic hooks`.
+ * `vmnic hooks` / `GET /v1/hooks`.
  *
  * @module
  */
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
+import { hooksResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "hooks",
@@ -20,4 +22,14 @@ export default defineCommand({
         }`
       ).join("\n")
       : "no hooks",
+  http: {
+    method: "GET",
+    path: "/v1/hooks",
+    response: hooksResult,
+    input({ query }) {
+      onlyQuery("hooks", "*", query, []);
+      return {};
+    },
+    request: () => ({ params: {}, query: {} }),
+  },
 });

@@ -1,12 +1,16 @@
 /**
- * `vmnic hv-args <vm> --for qemu|cloud-hypervisor|firecracker [--vhost]`.
+ * `vmnic hv-args <vm> --for qemu|cloud-hypervisor|firecracker [--vhost]` /
+ * `GET /v1/vms/{vm}/hv-args?for=…`.
  *
  * @module
  */
 import { type Hypervisor, HYPERVISORS } from "../../provider/hv_args.ts";
 import { validateVmId } from "../../provider/validate.ts";
+import { InvalidInputError } from "../../provider/errors.ts";
 import { str, UsageError } from "../args.ts";
 import { defineCommand } from "../command.ts";
+import { onlyQuery, queryFlag } from "../http_input.ts";
+import { bool, hvArgsResult, oneOf } from "../schemas.ts";
 
 export default defineCommand({
   name: "hv-args",
@@ -72,6 +76,37 @@ export default defineCommand({
         : []),
       ...a.notes.map((n) => `# ${n}`),
     ].join("\n"),
+  http: {
+    method: "GET",
+    path: "/v1/vms/{vm}/hv-args",
+    query: {
+      for: { schema: oneOf(...HYPERVISORS), description: "the hypervisor" },
+      vhost: { schema: bool, description: "QEMU: vhost=on" },
+    },
+    response: hvArgsResult,
+    input({ params, query }) {
+      const op = "hv-args";
+      validateVmId(op, params.vm);
+      onlyQuery(op, params.vm, query, ["for", "vhost"]);
+      const hv = query.for;
+      if (!hv || !(HYPERVISORS as readonly string[]).includes(hv)) {
+        throw new InvalidInputError(
+          op,
+          params.vm,
+          `query parameter "for" must be one of ${HYPERVISORS.join(", ")}`,
+        );
+      }
+      return {
+        vmId: params.vm,
+        hypervisor: hv as Hypervisor,
+        vhost: queryFlag(op, params.vm, query, "vhost"),
+      };
+    },
+    request: (i) => ({
+      params: { vm: i.vmId },
+      query: { for: i.hypervisor, ...(i.vhost ? { vhost: "true" } : {}) },
+    }),
+  },
 });
 
 /** A shell word for `s` (quoted when it holds anything but safe characters). */

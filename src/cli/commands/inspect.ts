@@ -1,11 +1,13 @@
 /**
- * `vmnic inspect <nic-id>`.
+ * `vmnic inspect <nic-id>` / `GET /v1/nics/{id}`.
  *
  * @module
  */
 import { NotFoundError } from "../../provider/errors.ts";
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
 import { nicTable } from "../output.ts";
+import { nicConfig } from "../schemas.ts";
 
 export default defineCommand({
   name: "inspect",
@@ -25,4 +27,14 @@ export default defineCommand({
     return nic;
   },
   human: (nic) => nicTable([nic]),
+  http: {
+    method: "GET",
+    path: "/v1/nics/{id}",
+    response: nicConfig,
+    input({ params, query }) {
+      onlyQuery("inspect", params.id, query, []);
+      return { id: params.id };
+    },
+    request: (i) => ({ params: { id: i.id }, query: {} }),
+  },
 });

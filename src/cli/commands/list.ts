@@ -1,12 +1,14 @@
 /**
- * `vmnic list [--vm ID]`.
+ * `vmnic list [--vm ID]` / `GET /v1/nics` and `GET /v1/vms/{vm}/nics`.
  *
  * @module
  */
 import { validateVmId } from "../../provider/validate.ts";
 import { str } from "../args.ts";
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
 import { nicTable } from "../output.ts";
+import { nicList } from "../schemas.ts";
 
 export default defineCommand({
   name: "list",
@@ -22,4 +24,19 @@ export default defineCommand({
   },
   run: (i, { provider }) => provider.list(i.vmId ? { vmId: i.vmId } : {}),
   human: (nics) => nicTable(nics),
+  http: {
+    method: "GET",
+    path: "/v1/vms/{vm}/nics",
+    response: nicList,
+    input({ params, query }) {
+      validateVmId("list", params.vm);
+      onlyQuery("list", params.vm, query, []);
+      return { vmId: params.vm };
+    },
+    request(i) {
+      // Every NIC: the CLI runs `list` without --vm in process.
+      if (i.vmId === undefined) throw new RangeError("the route names a VM");
+      return { params: { vm: i.vmId }, query: {} };
+    },
+  },
 });

@@ -1,9 +1,11 @@
 /**
- * `vmnic networks`.
+ * `vmnic networks` / `GET /v1/networks`.
  *
  * @module
  */
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
+import { networksResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "networks",
@@ -23,4 +25,14 @@ export default defineCommand({
       ),
       ...r.errors.map((e) => `! ${e.error}`),
     ].join("\n"),
+  http: {
+    method: "GET",
+    path: "/v1/networks",
+    response: networksResult,
+    input({ query }) {
+      onlyQuery("networks", "*", query, []);
+      return {};
+    },
+    request: () => ({ params: {}, query: {} }),
+  },
 });

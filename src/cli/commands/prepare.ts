@@ -1,10 +1,13 @@
 /**
- * `vmnic prepare <vm> [--adopt]`: the VM's record and netns.
+ * `vmnic prepare <vm> [--adopt]` / `POST /v1/vms/{vm}`: the VM's record
+ * and netns.
  *
  * @module
  */
-import { defineCommand } from "../command.ts";
 import { validateVmId } from "../../provider/validate.ts";
+import { defineCommand } from "../command.ts";
+import { bodyFields, boolField, onlyQuery } from "../http_input.ts";
+import { bool, obj, prepareResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "prepare",
@@ -27,4 +30,24 @@ export default defineCommand({
     return { vmId: i.vmId, netnsPath };
   },
   human: (o) => o.netnsPath,
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}",
+    body: obj({ adopt: bool }, []),
+    response: prepareResult,
+    input({ params, query, body }) {
+      validateVmId("prepare", params.vm);
+      onlyQuery("prepare", params.vm, query, []);
+      const f = bodyFields("prepare", params.vm, body, ["adopt"]);
+      return {
+        vmId: params.vm,
+        adopt: boolField("prepare", params.vm, f, "adopt") ?? false,
+      };
+    },
+    request: (i) => ({
+      params: { vm: i.vmId },
+      query: {},
+      body: i.adopt ? { adopt: true } : {},
+    }),
+  },
 });

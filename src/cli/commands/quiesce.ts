@@ -1,10 +1,12 @@
 /**
- * `vmnic quiesce <vm>`.
+ * `vmnic quiesce <vm>` / `POST /v1/vms/{vm}/quiesce`.
  *
  * @module
  */
 import { validateVmId } from "../../provider/validate.ts";
 import { defineCommand } from "../command.ts";
+import { bodyFields, onlyQuery } from "../http_input.ts";
+import { quiesceResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "quiesce",
@@ -15,12 +17,25 @@ export default defineCommand({
     validateVmId("quiesce", p.positionals[0]);
     return { vmId: p.positionals[0] };
   },
-  run: (i, { provider }) => provider.quiesce(i.vmId, true),
-  json: (nics, i) => ({
-    vmId: i.vmId,
-    state: "quiesced",
-    nics: nics.map((n) => n.ifName),
-  }),
-  human: (nics, i) =>
-    `${i.vmId}: ${nics.map((n) => n.ifName).join(", ") || "no NICs"} down`,
+  async run(i, { provider }) {
+    const nics = await provider.quiesce(i.vmId, true);
+    return {
+      vmId: i.vmId,
+      state: "quiesced" as const,
+      nics: nics.map((n) => n.ifName),
+    };
+  },
+  human: (r) => `${r.vmId}: ${r.nics.join(", ") || "no NICs"} down`,
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}/quiesce",
+    response: quiesceResult,
+    input({ params, query, body }) {
+      validateVmId("quiesce", params.vm);
+      onlyQuery("quiesce", params.vm, query, []);
+      bodyFields("quiesce", params.vm, body, []);
+      return { vmId: params.vm };
+    },
+    request: (i) => ({ params: { vm: i.vmId }, query: {} }),
+  },
 });

@@ -1,11 +1,14 @@
 /**
- * `vmnic recover <vm>`: exit 1 when a NIC could not be recovered.
+ * `vmnic recover <vm>` / `POST /v1/vms/{vm}/recover`: exit 1 when a NIC
+ * could not be recovered.
  *
  * @module
  */
 import { validateVmId } from "../../provider/validate.ts";
 import { defineCommand } from "../command.ts";
+import { bodyFields, onlyQuery } from "../http_input.ts";
 import { nicTable } from "../output.ts";
+import { recoverResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "recover",
@@ -32,4 +35,16 @@ export default defineCommand({
       ...r.warnings.map((w) => `warning: ${w}`),
     ].join("\n"),
   exitCode: (r) => r.problems.length ? 1 : 0,
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}/recover",
+    response: recoverResult,
+    input({ params, query, body }) {
+      validateVmId("recover", params.vm);
+      onlyQuery("recover", params.vm, query, []);
+      bodyFields("recover", params.vm, body, []);
+      return { vmId: params.vm };
+    },
+    request: (i) => ({ params: { vm: i.vmId }, query: {} }),
+  },
 });

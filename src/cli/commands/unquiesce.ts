@@ -1,10 +1,12 @@
 /**
- * `vmnic unquiesce <vm>`.
+ * `vmnic unquiesce <vm>` / `POST /v1/vms/{vm}/unquiesce`.
  *
  * @module
  */
 import { validateVmId } from "../../provider/validate.ts";
 import { defineCommand } from "../command.ts";
+import { bodyFields, onlyQuery } from "../http_input.ts";
+import { quiesceResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "unquiesce",
@@ -15,12 +17,25 @@ export default defineCommand({
     validateVmId("unquiesce", p.positionals[0]);
     return { vmId: p.positionals[0] };
   },
-  run: (i, { provider }) => provider.quiesce(i.vmId, false),
-  json: (nics, i) => ({
-    vmId: i.vmId,
-    state: "running",
-    nics: nics.map((n) => n.ifName),
-  }),
-  human: (nics, i) =>
-    `${i.vmId}: ${nics.map((n) => n.ifName).join(", ") || "no NICs"} up`,
+  async run(i, { provider }) {
+    const nics = await provider.quiesce(i.vmId, false);
+    return {
+      vmId: i.vmId,
+      state: "running" as const,
+      nics: nics.map((n) => n.ifName),
+    };
+  },
+  human: (r) => `${r.vmId}: ${r.nics.join(", ") || "no NICs"} up`,
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}/unquiesce",
+    response: quiesceResult,
+    input({ params, query, body }) {
+      validateVmId("unquiesce", params.vm);
+      onlyQuery("unquiesce", params.vm, query, []);
+      bodyFields("unquiesce", params.vm, body, []);
+      return { vmId: params.vm };
+    },
+    request: (i) => ({ params: { vm: i.vmId }, query: {} }),
+  },
 });

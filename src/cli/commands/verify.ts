@@ -1,10 +1,13 @@
 /**
- * `vmnic verify <vm> [--skip-check]`: exit 1 when something is wrong.
+ * `vmnic verify <vm> [--skip-check]` / `POST /v1/vms/{vm}/verify`: exit 1
+ * when something is wrong.
  *
  * @module
  */
 import { validateVmId } from "../../provider/validate.ts";
 import { defineCommand } from "../command.ts";
+import { bodyFields, boolField, onlyQuery } from "../http_input.ts";
+import { bool, obj, verifyResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "verify",
@@ -28,4 +31,24 @@ export default defineCommand({
       })`
       : `${v.vmId}: BROKEN\n  ${v.problems.join("\n  ")}`,
   exitCode: (v) => v.ok ? 0 : 1,
+  http: {
+    method: "POST",
+    path: "/v1/vms/{vm}/verify",
+    body: obj({ skipCheck: bool }, []),
+    response: verifyResult,
+    input({ params, query, body }) {
+      validateVmId("verify", params.vm);
+      onlyQuery("verify", params.vm, query, []);
+      const f = bodyFields("verify", params.vm, body, ["skipCheck"]);
+      return {
+        vmId: params.vm,
+        check: boolField("verify", params.vm, f, "skipCheck") !== true,
+      };
+    },
+    request: (i) => ({
+      params: { vm: i.vmId },
+      query: {},
+      body: i.check ? {} : { skipCheck: true },
+    }),
+  },
 });

@@ -1,11 +1,13 @@
 /**
- * `vmnic version`.
+ * `vmnic version` / `GET /v1/version` (the daemon's).
  *
  * @module
  */
 import { tsHooks } from "../../../hooks/registry.ts";
 import { VERSION } from "../../version.ts";
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
+import { versionResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "version",
@@ -24,4 +26,14 @@ export default defineCommand({
     `vmnic ${v.vmnic} (deno ${v.deno})\nhooks compiled in: ${
       v.hooks.join(", ") || "none"
     }`,
+  http: {
+    method: "GET",
+    path: "/v1/version",
+    response: versionResult,
+    input({ query }) {
+      onlyQuery("version", "*", query, []);
+      return {};
+    },
+    request: () => ({ params: {}, query: {} }),
+  },
 });

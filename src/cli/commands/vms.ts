@@ -1,9 +1,11 @@
 /**
- * `vmnic vms`: every VM this install holds, NICs or not.
+ * `vmnic vms` / `GET /v1/vms`: every VM this install holds, NICs or not.
  *
  * @module
  */
 import { defineCommand } from "../command.ts";
+import { onlyQuery } from "../http_input.ts";
+import { arr, vmInfo } from "../schemas.ts";
 
 export default defineCommand({
   name: "vms",
@@ -16,10 +18,20 @@ export default defineCommand({
     vms.length
       ? vms.map((v) =>
         `${v.vmId}  ${v.netns ? v.netnsPath : `${v.netnsPath} (missing)`}` +
-        `${v.quiesced ? "  quiesced" : ""}  ` +
+        `${v.quiesced ? "  quiesced" : ""}${v.deleting ? "  deleting" : ""}  ` +
         (v.nics.length
           ? v.nics.map((n) => `${n.index}:${n.state}`).join(" ")
           : "no NICs")
       ).join("\n")
       : "no VMs",
+  http: {
+    method: "GET",
+    path: "/v1/vms",
+    response: arr(vmInfo),
+    input({ query }) {
+      onlyQuery("vms", "*", query, []);
+      return {};
+    },
+    request: () => ({ params: {}, query: {} }),
+  },
 });

@@ -1,0 +1,63 @@
+/**
+ * `vmnic serve [--socket PATH] [--socket-group GROUP]`: the daemon
+ * (docs/api.md). Runs until SIGTERM or SIGINT; the first drains what is in
+ * flight, a second also rolls back what has not finished.
+ *
+ * @module
+ */
+import { str } from "../args.ts";
+import { defineCommand } from "../command.ts";
+
+export default defineCommand({
+  name: "serve",
+  usage: "vmnic serve [--socket PATH] [--socket-group GROUP]",
+  positionals: [0, 0],
+  options: {
+    "socket-group": {
+      type: "string",
+      value: "GROUP",
+      help: "a group whose members may use the API (socket mode 0660)",
+    },
+  },
+  details: [
+    "Serves every command as HTTP/1.1 + JSON on a Unix socket (GET",
+    "/v1/openapi.json lists the routes). The CLI uses it when it answers.",
+    "One daemon per socket and per root dir. SIGTERM drains in-flight",
+    "operations, then exits; a second SIGTERM rolls back what is unfinished.",
+  ].join("\n"),
+  provider: "none",
+  parse: (p, io) => ({
+    socket: str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined),
+    socketGroup: str(p, "socket-group"),
+  }),
+  async run(i, { config, io }) {
+    const { startServer, DEFAULT_SOCKET } = await import(
+      "../../server/server.ts"
+    );
+    const { tsHooks } = await import("../../../hooks/registry.ts");
+    const hard = new AbortController();
+    const daemon = await startServer({
+      config,
+      socket: i.socket ?? DEFAULT_SOCKET,
+      socketGroup: i.socketGroup,
+      open: { tsHooks, signal: hard.signal },
+      log: (line) => io.err(line),
+    });
+    let signals = 0;
+    const onSignal = (sig: Deno.Signal) => () => {
+      if (++signals > 1) hard.abort(sig);
+      void daemon.shutdown();
+    };
+    const handlers = (["SIGTERM", "SIGINT"] as const).map((s) =>
+      [s, onSignal(s)] as const
+    );
+    for (const [s, fn] of handlers) Deno.addSignalListener(s, fn);
+    try {
+      await daemon.finished;
+    } finally {
+      for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
+    }
+    return { stopped: true, socket: i.socket ?? DEFAULT_SOCKET };
+  },
+  human: (r) => `vmnic serve: stopped (${r.socket})`,
+});

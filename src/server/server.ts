@@ -1,0 +1,480 @@
+/**
+ * `vmnic serve`: one long-lived process that serves the CLI's commands as
+ * HTTP/1.1 + JSON on a Unix socket (docs/api.md). It keeps the store open
+ * and the conflists loaded (reloaded when the conf dir changes), runs
+ * operations on different VMs in parallel and on one VM in order, lets an
+ * operation whose client went away finish, and on SIGTERM drains what is in
+ * flight before it exits.
+ *
+ * @module
+ */
+import type { AnyCommand, RunContext } from "../cli/command.ts";
+import { UsageError } from "../cli/args.ts";
+import { CniProvider, type OpenOptions } from "../provider/provider.ts";
+import { resolveConfig } from "../provider/config.ts";
+import type { ProviderConfig } from "../provider/types.ts";
+import { closeFd, flock, openNoFollow, rewrite } from "../sys/files.ts";
+import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
+import { dirname, join } from "../sys/path.ts";
+import { ensureSecureDir } from "../sys/secure_dir.ts";
+import { VERSION } from "../version.ts";
+import {
+  loadRoutes,
+  matchRoute,
+  openApiDocument,
+  type Route,
+} from "./routes.ts";
+
+/** The default socket (`--socket`, `VMNIC_SOCKET`). */
+export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
+/** Largest request body taken, in bytes. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** How long a client may take to send its body. */
+export const BODY_TIMEOUT_MS = 10_000;
+/** The request header carrying the CLI's settings, checked against ours. */
+export const SETTINGS_HEADER = "vmnic-settings";
+/** The file that holds the daemon's lock in the root dir. */
+const DAEMON_LOCK = "daemon.lock";
+
+/** Options of {@linkcode startServer}. */
+export interface ServeOptions {
+  /** The provider's settings. */
+  config: ProviderConfig;
+  /** The socket path. */
+  socket: string;
+  /** The group that may connect (mode 0660); none: root only. */
+  socketGroup?: string;
+  /** Passed to `CniProvider.open` (TS hooks, seams). */
+  open?: OpenOptions;
+  /** Where the daemon tells what it does (one line each). */
+  log?: (line: string) => void;
+}
+
+/** A running daemon. */
+export interface Daemon {
+  /** The provider it serves. */
+  readonly provider: CniProvider;
+  /** Requests being served now. */
+  readonly inFlight: number;
+  /** Stops accepting, waits for what is in flight, closes; idempotent. */
+  shutdown(): Promise<void>;
+  /** Resolves once it has shut down. */
+  readonly finished: Promise<void>;
+}
+
+/** Something about the daemon itself that stops it from starting. */
+export class ServeError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ServeError";
+  }
+}
+
+/** Starts the daemon; resolves once it listens. */
+export async function startServer(opts: ServeOptions): Promise<Daemon> {
+  const cfg = resolveConfig(opts.config);
+  const log = opts.log ?? (() => {});
+  const lockFd = lockRootDir(cfg.rootDir);
+  let provider: CniProvider | undefined;
+  let server: Deno.HttpServer | undefined;
+  try {
+    await clearStaleSocket(opts.socket);
+    const gid = opts.socketGroup === undefined
+      ? undefined
+      : groupId(opts.socketGroup);
+    provider = await CniProvider.open(cfg, opts.open ?? {});
+    const routes = await loadRoutes();
+    const openapi = JSON.stringify(openApiDocument(routes), null, 2);
+    const since = new Date().toISOString();
+    const queues = new VmQueues();
+    const watcher = watchConfDir(cfg.cniConfDir, provider, log);
+    let inFlight = 0;
+    const p = provider;
+    const handler = async (req: Request): Promise<Response> => {
+      inFlight++;
+      try {
+        return await handle(req, {
+          routes,
+          provider: p,
+          openapi,
+          queues,
+          config: opts.config,
+          health: () => ({
+            ok: true,
+            version: VERSION,
+            pid: Deno.pid,
+            since,
+            rootDir: cfg.rootDir,
+            netnsPrefix: cfg.netnsPrefix,
+            inFlight: inFlight - 1,
+          }),
+          log,
+        });
+      } finally {
+        inFlight--;
+      }
+    };
+    const listening = Promise.withResolvers<void>();
+    server = Deno.serve({
+      transport: "unix",
+      path: opts.socket,
+      onListen: () => listening.resolve(),
+      onError: (e) => json(500, errorJson(e)),
+    }, handler);
+    await listening.promise;
+    // Root (and the group named) only: the API can do what root can.
+    Deno.chmodSync(opts.socket, 0o660);
+    if (gid !== undefined) Deno.chownSync(opts.socket, 0, gid);
+    log(`vmnic serve: listening on ${opts.socket} for root dir ${cfg.rootDir}`);
+    const srv = server;
+    let closing: Promise<void> | undefined;
+    const finished = Promise.withResolvers<void>();
+    const daemon: Daemon = {
+      provider: p,
+      get inFlight() {
+        return inFlight;
+      },
+      shutdown() {
+        closing ??= (async () => {
+          log(`vmnic serve: draining ${inFlight} request(s)`);
+          await srv.shutdown();
+          await queues.idle();
+          watcher.close();
+          p.close();
+          closeFd(lockFd);
+          finished.resolve();
+        })();
+        return closing;
+      },
+      finished: finished.promise,
+    };
+    return daemon;
+  } catch (e) {
+    if (server) await server.shutdown();
+    provider?.close();
+    closeFd(lockFd);
+    throw e;
+  }
+}
+
+/** One daemon per root dir: a lock held for the daemon's life. */
+function lockRootDir(rootDir: string): number {
+  ensureSecureDir(rootDir);
+  const path = join(rootDir, DAEMON_LOCK);
+  const fd = openNoFollow(path, O_RDWR | O_CREAT, 0o600, "lock root dir");
+  if (!flock(fd, LOCK_EX | LOCK_NB, path)) {
+    let who = "";
+    try {
+      who = ` (${Deno.readTextFileSync(path).trim()})`;
+    } catch { /* unreadable: said without it */ }
+    closeFd(fd);
+    throw new ServeError(
+      `another vmnic serve runs for root dir ${rootDir}${who}: one daemon per install`,
+    );
+  }
+  rewrite(fd, `pid ${Deno.pid} since ${new Date().toISOString()}\n`, path);
+  return fd;
+}
+
+/**
+ * A socket file left by a daemon that died is replaced; one another daemon
+ * answers on, or anything that is not a socket, is refused.
+ */
+async function clearStaleSocket(socket: string): Promise<void> {
+  ensureSecureDir(dirname(socket));
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(socket);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (!info.isSocket) {
+    throw new ServeError(
+      `${socket} exists and is not a socket: remove it or choose another --socket`,
+    );
+  }
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: socket });
+    conn.close();
+    throw new ServeError(`another vmnic serve answers on ${socket}`);
+  } catch (e) {
+    if (e instanceof ServeError) throw e;
+    // Nobody listens: a stale socket file.
+    Deno.removeSync(socket);
+  }
+}
+
+/** The gid of a group name (or a number), from /etc/group. */
+function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  for (const line of Deno.readTextFileSync("/etc/group").split("\n")) {
+    const [name, , gid] = line.split(":");
+    if (name === group && /^\d+$/.test(gid ?? "")) return Number(gid);
+  }
+  throw new ServeError(`--socket-group: no group ${JSON.stringify(group)}`);
+}
+
+/** Reloads the conflists when the conf dir changes. */
+function watchConfDir(
+  dir: string,
+  provider: CniProvider,
+  log: (line: string) => void,
+): { close(): void } {
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(dir, { recursive: false });
+  } catch {
+    // No conf dir (the embedded network serves): loaded on each open.
+    return { close() {} };
+  }
+  (async () => {
+    try {
+      for await (const _ of watcher) {
+        provider.reloadNetworks();
+        log(`vmnic serve: ${dir} changed: conflists reloaded`);
+      }
+    } catch { /* closed */ }
+  })();
+  return { close: () => watcher.close() };
+}
+
+/** Operations on one VM in order, different VMs in parallel. */
+class VmQueues {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  /** Runs `fn` after every earlier operation of `vmId`. */
+  run<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#tails.get(vmId) ?? Promise.resolve();
+    const mine = before.catch(() => {}).then(fn);
+    const tail = mine.catch(() => {});
+    this.#tails.set(vmId, tail);
+    tail.then(() => {
+      if (this.#tails.get(vmId) === tail) this.#tails.delete(vmId);
+    });
+    return mine;
+  }
+
+  /** Resolves once nothing is queued. */
+  async idle(): Promise<void> {
+    while (this.#tails.size) await Promise.all(this.#tails.values());
+  }
+}
+
+interface HandleCtx {
+  routes: Route[];
+  provider: CniProvider;
+  openapi: string;
+  queues: VmQueues;
+  config: ProviderConfig;
+  health: () => Record<string, unknown>;
+  log: (line: string) => void;
+}
+
+async function handle(req: Request, h: HandleCtx): Promise<Response> {
+  const url = new URL(req.url);
+  const match = matchRoute(h.routes, req.method, url.pathname);
+  if (match === null) {
+    return json(404, {
+      error: {
+        type: "UsageError",
+        message:
+          `no route ${req.method} ${url.pathname} (GET /v1/openapi.json lists them)`,
+      },
+    });
+  }
+  if ("allowed" in match) {
+    return json(405, {
+      error: {
+        type: "UsageError",
+        message: `${req.method} is not allowed on ${url.pathname}; allowed: ${
+          match.allowed.join(", ")
+        }`,
+      },
+    }, { allow: match.allowed.join(", ") });
+  }
+  const { route, params } = match;
+  if (route.own) {
+    switch (route.own.name) {
+      case "openapi":
+        return new Response(h.openapi, {
+          headers: { "content-type": "application/json" },
+        });
+      case "health":
+        return json(200, h.health());
+      case "pool":
+        return json(200, await h.provider.poolStatus());
+    }
+  }
+  const command = route.command!;
+  try {
+    checkSettings(req, h.config);
+    const body = await readBody(req);
+    const query = Object.fromEntries(url.searchParams);
+    const input = command.http!.input({ params, query, body });
+    const ctx: RunContext = {
+      provider: h.provider,
+      config: h.config,
+      io: {
+        out: () => {},
+        err: (s) => h.log(s),
+        env: () => undefined,
+        readStdin: () => Promise.resolve(""),
+      },
+    };
+    // The client's disconnect does not abort an operation half-way: it
+    // runs to its end; only the answer is lost.
+    const vm = params.vm;
+    const run = () => command.run(input, ctx);
+    const out = vm && mutates(command)
+      ? await h.queues.run(vm, run)
+      : await run();
+    return json(200, out);
+  } catch (e) {
+    return json(statusOf(e), errorJson(e));
+  }
+}
+
+/** Commands that change a VM: one at a time per VM. */
+function mutates(command: AnyCommand): boolean {
+  return command.http!.method !== "GET";
+}
+
+/**
+ * A CLI that names settings (`--root-dir`, …) must be talking to the daemon
+ * of that install: a mismatch is refused, never served from another one.
+ */
+function checkSettings(req: Request, ours: ProviderConfig): void {
+  const header = req.headers.get(SETTINGS_HEADER);
+  if (!header) return;
+  let theirs: Record<string, unknown>;
+  try {
+    theirs = JSON.parse(header);
+  } catch {
+    throw new UsageError(`the ${SETTINGS_HEADER} header is not JSON`);
+  }
+  const mine = resolveConfig(ours) as unknown as Record<string, unknown>;
+  const want = resolveConfig(theirs as ProviderConfig) as unknown as Record<
+    string,
+    unknown
+  >;
+  for (const key of Object.keys(theirs)) {
+    if (JSON.stringify(mine[key]) !== JSON.stringify(want[key])) {
+      throw new SettingsMismatch(key, mine[key], want[key]);
+    }
+  }
+}
+
+/** The CLI's settings are not this daemon's (409). */
+class SettingsMismatch extends Error {
+  constructor(key: string, mine: unknown, theirs: unknown) {
+    super(
+      `this vmnic serve has ${key} ${JSON.stringify(mine)}, not ${
+        JSON.stringify(theirs)
+      }: it serves another install (use --no-daemon, or its --socket)`,
+    );
+    this.name = "SettingsMismatch";
+  }
+}
+
+/** The JSON body, size- and time-limited; undefined when empty. */
+async function readBody(req: Request): Promise<unknown> {
+  if (!req.body) return undefined;
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw new TooLarge();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slow = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SlowClient()), BODY_TIMEOUT_MS);
+  });
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), slow]);
+      if (done) break;
+      size += value.length;
+      if (size > MAX_BODY_BYTES) throw new TooLarge();
+      chunks.push(value);
+    }
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
+  if (!size) return undefined;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new BadJson((e as Error).message);
+  }
+}
+
+class TooLarge extends Error {
+  constructor() {
+    super(`the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    this.name = "UsageError";
+  }
+}
+
+class SlowClient extends Error {
+  constructor() {
+    super(`the request body did not arrive within ${BODY_TIMEOUT_MS} ms`);
+    this.name = "UsageError";
+  }
+}
+
+class BadJson extends Error {
+  constructor(detail: string) {
+    super(`the request body is not JSON: ${detail}`);
+    this.name = "UsageError";
+  }
+}
+
+/** The HTTP status of an error, by its class (docs/api.md). */
+export function statusOf(e: unknown): number {
+  if (e instanceof TooLarge) return 413;
+  if (e instanceof SlowClient) return 408;
+  if (e instanceof SettingsMismatch) return 409;
+  const name = (e as Error)?.name;
+  if (name === "ConflictError" || name === "VmBusyError") return 409;
+  if (name === "NotFoundError") return 404;
+  if (
+    e instanceof UsageError || e instanceof BadJson ||
+    name === "InvalidInputError"
+  ) {
+    return 400;
+  }
+  return 500;
+}
+
+/** The CLI's error JSON of `e`. */
+function errorJson(e: unknown): Record<string, unknown> {
+  const v = e as Partial<{ op: string; object: string; reason: string }>;
+  return {
+    error: {
+      type: e instanceof Error ? e.name : "Error",
+      message: e instanceof Error ? e.message : String(e),
+      ...(typeof v.op === "string" ? { op: v.op } : {}),
+      ...(typeof v.object === "string" ? { object: v.object } : {}),
+      ...(typeof v.reason === "string" ? { reason: v.reason } : {}),
+    },
+  };
+}
+
+function json(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify(body, null, 2), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
