@@ -13,8 +13,6 @@
  * @module
  */
 
-import { cacheDependencies } from "./_deps.ts";
-
 const PERMS = [
   "--allow-ffi",
   "--allow-read",
@@ -37,7 +35,6 @@ if (Deno.uid() !== 0) {
 }
 
 if (!Deno.args.includes("--inside")) {
-  await cacheDependencies();
   await show("vmnic", ["doctor", "--fix"]);
   const { code } = await new Deno.Command("unshare", {
     args: [

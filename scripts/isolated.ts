@@ -9,10 +9,12 @@
  * are removed by the tests themselves. Without root, the root-only tests skip
  * and say why.
  *
+ * vmnic has no npm, JSR or remote dependencies (only Deno's built-ins and its
+ * own modules), so nothing needs caching before a run moves into a namespace
+ * without network. Adding one would mean caching it here first.
+ *
  * @module
  */
-
-import { cacheDependencies } from "./_deps.ts";
 
 const PERMISSIONS = [
   "--allow-ffi",
@@ -47,7 +49,6 @@ const TEST_PACKAGES = [
 
 const deno = Deno.execPath();
 if (sub === "test" && Deno.uid() === 0) await ensurePackages(TEST_PACKAGES);
-await cacheDependencies();
 const isolate = Deno.uid() === 0 && await hasUnshare();
 if (!isolate) {
   console.error(

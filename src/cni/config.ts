@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { z } from "zod";
+import { join } from "../sys/path.ts";
 import { CniConfigError } from "./errors.ts";
 import {
   compareCniVersions,
@@ -58,63 +57,200 @@ export interface NetworkConfigList {
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 
-function missingOr(what: string, expected: string) {
-  return (iss: { input: unknown }) =>
-    iss.input === undefined
-      ? `missing '${what}'`
-      : `'${what}' must be ${expected}`;
+/** One problem found in a configuration: where (a JSON path) and what. */
+interface Issue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
 }
 
-const versionSchema = (what: string) =>
-  z.string({ error: missingOr(what, "a string") }).refine(isCniVersion, {
-    message: `'${what}' must look like 1.0.0`,
-  });
+function missingOr(what: string, expected: string, input: unknown): string {
+  return input === undefined
+    ? `missing '${what}'`
+    : `'${what}' must be ${expected}`;
+}
 
-// libcni also accepts the strings "true"/"false" for these flags.
-const flagSchema = (what: string) =>
-  z.union([z.boolean(), z.enum(["true", "false"])], {
-    error: `'${what}' must be true or false`,
-  }).optional().transform((v) => v === true || v === "true");
+/** A JSON object: not null, not an array (what a JSON parse gives as `{}`). */
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
 
-const pluginTypeSchema = (what: string) =>
-  z.string({ error: missingOr(what, "a string") })
-    .min(1, `'${what}' is empty`)
-    .refine((t) => !t.includes("/") && !t.includes(".."), {
+/** The JSON kind of a value, for messages: never the value itself. */
+function kindOf(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "a list" : `a ${typeof v}`;
+}
+
+/** A `cniVersion`-like value: a string of the form `1.0.0`. */
+function checkVersion(
+  v: unknown,
+  what: string,
+  path: Issue["path"],
+  issues: Issue[],
+): void {
+  if (typeof v !== "string") {
+    issues.push({ path, message: missingOr(what, "a string", v) });
+  } else if (!isCniVersion(v)) {
+    issues.push({ path, message: `'${what}' must look like 1.0.0` });
+  }
+}
+
+/** libcni also accepts the strings "true"/"false" for these flags. */
+function checkFlag(v: unknown, what: string, issues: Issue[]): boolean {
+  if (v === undefined || v === false || v === "false") return false;
+  if (v === true || v === "true") return true;
+  issues.push({ path: [what], message: `'${what}' must be true or false` });
+  return false;
+}
+
+/** A plugin type is exec'd from the bin path: a plain executable name. */
+function checkPluginType(
+  v: unknown,
+  what: string,
+  path: Issue["path"],
+  issues: Issue[],
+): void {
+  if (typeof v !== "string") {
+    issues.push({ path, message: missingOr(what, "a string", v) });
+    return;
+  }
+  // Every rule is checked, so one message names all that a type breaks.
+  if (v.length < 1) issues.push({ path, message: `'${what}' is empty` });
+  if (v.includes("/") || v.includes("..")) {
+    issues.push({
+      path,
       message: `'${what}' must be a plain executable name (no '/' or '..')`,
-    })
-    .refine((t) => !t.includes("\0"), `'${what}' contains a NUL byte`);
+    });
+  }
+  if (v.includes("\0")) {
+    issues.push({ path, message: `'${what}' contains a NUL byte` });
+  }
+}
 
-const pluginSchema = z.looseObject({
-  type: pluginTypeSchema("type"),
+/** Checks one plugin; returns its capabilities (a fresh copy) when valid. */
+function checkPlugin(
+  p: unknown,
+  i: number,
+  issues: Issue[],
+): Record<string, boolean> | undefined {
+  const at = ["plugins", i] as const;
+  if (!isObject(p)) {
+    issues.push({ path: at, message: `must be an object, not ${kindOf(p)}` });
+    return undefined;
+  }
+  checkPluginType(p.type, "type", [...at, "type"], issues);
   // The plugin execs its IPAM plugin from the same bin path: the same rule.
-  ipam: z.looseObject({ type: pluginTypeSchema("ipam.type").optional() }, {
-    error: "'ipam' must be an object",
-  }).optional(),
-  capabilities: z.record(
-    z.string(),
-    z.boolean({ error: "must be true or false" }),
-    {
-      error: "'capabilities' must map names to true/false",
-    },
-  ).optional(),
-});
+  if (p.ipam !== undefined) {
+    if (!isObject(p.ipam)) {
+      issues.push({
+        path: [...at, "ipam"],
+        message: "'ipam' must be an object",
+      });
+    } else if (p.ipam.type !== undefined) {
+      checkPluginType(
+        p.ipam.type,
+        "ipam.type",
+        [...at, "ipam", "type"],
+        issues,
+      );
+    }
+  }
+  if (p.capabilities === undefined) return undefined;
+  if (!isObject(p.capabilities)) {
+    issues.push({
+      path: [...at, "capabilities"],
+      message: "'capabilities' must map names to true/false",
+    });
+    return undefined;
+  }
+  const caps: Record<string, boolean> = {};
+  for (const [name, on] of Object.entries(p.capabilities)) {
+    // An own "__proto__" key (JSON.parse makes one) is skipped, never
+    // assigned: assigning it would replace the copy's prototype.
+    if (name === "__proto__") continue;
+    if (typeof on !== "boolean") {
+      issues.push({
+        path: [...at, "capabilities", name],
+        message: "must be true or false",
+      });
+    } else caps[name] = on;
+  }
+  return caps;
+}
 
-const listSchema = z.looseObject({
-  name: z.string({ error: missingOr("name", "a string") })
-    .regex(
-      NAME_RE,
-      "'name' must start with a letter or digit and hold only letters, digits, '_', '.', '-'",
-    ),
-  cniVersion: versionSchema("cniVersion").optional(),
-  cniVersions: z.array(versionSchema("cniVersions[]"), {
-    error: "'cniVersions' must be a list of versions",
-  }).optional(),
-  disableCheck: flagSchema("disableCheck"),
-  disableGC: flagSchema("disableGC"),
-  plugins: z.array(pluginSchema, {
-    error: missingOr("plugins", "a list"),
-  }).min(1, "'plugins' is empty"),
-});
+/** The list's fields as checked (`undefined` where absent and optional). */
+interface CheckedList {
+  name: string;
+  cniVersion?: string;
+  cniVersions?: string[];
+  disableCheck: boolean;
+  disableGC: boolean;
+  capabilities: (Record<string, boolean> | undefined)[];
+}
+
+/**
+ * Checks every rule of a list and reports every problem found, in field
+ * order (name, cniVersion, cniVersions, disableCheck, disableGC, plugins);
+ * keys it does not know are left alone.
+ */
+function checkList(obj: Record<string, unknown>, issues: Issue[]): CheckedList {
+  const { name, cniVersion, cniVersions, plugins } = obj;
+  if (typeof name !== "string") {
+    issues.push({
+      path: ["name"],
+      message: missingOr("name", "a string", name),
+    });
+  } else if (!NAME_RE.test(name)) {
+    issues.push({
+      path: ["name"],
+      message:
+        "'name' must start with a letter or digit and hold only letters, digits, '_', '.', '-'",
+    });
+  }
+  if (cniVersion !== undefined) {
+    checkVersion(cniVersion, "cniVersion", ["cniVersion"], issues);
+  }
+  if (cniVersions !== undefined) {
+    if (!Array.isArray(cniVersions)) {
+      issues.push({
+        path: ["cniVersions"],
+        message: "'cniVersions' must be a list of versions",
+      });
+    } else {
+      // Index loops, not forEach: a hole is checked (as missing), not skipped.
+      for (let i = 0; i < cniVersions.length; i++) {
+        checkVersion(
+          cniVersions[i],
+          "cniVersions[]",
+          ["cniVersions", i],
+          issues,
+        );
+      }
+    }
+  }
+  const disableCheck = checkFlag(obj.disableCheck, "disableCheck", issues);
+  const disableGC = checkFlag(obj.disableGC, "disableGC", issues);
+  const capabilities: (Record<string, boolean> | undefined)[] = [];
+  if (!Array.isArray(plugins)) {
+    issues.push({
+      path: ["plugins"],
+      message: missingOr("plugins", "a list", plugins),
+    });
+  } else {
+    for (let i = 0; i < plugins.length; i++) {
+      capabilities.push(checkPlugin(plugins[i], i, issues));
+    }
+    if (plugins.length < 1) {
+      issues.push({ path: ["plugins"], message: "'plugins' is empty" });
+    }
+  }
+  return {
+    name: name as string,
+    cniVersion: cniVersion as string | undefined,
+    cniVersions: cniVersions as string[] | undefined,
+    disableCheck,
+    disableGC,
+    capabilities,
+  };
+}
 
 /** Parses and validates a network configuration list (a `.conflist`). */
 export function parseConfList(
@@ -275,20 +411,16 @@ function validateList(
   raw: string,
   source: string,
 ): NetworkConfigList {
-  const parsed = listSchema.safeParse(obj);
-  if (!parsed.success) {
-    throw new CniConfigError(source, describeIssues(parsed.error));
-  }
-  const list = parsed.data;
+  const issues: Issue[] = [];
+  const list = checkList(obj, issues);
+  if (issues.length) throw new CniConfigError(source, describeIssues(issues));
   const cniVersion = chooseVersion(list.cniVersion, list.cniVersions, source);
-  const plugins = list.plugins.map((p, i): PluginConfig => {
-    const conf = obj.plugins as Record<string, unknown>[];
-    return {
-      type: p.type,
-      capabilities: Object.freeze({ ...(p.capabilities ?? {}) }),
-      conf: Object.freeze(conf[i]),
-    };
-  });
+  const conf = obj.plugins as Record<string, unknown>[];
+  const plugins = conf.map((p, i): PluginConfig => ({
+    type: p.type as string,
+    capabilities: Object.freeze(list.capabilities[i] ?? {}),
+    conf: Object.freeze(p),
+  }));
   return Object.freeze({
     name: list.name,
     cniVersion,
@@ -331,8 +463,12 @@ function chooseVersion(
   return cniVersion;
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.slice(0, 5).map((iss) => {
+/**
+ * The first five issues, each as `path: message` (`plugins[0].ipam.type:
+ * ...`); a top-level field's message alone, since it names the field.
+ */
+function describeIssues(issues: readonly Issue[]): string {
+  return issues.slice(0, 5).map((iss) => {
     const path = iss.path.map((p, i) =>
       typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`
     ).join("");

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { z } from "zod";
 import { CniResultError } from "./errors.ts";
 import { compareCniVersions, isCniVersion, versionAtLeast } from "./version.ts";
 
@@ -71,55 +70,215 @@ export interface CniResult {
   dns: CniDns;
 }
 
-const cidr = z.string().regex(
-  /^[0-9a-fA-F:.]+\/\d{1,3}$/,
-  "not an address/prefix",
-);
-const ipAddr = z.string().regex(/^[0-9a-fA-F:.]+$/, "not an IP address");
+// ------------------------------------------------------------ checks
+//
+// A few composable checks in place of a schema library (loading one cost
+// every CLI process ~45 ms of start-up). Each check reports problems into
+// `issues` with their path and returns the value as parsed: objects are
+// copied, their known keys first, in the order given, then the unknown
+// keys as they were (kept, but never a `__proto__` key, which would set the
+// copy's prototype); absent optional keys stay absent.
 
-const dnsSchema = z.looseObject({
-  nameservers: z.array(z.string()).optional(),
-  domain: z.string().optional(),
-  search: z.array(z.string()).optional(),
-  options: z.array(z.string()).optional(),
+type Path = readonly (string | number)[];
+
+interface Issue {
+  readonly path: Path;
+  readonly message: string;
+}
+
+type Check = (v: unknown, path: Path, issues: Issue[]) => unknown;
+
+/** A key of an object check: its check, and whether it may be absent. */
+interface Field {
+  readonly check: Check;
+  readonly optional: boolean;
+}
+
+const req = (check: Check): Field => ({ check, optional: false });
+const opt = (check: Check): Field => ({ check, optional: true });
+
+/** The JSON kind of a value, for messages: never the value itself. */
+function kindOf(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
+function wrongType(path: Path, expected: string, v: unknown): Issue {
+  return {
+    path,
+    message: v === undefined
+      ? `missing (expected ${expected})`
+      : `expected ${expected}, got ${kindOf(v)}`,
+  };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const string: Check = (v, path, issues) => {
+  if (typeof v !== "string") issues.push(wrongType(path, "a string", v));
+  return v;
+};
+
+/** A string matching `re`; `message` says what it must be. */
+const matching = (re: RegExp, message: string): Check => (v, path, issues) => {
+  if (typeof v !== "string") issues.push(wrongType(path, "a string", v));
+  else if (!re.test(v)) issues.push({ path, message });
+  return v;
+};
+
+const number: Check = (v, path, issues) => {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    issues.push(wrongType(path, "a number", v));
+  }
+  return v;
+};
+
+/** An integer (within the exactly representable range) that is >= 0. */
+const index: Check = (v, path, issues) => {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    issues.push(wrongType(path, "a number", v));
+  } else if (!Number.isInteger(v)) {
+    issues.push({ path, message: "expected a whole number" });
+  } else if (!Number.isSafeInteger(v) || v < 0) {
+    issues.push({
+      path,
+      message: `expected a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`,
+    });
+  }
+  return v;
+};
+
+/** One of `values`, exactly. */
+const oneOf = (...values: string[]): Check => (v, path, issues) => {
+  if (!values.includes(v as string)) {
+    issues.push({
+      path,
+      message: `expected one of ${values.map((x) => `"${x}"`).join(", ")}`,
+    });
+  }
+  return v;
+};
+
+const arrayOf = (element: Check): Check => (v, path, issues) => {
+  if (!Array.isArray(v)) {
+    issues.push(wrongType(path, "a list", v));
+    return v;
+  }
+  const out: unknown[] = [];
+  for (let i = 0; i < v.length; i++) {
+    out.push(element(v[i], [...path, i], issues));
+  }
+  return out;
+};
+
+/** An object with these keys checked; any other key is kept as it is. */
+const looseObject = (fields: Record<string, Field>): Check => {
+  const known = new Set(Object.keys(fields));
+  return (v, path, issues) => {
+    if (!isObject(v)) {
+      issues.push(wrongType(path, "an object", v));
+      return v;
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, { check, optional }] of Object.entries(fields)) {
+      const present = key in v;
+      if (optional && v[key] === undefined) {
+        if (present) out[key] = undefined;
+        continue;
+      }
+      const parsed = check(v[key], [...path, key], issues);
+      if (present) out[key] = parsed;
+    }
+    for (const key in v) {
+      if (!known.has(key) && key !== "__proto__") out[key] = v[key];
+    }
+    return out;
+  };
+};
+
+// ------------------------------------------------------------ shapes
+
+const cidr = matching(/^[0-9a-fA-F:.]+\/\d{1,3}$/, "not an address/prefix");
+const ipAddr = matching(/^[0-9a-fA-F:.]+$/, "not an IP address");
+
+const dnsCheck = looseObject({
+  nameservers: opt(arrayOf(string)),
+  domain: opt(string),
+  search: opt(arrayOf(string)),
+  options: opt(arrayOf(string)),
 });
 
-const routeSchema = z.looseObject({ dst: cidr, gw: ipAddr.optional() });
+const routeCheck = looseObject({ dst: req(cidr), gw: opt(ipAddr) });
 
-const interfaceSchema = z.looseObject({
-  name: z.string(),
-  mac: z.string().optional(),
-  sandbox: z.string().optional(),
-  mtu: z.number().optional(),
+const interfaceCheck = looseObject({
+  name: req(string),
+  mac: opt(string),
+  sandbox: opt(string),
+  mtu: opt(number),
 });
 
-const ipSchema = z.looseObject({
-  address: cidr,
-  gateway: ipAddr.optional(),
-  interface: z.number().int().nonnegative().optional(),
-  version: z.enum(["4", "6"]).optional(), // 0.3.x/0.4.0 only
+const ipCheck = looseObject({
+  address: req(cidr),
+  gateway: opt(ipAddr),
+  interface: opt(index),
+  version: opt(oneOf("4", "6")), // 0.3.x/0.4.0 only
 });
 
-const currentSchema = z.looseObject({
-  cniVersion: z.string(),
-  interfaces: z.array(interfaceSchema).optional(),
-  ips: z.array(ipSchema).optional(),
-  routes: z.array(routeSchema).optional(),
-  dns: dnsSchema.optional(),
+/** A 0.3.0-or-later result, as parsed. */
+interface CurrentResult {
+  interfaces?: CniInterface[];
+  ips?: (CniIpConfig & { version?: string })[];
+  routes?: CniRoute[];
+  dns?: CniDns;
+}
+
+const currentCheck = looseObject({
+  cniVersion: req(string),
+  interfaces: opt(arrayOf(interfaceCheck)),
+  ips: opt(arrayOf(ipCheck)),
+  routes: opt(arrayOf(routeCheck)),
+  dns: opt(dnsCheck),
 });
 
-const legacyIpSchema = z.looseObject({
-  ip: cidr,
-  gateway: ipAddr.optional(),
-  routes: z.array(routeSchema).optional(),
+/** A 0.1.0/0.2.0 `ip4`/`ip6` entry, as parsed. */
+interface LegacyIp {
+  ip: string;
+  gateway?: string;
+  routes?: CniRoute[];
+}
+
+/** A 0.1.0/0.2.0 result, as parsed. */
+interface LegacyResult {
+  ip4?: LegacyIp;
+  ip6?: LegacyIp;
+  dns?: CniDns;
+}
+
+const legacyIpCheck = looseObject({
+  ip: req(cidr),
+  gateway: opt(ipAddr),
+  routes: opt(arrayOf(routeCheck)),
 });
 
-const legacySchema = z.looseObject({
-  cniVersion: z.string(),
-  ip4: legacyIpSchema.optional(),
-  ip6: legacyIpSchema.optional(),
-  dns: dnsSchema.optional(),
+const legacyCheck = looseObject({
+  cniVersion: req(string),
+  ip4: opt(legacyIpCheck),
+  ip6: opt(legacyIpCheck),
+  dns: opt(dnsCheck),
 });
+
+/** Runs `check` on `raw`: the parsed value, or a CniResultError naming the problems. */
+function parse<T>(check: Check, raw: unknown, source: string): T {
+  const found: Issue[] = [];
+  const parsed = check(raw, [], found);
+  if (found.length) throw new CniResultError(source, issues(found));
+  return parsed as T;
+}
 
 /**
  * Validates a result of any supported version and returns it in 1.0 form.
@@ -134,9 +293,7 @@ export function toCniResult(raw: unknown, source: string): CniResult {
     throw new CniResultError(source, "missing or malformed 'cniVersion'");
   }
   if (!versionAtLeast(version, "0.3.0")) return fromLegacy(raw, source);
-  const parsed = currentSchema.safeParse(raw);
-  if (!parsed.success) throw new CniResultError(source, issues(parsed.error));
-  const r = parsed.data;
+  const r = parse<CurrentResult>(currentCheck, raw, source);
   const ips = (r.ips ?? []).map((ip) => {
     const { version: _dropped, ...rest } = ip;
     return rest as CniIpConfig;
@@ -160,9 +317,7 @@ export function toCniResult(raw: unknown, source: string): CniResult {
 }
 
 function fromLegacy(raw: object, source: string): CniResult {
-  const parsed = legacySchema.safeParse(raw);
-  if (!parsed.success) throw new CniResultError(source, issues(parsed.error));
-  const r = parsed.data;
+  const r = parse<LegacyResult>(legacyCheck, raw, source);
   const ips: CniIpConfig[] = [];
   const routes: CniRoute[] = [];
   for (const ip of [r.ip4, r.ip6]) {
@@ -237,8 +392,9 @@ function ipVersionOf(address: string): 4 | 6 {
   return address.includes(":") ? 6 : 4;
 }
 
-function issues(error: z.ZodError): string {
-  return error.issues.slice(0, 5).map((i) =>
+/** The first five issues, each as `path: message` (`ips.0.address: ...`). */
+function issues(found: readonly Issue[]): string {
+  return found.slice(0, 5).map((i) =>
     `${i.path.map(String).join(".") || "(top)"}: ${i.message}`
   ).join("; ");
 }
