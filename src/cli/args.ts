@@ -187,7 +187,8 @@ function scan(
       positionals.push(...argv.slice(i + 1));
       break;
     }
-    if (!arg.startsWith("-") || arg === "-") {
+    // "-" and negative numbers are values, not options.
+    if (!arg.startsWith("-") || arg === "-" || /^-\d/.test(arg)) {
       positionals.push(arg);
       continue;
     }

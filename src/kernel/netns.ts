@@ -119,6 +119,39 @@ function createIn(name: string, path: string): string {
 }
 
 /**
+ * Gives the named netns `from` the name `to` in `dir`: the same network
+ * namespace (its devices, its processes' view) is bind-mounted under the
+ * new name, then the old name is detached and removed. Each step can be
+ * finished after a crash: {@linkcode netnsExists} tells which names are
+ * live.
+ *
+ * @throws {KernelError} `EEXIST` when `to` exists, `ENOENT` when `from` does
+ * not.
+ */
+export function renameNetns(
+  from: string,
+  to: string,
+  dir = DEFAULT_NETNS_DIR,
+): void {
+  const src = netnsPath(from, dir);
+  const dst = netnsPath(to, dir);
+  if (!isNetnsFile(src)) {
+    throw new KernelError("rename netns", from, Errno.ENOENT);
+  }
+  const fd = libc().open(cstr(dst), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd < 0) throw new KernelError("rename netns", to, errno());
+  libc().close(fd);
+  if (
+    libc().mount(cstr(src), cstr(dst), cstr("none"), BigInt(MS_BIND), null) < 0
+  ) {
+    const e = errno();
+    libc().unlink(cstr(dst));
+    throw new KernelError("rename netns", `${from} -> ${to}`, e, "bind mount");
+  }
+  deleteNetns(from, dir);
+}
+
+/**
  * Undoes the bind mount that made a custom netns `dir` a shared mount, once
  * the dir holds nothing: vmnic must not leave a mount behind in a dir of
  * the operator's choosing. The default dir (`/var/run/netns`) is shared

@@ -22,7 +22,8 @@ import {
 } from "./errors.ts";
 import type { FaultPoint } from "./faults.ts";
 import type { Networks } from "./networks.ts";
-import { claimPrefix } from "./ownership.ts";
+import type { Pool } from "./pool.ts";
+import { checkPrefixClaim, claimPrefix } from "./ownership.ts";
 
 /** Where a simulated crash can happen; production passes `faultPoint`. */
 export type FaultHook = (point: FaultPoint) => void | Promise<void>;
@@ -56,6 +57,8 @@ export interface ProviderContext {
     propagation?: { ok: boolean; reason?: string };
     claimed?: boolean;
   };
+  /** The warm pool, when the provider keeps one. */
+  pool?: Pool;
 }
 
 /** The netns name of a VM: prefix + id. */
@@ -177,6 +180,17 @@ export function mayMakeNetns(ctx: ProviderContext, op: string): void {
   if (ctx.memo.claimed) return;
   claimPrefix(op, ctx.config, ctx.installId);
   ctx.memo.claimed = true;
+}
+
+/**
+ * What {@linkcode mayMakeNetns} checks, without claiming anything: an
+ * operation refuses early when the prefix is another install's, and claims
+ * it only once it is about to make something (a refused operation leaves
+ * no claim behind).
+ */
+export function mayMakeNetnsCheck(ctx: ProviderContext, op: string): void {
+  checkPropagation(ctx, op);
+  if (!ctx.memo.claimed) checkPrefixClaim(op, ctx.config);
 }
 
 /** Runs the hooks of `event`. */

@@ -25,6 +25,10 @@ export const FAULT_POINTS = [
   "recover:nic-retired",
   "recover:repaired",
   "quiesce:recorded",
+  "pool:slot-recorded",
+  "pool:claim-recorded",
+  "pool:netns-renamed",
+  "pool:claimed",
 ] as const;
 
 /** One of {@linkcode FAULT_POINTS}. */

@@ -18,7 +18,8 @@ import {
 } from "./context.ts";
 import { reasonOf, toVmnicError, VmBusyError } from "./errors.ts";
 import type { GcModule, GcPlan, GcReport } from "./gc_orchestrator.ts";
-import { deleteVm } from "./lifecycle.ts";
+import { deleteVm, hasRecords } from "./lifecycle.ts";
+import { isSlot, recoverSlots } from "./pool.ts";
 import { isVmId } from "./validate.ts";
 
 /** What the CNI GC module sees. */
@@ -41,6 +42,8 @@ export interface CniGcOptions {
    * (without CNI DEL: there is no record of what was added).
    */
   includeUnknown?: boolean;
+  /** Also retire the warm pool's ready slots (no daemon keeps them now). */
+  includePool?: boolean;
 }
 
 /** The GC module of a provider. */
@@ -57,8 +60,10 @@ export function cniGcModule(
 
 function snapshot(ctx: ProviderContext): CniGcSnapshot {
   const prefix = ctx.config.netnsPrefix;
+  const vms = ctx.store.listVms();
+  const slots = new Set(vms.filter(isSlot).map((v) => v.vmId));
   const recorded = new Set([
-    ...ctx.store.listVmIds(),
+    ...vms.map((v) => v.vmId),
     ...ctx.store.listNics().map((n) => n.vmId),
   ]);
   const withPrefix = (stale: boolean) =>
@@ -70,7 +75,8 @@ function snapshot(ctx: ProviderContext): CniGcSnapshot {
       : [];
   const live = withPrefix(false);
   return {
-    vmIds: [...recorded].sort(),
+    // The pool's slots are not VMs: no active set names them.
+    vmIds: [...recorded].filter((id) => !slots.has(id)).sort(),
     unknown: live.sort(),
     stale: withPrefix(true).filter((id) => !live.includes(id)).sort(),
   };
@@ -110,6 +116,14 @@ async function collect(
     }
   }
   if (plan.dryRun) return report;
+  // Claims a crash cut short are undone; broken slots go; healthy ones
+  // stay for the daemon that keeps them, unless asked to go too.
+  report.collected.push(
+    ...await recoverSlots(
+      ctx,
+      (_slot, healthy) => healthy && !opts.includePool,
+    ),
+  );
   const total = report.candidates.length;
   let done = 0;
   for (const vmId of doomed) {
@@ -220,6 +234,12 @@ async function collectUnknown(
       error: reasonOf(toVmnicError("gc", vmId, e)),
     });
   } finally {
+    // Skipped (another install's netns): no lock file of ours stays for it.
+    if (!hasRecords(ctx, vmId)) {
+      try {
+        lock.releaseAndRemove();
+      } catch { /* tidiness only */ }
+    }
     lock.release();
   }
 }

@@ -19,6 +19,7 @@ import {
   installOfTag,
   lockVm,
   mayMakeNetns,
+  mayMakeNetnsCheck,
   netnsNameOf,
   netnsPathOf,
   netnsTagOf,
@@ -45,6 +46,7 @@ import {
   toNicConfig,
 } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
+import { claimSlot } from "./pool.ts";
 import type {
   AddSpec,
   DeleteResult,
@@ -101,11 +103,12 @@ export async function prepare(
   validateVmId(op, vmId);
   validateVmConfig(op, vmId, vmCfg);
   return await withVmLock(ctx, op, vmId, async () => {
-    mayMakeNetns(ctx, op);
+    mayMakeNetnsCheck(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     let recorded = false;
     if (!vm) {
       const adopted = adoptable(ctx, op, vmId, opts.adopt === true);
+      mayMakeNetns(ctx, op);
       vm = newVmRecord(ctx, vmId, vmCfg.network ?? null);
       ctx.store.insertVm(vm);
       recorded = true;
@@ -116,7 +119,7 @@ export async function prepare(
         );
         return vm.netnsPath;
       }
-    }
+    } else mayMakeNetns(ctx, op);
     try {
       ensureVmNetns(ctx, vm);
     } catch (e) {
@@ -236,7 +239,7 @@ export async function add(
   for (const s of specs) validateSpec(op, vmId, s);
   const indices = specIndices(op, vmId, specs);
   return await withVmLock(ctx, op, vmId, async () => {
-    mayMakeNetns(ctx, op);
+    mayMakeNetnsCheck(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) adoptable(ctx, op, vmId, false);
     await finishStaleNics(ctx, op, vmId);
@@ -280,6 +283,21 @@ export async function add(
     for (const p of plans) await ctx.cni.findPlugins(p.list);
     // Fails closed on an unsafe hooks dir before anything changes.
     await ctx.hooks.list();
+    // A new one-NIC VM takes a warm slot when the pool has one that fits.
+    const [first] = plans;
+    if (
+      !vm && ctx.pool && plans.length === 1 && first.index === 0 &&
+      !first.request.mac && !first.request.ips
+    ) {
+      const claimed = await claimSlot(
+        ctx,
+        vmId,
+        first.list,
+        first.queues,
+        first.queueSize,
+      );
+      if (claimed) return claimed;
+    }
     for (const p of plans) {
       await runHook(ctx, "beforeAdd", {
         operation: op,
@@ -295,6 +313,8 @@ export async function add(
       });
     }
     checkpoint(ctx, op, vmId);
+    // Claimed only now: a refused add leaves no claim behind.
+    mayMakeNetns(ctx, op);
     const vmCreated = !vm;
     if (!vm) {
       vm = newVmRecord(ctx, vmId, null);
@@ -757,11 +777,24 @@ export async function deleteVms(
     } catch (e) {
       result.errors.push({ vmId, error: reasonOf(toVmnicError(op, vmId, e)) });
     } finally {
+      // A VM this install has no record of (e.g. a netns it left alone)
+      // keeps no lock file behind.
+      if (lock && !hasRecords(ctx, vmId)) {
+        try {
+          lock.releaseAndRemove();
+        } catch { /* tidiness only */ }
+      }
       lock?.release();
     }
     opts.onProgress?.(vmId, ++done, vmIds.length);
   }
   return result;
+}
+
+/** Whether this install has a record of the VM (the VM's or a NIC's). */
+export function hasRecords(ctx: ProviderContext, vmId: string): boolean {
+  return ctx.store.getVm(vmId) !== null ||
+    ctx.store.listNics({ vmId }).length > 0;
 }
 
 /**

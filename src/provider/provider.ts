@@ -20,6 +20,7 @@ import {
   validateConfig,
 } from "./config.ts";
 import type { FaultHook, ProviderContext } from "./context.ts";
+import { Pool, type PoolSpec, type PoolStatus } from "./pool.ts";
 import { InvalidInputError, toVmnicError } from "./errors.ts";
 import { faultPoint } from "./faults.ts";
 import { cniGcModule, type CniGcOptions, type CniGcSnapshot } from "./gc.ts";
@@ -47,21 +48,6 @@ import type {
   VmInfo,
 } from "./types.ts";
 
-/** The warm pool's state (`GET /v1/pool`, `vmnic list --pool`). */
-export interface PoolStatus {
-  /** One entry per pooled network and queue count. */
-  pools: {
-    network: string;
-    queues: number;
-    target: number;
-    ready: number;
-    filling: number;
-    claimed: number;
-    refills: number;
-    slots: { id: string; state: string; ips: string[] }[];
-  }[];
-}
-
 /** Options of {@linkcode CniProvider.open} besides the settings. */
 export interface OpenOptions {
   /** TS hooks to run (the CLI passes the compiled-in registry). */
@@ -77,6 +63,12 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** Crash points for tests; default `VMNIC_FAULT_POINT`. */
   fault?: FaultHook;
+  /**
+   * Keep a warm pool of pre-wired NIC slots (docs/pool.md): an `add` of a
+   * one-NIC VM on a pooled network and queue count takes a slot. Slots
+   * begin filling in the background once the provider is open.
+   */
+  pool?: PoolSpec[];
   /**
    * A missing or empty database: `"require"` (default) refuses when this
    * install's state is on the host; `"restore"` rebuilds it from the
@@ -167,25 +159,39 @@ export class CniProvider {
       hooksDir: cfg.hooksDir,
       defaultTimeoutMs: cfg.hookTimeoutMs,
     });
-    return await Promise.resolve(
-      new CniProvider({
-        config: cfg,
-        store,
-        cni,
-        hooks,
-        kernel,
-        networks: new Networks(cfg.cniConfDir, cfg.rootDir),
-        installId: store.installId!,
-        signal: opts.signal,
-        fault: opts.fault ?? faultPoint,
-        memo: {},
-      }),
-    );
+    const ctx: ProviderContext = {
+      config: cfg,
+      store,
+      cni,
+      hooks,
+      kernel,
+      networks: new Networks(cfg.cniConfDir, cfg.rootDir),
+      installId: store.installId!,
+      signal: opts.signal,
+      fault: opts.fault ?? faultPoint,
+      memo: {},
+    };
+    if (opts.pool?.length) {
+      try {
+        ctx.pool = new Pool(ctx, opts.pool);
+        await ctx.pool.start();
+      } catch (e) {
+        store.close();
+        throw toVmnicError("open", cfg.rootDir, e);
+      }
+    }
+    return new CniProvider(ctx);
   }
 
-  /** Closes the record store. */
+  /** Closes the record store (see {@linkcode shutdown} with a pool). */
   close(): void {
     this.#ctx.store.close();
+  }
+
+  /** Waits for the pool's fills in flight, then closes. */
+  async shutdown(): Promise<void> {
+    await this.#ctx.pool?.stop();
+    this.close();
   }
 
   /** This install's id (in its CNI container ids and netns tags). */
@@ -357,7 +363,7 @@ export class CniProvider {
 
   /** The warm pool: slots per network and the IPs they hold. */
   poolStatus(): Promise<PoolStatus> {
-    return Promise.resolve({ pools: [] });
+    return Promise.resolve(this.#ctx.pool?.status() ?? { pools: [] });
   }
 
   /** The conflists loaded (or the embedded network), and the broken files. */
@@ -409,3 +415,4 @@ export type { CniGcOptions, CniGcSnapshot } from "./gc.ts";
 export type { NetworkInfo, NetworksReport } from "./networks.ts";
 export { DEFAULT_QUEUE_SIZE } from "./lifecycle.ts";
 export { resolveConfig, type ResolvedConfig } from "./config.ts";
+export { parsePoolSpec, type PoolSpec, type PoolStatus } from "./pool.ts";

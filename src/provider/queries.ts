@@ -22,6 +22,7 @@ import {
   renderGuestConfig,
 } from "./guest_config.ts";
 import { hostVethOf, toNicConfig, toVmInfo } from "./records.ts";
+import { isSlot } from "./pool.ts";
 import {
   type HvArgs,
   type HvArgsOptions,
@@ -48,14 +49,23 @@ export function inspect(ctx: ProviderContext, id: string): NicConfig | null {
   }
 }
 
-/** Every NIC, optionally of one VM. */
+/**
+ * Every NIC, optionally of one VM; the warm pool's slots only with
+ * `pool: true` (then only them).
+ */
 export function list(
   ctx: ProviderContext,
   filter: ListFilter = {},
 ): NicConfig[] {
   if (filter.vmId !== undefined) validateVmId("list", filter.vmId);
   try {
-    return ctx.store.listNics(filter).map(toNicConfig);
+    // The warm pool's slots only when asked for (then only them).
+    const slots = new Set(
+      ctx.store.listVms().filter(isSlot).map((v) => v.vmId),
+    );
+    return ctx.store.listNics(filter.vmId ? { vmId: filter.vmId } : {})
+      .filter((n) => slots.has(n.vmId) === (filter.pool === true))
+      .map(toNicConfig);
   } catch (e) {
     throw toVmnicError("list", filter.vmId ?? "*", e);
   }
@@ -65,7 +75,7 @@ export function list(
 export function vms(ctx: ProviderContext): VmInfo[] {
   try {
     const nics = ctx.store.listNics();
-    return ctx.store.listVms().map((vm) => {
+    return ctx.store.listVms().filter((vm) => !isSlot(vm)).map((vm) => {
       const cut = vm.netnsPath.lastIndexOf("/");
       return toVmInfo(
         vm,

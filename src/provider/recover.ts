@@ -15,6 +15,7 @@ import { inspectNic, repairNic } from "../wiring/nic.ts";
 import {
   checkpoint,
   mayMakeNetns,
+  mayMakeNetnsCheck,
   type ProviderContext,
   runHook,
   withVmLock,
@@ -34,7 +35,7 @@ export async function recover(
   const op = "recover";
   validateVmId(op, vmId);
   return await withVmLock(ctx, op, vmId, async () => {
-    mayMakeNetns(ctx, op);
+    mayMakeNetnsCheck(ctx, op);
     const before = ctx.store.getVm(vmId);
     const vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) {
@@ -46,6 +47,7 @@ export async function recover(
           : "no records of this VM",
       );
     }
+    mayMakeNetns(ctx, op);
     const out: RecoverResult = {
       vmId,
       nics: [],

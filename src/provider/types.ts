@@ -123,6 +123,8 @@ export interface NicConfig {
 export interface ListFilter {
   /** The VM. */
   vmId?: string;
+  /** The warm pool's slots instead of VMs' NICs. */
+  pool?: boolean;
 }
 
 /** A VM this install holds, with or without NICs (`vmnic vms`). */

@@ -141,7 +141,7 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
           await srv.shutdown();
           await queues.idle();
           watcher.close();
-          p.close();
+          await p.shutdown();
           closeFd(lockFd);
           finished.resolve();
         })();

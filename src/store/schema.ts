@@ -109,6 +109,16 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE EXISTS (SELECT 1 FROM vms);
     `,
   },
+  {
+    description: "warm pool slots",
+    sql: `
+      -- A slot of the warm pool: a pre-wired VM record whose NIC waits for
+      -- a VM to claim it. slot names its pool ("network/queues");
+      -- claim_vm is the VM a claim cut short was handing it to.
+      ALTER TABLE vms ADD COLUMN slot TEXT;
+      ALTER TABLE vms ADD COLUMN claim_vm TEXT;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

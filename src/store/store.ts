@@ -58,7 +58,8 @@ type Row = Record<(typeof COLUMNS)[number], string | number | null>;
 type SqlValue = string | number | null;
 
 const SELECT = `SELECT ${COLUMNS.join(", ")} FROM nics`;
-const VM_COLUMNS = "vm_id, netns_path, network, quiesced, deleting, created_at";
+const VM_COLUMNS =
+  "vm_id, netns_path, network, quiesced, deleting, slot, claim_vm, created_at";
 
 /** Filter for {@linkcode Store.listNics}. */
 export interface NicFilter {
@@ -254,6 +255,8 @@ export class Store {
         vm.network,
         vm.quiesced ? 1 : 0,
         vm.deleting ? 1 : 0,
+        vm.slot ?? null,
+        vm.claimVm ?? null,
         vm.createdAt,
       ));
   }
@@ -303,6 +306,36 @@ export class Store {
       this.#stmts.setVmDeleting.run(vmId);
       this.#stmts.setStateLive.run("deleting", null, vmId, "failed");
     });
+  }
+
+  /** Records which VM a pool slot is being handed to (null: none). */
+  setSlotClaim(slotId: string, vmId: string | null): void {
+    this.#write(
+      "claim slot",
+      slotId,
+      () => this.#stmts.setClaim.run(vmId, slotId),
+    );
+  }
+
+  /**
+   * Hands a pool slot to a VM in one transaction: the VM's record made
+   * (`vm`), the slot's NICs moved to it (`move` rewrites each: its VM id,
+   * netns path, CNI result), the slot's record gone.
+   */
+  moveSlot(
+    slotId: string,
+    vm: VmRecord,
+    move: (nic: NicRecord) => NicRecord,
+  ): NicRecord[] {
+    let moved: NicRecord[] = [];
+    this.transaction(() => {
+      this.insertVm(vm);
+      moved = this.listNics({ vmId: slotId }).map(move);
+      for (const n of moved) this.updateNic(n);
+      this.#dirty.add(slotId);
+      this.#query("delete vm", slotId, () => this.#stmts.deleteVm.run(slotId));
+    });
+    return moved;
   }
 
   /**
@@ -629,13 +662,14 @@ function prepareStatements(db: DatabaseSync) {
     getMeta: p("SELECT value FROM meta WHERE key = ?"),
     putMeta: p("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
     insertVm: p(
-      `INSERT OR IGNORE INTO vms (${VM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO vms (${VM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     getVm: p(`SELECT ${VM_COLUMNS} FROM vms WHERE vm_id = ?`),
     listVms: p(`SELECT ${VM_COLUMNS} FROM vms ORDER BY vm_id`),
     setVmNetwork: p("UPDATE vms SET network = ? WHERE vm_id = ?"),
     setVmQuiesced: p("UPDATE vms SET quiesced = ? WHERE vm_id = ?"),
     setVmDeleting: p("UPDATE vms SET deleting = 1 WHERE vm_id = ?"),
+    setClaim: p("UPDATE vms SET claim_vm = ? WHERE vm_id = ?"),
     setStateLive: p(
       "UPDATE nics SET state = ?, error = ? WHERE vm_id = ? AND state <> ?",
     ),
@@ -770,6 +804,10 @@ function rowToVm(row: Record<string, unknown>): VmRecord {
     network: row.network === null ? null : String(row.network),
     quiesced: Number(row.quiesced) === 1,
     deleting: Number(row.deleting) === 1,
+    slot: row.slot === null || row.slot === undefined ? null : String(row.slot),
+    claimVm: row.claim_vm === null || row.claim_vm === undefined
+      ? null
+      : String(row.claim_vm),
     createdAt: String(row.created_at),
   };
 }

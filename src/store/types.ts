@@ -46,6 +46,10 @@ export interface VmRecord {
   quiesced: boolean;
   /** A delete has begun: what is left of the VM is finished, never revived. */
   deleting: boolean;
+  /** A warm pool slot's pool (`network/queues`); null for a VM. */
+  slot?: string | null;
+  /** The VM a slot is being handed to (a claim in progress); null otherwise. */
+  claimVm?: string | null;
   /** ISO 8601 time the record was made. */
   createdAt: string;
 }
@@ -102,7 +106,8 @@ export function newInstallId(): string {
   return randomHex(4);
 }
 
-function randomHex(bytes: number): string {
+/** `bytes` random bytes as lowercase hex. */
+export function randomHex(bytes: number): string {
   const b = crypto.getRandomValues(new Uint8Array(bytes));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }

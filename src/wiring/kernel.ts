@@ -17,6 +17,7 @@ import {
   netnsDirPropagates,
   netnsExists,
   releaseNetnsDir,
+  renameNetns,
   withNetns,
 } from "../kernel/netns.ts";
 import { createTap, type TapOptions } from "../kernel/tuntap.ts";
@@ -46,6 +47,8 @@ export interface Kernel {
   ensureNetns(name: string, dir: string): { path: string; created: boolean };
   /** Deletes the named netns (a leftover empty file too); false when absent. */
   deleteNetns(name: string, dir: string): boolean;
+  /** Gives the named netns `from` the name `to` (same namespace, new name). */
+  renameNetns(from: string, to: string, dir: string): void;
   /** True when a network namespace is mounted at `dir/name`. */
   netnsExists(name: string, dir: string): boolean;
   /** Names in `dir` with a netns mounted; with `stale`, empty leftovers too. */
@@ -67,6 +70,7 @@ export interface Kernel {
 export const hostKernel: Kernel = {
   ensureNetns,
   deleteNetns,
+  renameNetns,
   netnsExists,
   listNetns,
   netnsDirPropagates,

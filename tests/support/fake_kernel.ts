@@ -174,6 +174,25 @@ export class FakeKernel implements Kernel {
     return true;
   }
 
+  /** As the real one: the same namespace under a new name, the old one gone. */
+  renameNetns(from: string, to: string, dir: string): void {
+    const src = netnsPath(from, dir);
+    const dst = netnsPath(to, dir);
+    const entries = this.#dir(dir, true);
+    const entry = entries.get(from);
+    if (!entry || entry === "stale") {
+      throw new KernelError("rename netns", from, Errno.ENOENT);
+    }
+    if (entries.has(to)) throw new KernelError("rename netns", to, Errno.EEXIST);
+    this.#step(src, "renameNetns", to, {
+      op: "rename netns",
+      object: `${from} -> ${to}`,
+    });
+    entries.set(to, entry);
+    entries.delete(from);
+    entry.ns.label = dst;
+  }
+
   /** True when a netns is mounted at `dir/name`. */
   netnsExists(name: string, dir: string): boolean {
     const entry = this.#dir(dir, false)?.get(name);

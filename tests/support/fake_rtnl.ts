@@ -188,6 +188,7 @@ export type FakeKernelOp =
   | "createTap"
   | "ensureNetns"
   | "deleteNetns"
+  | "renameNetns"
   | "releaseNetnsDir";
 
 /** The steps that change something (a failure rule without `op` hits these). */
@@ -204,6 +205,7 @@ export const CHANGING_OPS: ReadonlySet<FakeKernelOp> = new Set<FakeKernelOp>([
   "createTap",
   "ensureNetns",
   "deleteNetns",
+  "renameNetns",
 ]);
 
 /** One step asked of the fake kernel, as its log keeps it. */
@@ -520,8 +522,8 @@ export class RtnlWorld {
 export class RtnlNamespace {
   /** Unique in its world; used as the netnsid peers report. */
   readonly id: number;
-  /** Its path, or `"host"`. */
-  readonly label: string;
+  /** Its path (the latest, after a rename), or `"host"`. */
+  label: string;
   readonly #world: RtnlWorld;
   readonly #links = new Map<number, LinkState>();
   #addrs: AddrState[] = [];

@@ -14,8 +14,8 @@ import { arr, bool, gcResult, obj, str as strS } from "../schemas.ts";
 
 export default defineCommand({
   name: "gc",
-  usage:
-    "vmnic gc (--active ID,... | --active-file F) [--dry-run] [--include-unknown]",
+  usage: "vmnic gc (--active ID,... | --active-file F) [--dry-run] " +
+    "[--include-unknown] [--include-pool]",
   positionals: [0, 0],
   options: {
     active: {
@@ -33,6 +33,11 @@ export default defineCommand({
       type: "boolean",
       help: "also remove netns with the prefix that no record accounts for " +
         "(without CNI DEL; never another vmnic install's)",
+    },
+    "include-pool": {
+      type: "boolean",
+      help:
+        "also retire the warm pool's ready slots (when no daemon keeps them)",
     },
   },
   provider: (i: { includeUnknown: boolean }) =>
@@ -65,11 +70,17 @@ export default defineCommand({
       active,
       dryRun: p.values["dry-run"] === true,
       includeUnknown: p.values["include-unknown"] === true,
+      includePool: p.values["include-pool"] === true,
     };
   },
   async run(i, { provider, io }) {
     const orch = new GcOrchestrator();
-    orch.register(provider.gcModule({ includeUnknown: i.includeUnknown }));
+    orch.register(
+      provider.gcModule({
+        includeUnknown: i.includeUnknown,
+        includePool: i.includePool,
+      }),
+    );
     const [report] = await orch.run(i.active, {
       dryRun: i.dryRun,
       onProgress: (id, done, total) =>
@@ -90,9 +101,12 @@ export default defineCommand({
   http: {
     method: "POST",
     path: "/v1/gc",
-    body: obj({ active: arr(strS), dryRun: bool, includeUnknown: bool }, [
-      "active",
-    ]),
+    body: obj({
+      active: arr(strS),
+      dryRun: bool,
+      includeUnknown: bool,
+      includePool: bool,
+    }, ["active"]),
     response: gcResult,
     input({ query, body }) {
       const op = "gc";
@@ -101,6 +115,7 @@ export default defineCommand({
         "active",
         "dryRun",
         "includeUnknown",
+        "includePool",
       ]);
       const active = strsField(op, "*", f, "active");
       if (active === undefined) {
@@ -122,6 +137,7 @@ export default defineCommand({
         active,
         dryRun: boolField(op, "*", f, "dryRun") ?? false,
         includeUnknown: boolField(op, "*", f, "includeUnknown") ?? false,
+        includePool: boolField(op, "*", f, "includePool") ?? false,
       };
     },
     request: (i) => ({
@@ -131,6 +147,7 @@ export default defineCommand({
         active: i.active,
         ...(i.dryRun ? { dryRun: true } : {}),
         ...(i.includeUnknown ? { includeUnknown: true } : {}),
+        ...(i.includePool ? { includePool: true } : {}),
       },
     }),
   },

@@ -5,18 +5,26 @@
  *
  * @module
  */
-import { str } from "../args.ts";
+import { str, strs } from "../args.ts";
 import { defineCommand } from "../command.ts";
 
 export default defineCommand({
   name: "serve",
-  usage: "vmnic serve [--socket PATH] [--socket-group GROUP]",
+  usage:
+    "vmnic serve [--socket PATH] [--socket-group GROUP] [--pool NETWORK=COUNT[:QUEUES]]...",
   positionals: [0, 0],
   options: {
     "socket-group": {
       type: "string",
       value: "GROUP",
       help: "a group whose members may use the API (socket mode 0660)",
+    },
+    pool: {
+      type: "string",
+      multiple: true,
+      value: "NETWORK=COUNT[:QUEUES]",
+      help: "keep COUNT pre-wired NIC slots of NETWORK (QUEUES queue pairs, " +
+        "default 1) for one-NIC adds to take (repeatable; docs/pool.md)",
     },
   },
   details: [
@@ -26,10 +34,14 @@ export default defineCommand({
     "operations, then exits; a second SIGTERM rolls back what is unfinished.",
   ].join("\n"),
   provider: "none",
-  parse: (p, io) => ({
-    socket: str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined),
-    socketGroup: str(p, "socket-group"),
-  }),
+  async parse(p, io) {
+    const { parsePoolSpec } = await import("../../provider/pool.ts");
+    return {
+      socket: str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined),
+      socketGroup: str(p, "socket-group"),
+      pool: strs(p, "pool").map(parsePoolSpec),
+    };
+  },
   async run(i, { config, io }) {
     const { startServer, DEFAULT_SOCKET } = await import(
       "../../server/server.ts"
@@ -40,7 +52,7 @@ export default defineCommand({
       config,
       socket: i.socket ?? DEFAULT_SOCKET,
       socketGroup: i.socketGroup,
-      open: { tsHooks, signal: hard.signal },
+      open: { tsHooks, signal: hard.signal, pool: i.pool },
       log: (line) => io.err(line),
     });
     let signals = 0;
