@@ -43,6 +43,7 @@ export interface FakeWorld {
   crashAt(
     point: FaultPoint,
     op: (p: CniProvider) => Promise<unknown>,
+    opts?: OpenOptions,
   ): Promise<void>;
   /** Writes a conflist into the conf dir. */
   conflist(name: string, list: Record<string, unknown>): Promise<void>;
@@ -106,18 +107,21 @@ export async function fakeWorld(): Promise<FakeWorld> {
     failHook: (event, index) =>
       failing.add(index === undefined ? event : `${event}/${index}`),
     open,
-    async crashAt(point, op) {
+    async crashAt(point, op, opts = {}) {
       // A crashed process's locks die with it: the hung operation's are in
       // a run dir of its own, so the next provider is not blocked by them.
       const runDir = join(dir, `crashed-run-${++crashes}`);
       let reached!: () => void;
+      let hit = false;
       const there = new Promise<void>((resolve) => reached = resolve);
       const p = await CniProvider.open({ ...config, runDir }, {
         kernel,
         pluginExec: plugins,
         tsHooks: { "10-recorder.ts": recorder },
+        ...opts,
         fault: (at) => {
-          if (at !== point) return;
+          if (at !== point || hit) return;
+          hit = true;
           reached();
           return new Promise<never>(() => {});
         },
@@ -126,7 +130,17 @@ export async function fakeWorld(): Promise<FakeWorld> {
         () => "ended",
         (e) => `failed: ${e instanceof Error ? e.message : e}`,
       );
-      const how = await Promise.race([there.then(() => "crashed"), ended]);
+      // Work in the background (a pool's fill) may reach it after `op`.
+      const late = ended.then(async (how) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          there,
+          new Promise((r) => timer = setTimeout(r, 2000)),
+        ]);
+        clearTimeout(timer);
+        return hit ? "crashed" : how;
+      });
+      const how = await Promise.race([there.then(() => "crashed"), late]);
       if (how !== "crashed") {
         p.close();
         throw new Error(`the operation ${how} without reaching ${point}`);
