@@ -89,6 +89,8 @@ export interface PluginExecRequest {
    * call (measured: 4.3 vs 4.45 ms for a plugin exec).
    */
   killProcessGroup?: boolean;
+  /** Told the plugin's pid as soon as it runs (it leads its own group). */
+  onSpawn?: (pid: number) => void;
 }
 
 /**
@@ -136,6 +138,7 @@ export async function execPlugin(req: PluginExecRequest): Promise<unknown> {
       stderr: "piped",
       detached: req.killProcessGroup ?? true,
     }).spawn();
+    req.onSpawn?.(child.pid);
   } catch (e) {
     throw new CniExecError({
       ...what,

@@ -46,6 +46,11 @@ export interface RuntimeConf {
    * plugin gets, in `runtimeConfig`, only those it declares in `capabilities`.
    */
   capabilityArgs?: Record<string, unknown>;
+  /**
+   * Told the pid of each plugin run for this attachment as it starts (not
+   * part of CNI: a caller may note them, to end them should it die first).
+   */
+  onSpawn?: (pid: number) => void;
 }
 
 /** What a plugin reports to `VERSION`. */
@@ -525,6 +530,7 @@ export class CniRuntime {
       env: this.#cniEnv(command, rt),
       timeoutMs: this.timeoutMs,
       killProcessGroup: this.#killProcessGroup,
+      ...(rt?.onSpawn ? { onSpawn: rt.onSpawn } : {}),
     });
   }
 

@@ -10,6 +10,7 @@
 import { Errno } from "../sys/errno.ts";
 import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 import { check, cstr, errno, gettid, libc } from "../sys/libc.ts";
+import { readProcFile } from "../sys/proc.ts";
 import {
   CLONE_NEWNET,
   LOCK_EX,
@@ -40,7 +41,6 @@ const UNLINK_RETRY_MS = 10;
 const STATFS_SIZE = 120;
 /** Longest path readlink can return (`PATH_MAX`). */
 const PATH_MAX = 4096;
-const PROC_READ_CHUNK = 64 * 1024;
 
 /**
  * Throws {@linkcode InvalidArgumentError} unless `name` can be a netns file
@@ -561,35 +561,6 @@ function resolvePath(path: string): string {
 /** `dir/name`, without a doubled slash. */
 function join(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
-
-/** The whole of a /proc file, read through libc (Deno's APIs refuse /proc). */
-function readProcFile(path: string): string {
-  const fd = check(
-    libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0),
-    "open",
-    path,
-  );
-  try {
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(PROC_READ_CHUNK);
-    for (;;) {
-      const n = Number(
-        check(libc().read(fd, buf, BigInt(buf.length)), "read", path),
-      );
-      if (n === 0) break;
-      chunks.push(buf.slice(0, n));
-    }
-    const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-    let at = 0;
-    for (const c of chunks) {
-      all.set(c, at);
-      at += c.length;
-    }
-    return new TextDecoder().decode(all);
-  } finally {
-    libc().close(fd);
-  }
 }
 
 /** readlink(2) of a /proc link, or `null` when it cannot be read. */

@@ -59,6 +59,20 @@ export interface ProviderContext {
   };
   /** The warm pool, when the provider keeps one. */
   pool?: Pool;
+  /** The VM locks this process holds now, by VM id. */
+  readonly held: Map<string, VmLock>;
+}
+
+/**
+ * What a plugin run for `vmId` reports as it starts: its pid goes into the
+ * VM's lock file, so that should this process die, the next holder ends it
+ * before anything else (an orphaned DEL must not undo the next add).
+ */
+export function spawnNoter(
+  ctx: ProviderContext,
+  vmId: string,
+): (pid: number) => void {
+  return (pid) => ctx.held.get(vmId)?.recordChild(pid);
 }
 
 /** The netns name of a VM: prefix + id. */
@@ -151,7 +165,11 @@ export async function lockVm(
   vmId: string,
   waitMs: number,
 ): Promise<VmLock> {
-  const lock = await acquireVmLock(ctx.config.runDir, vmId, { waitMs, op });
+  const lock = await acquireVmLock(ctx.config.runDir, vmId, {
+    waitMs,
+    op,
+    signal: ctx.signal,
+  });
   if (!lock) {
     const h = lockHolder(ctx.config.runDir, vmId);
     throw new VmBusyError(
@@ -160,7 +178,23 @@ export async function lockVm(
       h ? `held by pid ${h.pid} (${h.op}) since ${h.since}` : undefined,
     );
   }
-  return lock;
+  ctx.held.set(vmId, lock);
+  const forget = () => {
+    if (ctx.held.get(vmId) === lock) ctx.held.delete(vmId);
+  };
+  return {
+    name: lock.name,
+    path: lock.path,
+    release: () => {
+      forget();
+      lock.release();
+    },
+    releaseAndRemove: () => {
+      forget();
+      lock.releaseAndRemove();
+    },
+    recordChild: (pid) => lock.recordChild(pid),
+  };
 }
 
 /** Refuses when netns made in the netns dir would vanish with this process. */

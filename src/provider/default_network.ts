@@ -16,10 +16,12 @@ export const EMBEDDED_BRIDGE = "vmnic0";
 export const EMBEDDED_SUBNET = "10.77.0.0/16";
 
 /**
- * The embedded conflist text. host-local keeps its leases under the
- * provider's root dir, so they live and die with vmnic's own records.
+ * The embedded conflist text. host-local keeps its leases where it does by
+ * default (`/var/lib/cni/networks/vmnic`): every install on the host that
+ * uses the embedded network shares its bridge and subnet, so they must
+ * share its leases too, or two of them would hand out one address.
  */
-export function embeddedConflist(rootDir: string): string {
+export function embeddedConflist(): string {
   return JSON.stringify({
     cniVersion: "1.0.0",
     name: EMBEDDED_NETWORK_NAME,
@@ -33,7 +35,6 @@ export function embeddedConflist(rootDir: string): string {
         type: "host-local",
         ranges: [[{ subnet: EMBEDDED_SUBNET }]],
         routes: [{ dst: "0.0.0.0/0" }],
-        dataDir: `${rootDir}/ipam`,
       },
     }],
   });

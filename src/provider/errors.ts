@@ -8,7 +8,7 @@
  * @module
  */
 import { InvalidArgumentError } from "../wiring/errors.ts";
-import { LockTimeoutError } from "../store/errors.ts";
+import { LockInterruptedError, LockTimeoutError } from "../store/errors.ts";
 
 /** Base class of the errors the provider throws on purpose. */
 export class VmnicError extends Error {
@@ -149,6 +149,9 @@ export function toVmnicError(
   }
   if (e instanceof LockTimeoutError) {
     return new VmBusyError(op, object, e.holder);
+  }
+  if (e instanceof LockInterruptedError) {
+    return new InterruptedError(op, object, `interrupted by ${e.signal}`);
   }
   return new OperationError(op, object, messageOf(e), e);
 }

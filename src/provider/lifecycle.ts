@@ -12,7 +12,13 @@ import type { CniResult } from "../cni/result.ts";
 import type { HookOperation } from "../hooks/types.ts";
 import { newNicId, type NicRecord, type VmRecord } from "../store/types.ts";
 import type { VmLock } from "../store/locks.ts";
-import { getLinkByName, netnsTag, plumbNic, tagNetns } from "../wiring/nic.ts";
+import {
+  getLinkByName,
+  netnsTag,
+  plumbNic,
+  repairNic,
+  tagNetns,
+} from "../wiring/nic.ts";
 import {
   checkpoint,
   containerIdOf,
@@ -25,6 +31,7 @@ import {
   netnsTagOf,
   type ProviderContext,
   runHook,
+  spawnNoter,
   withVmLock,
 } from "./context.ts";
 import {
@@ -65,6 +72,9 @@ import {
   validateVmConfig,
   validateVmId,
 } from "./validate.ts";
+
+/** Why a NIC being rebuilt by recover is `adding` (see heldByRecover). */
+export const REBUILDING = "being rebuilt by recover";
 
 /** Default virtio queue size recorded when the VM config names none. */
 export const DEFAULT_QUEUE_SIZE = 256;
@@ -278,6 +288,7 @@ export async function add(
         request,
       });
     }
+    await announceKept(ctx, op, kept);
     if (!plans.length) return sortByIndex(kept).map(toNicConfig);
     checkMacsFree(ctx, op, vmId, plans);
     for (const p of plans) await ctx.cni.findPlugins(p.list);
@@ -340,6 +351,7 @@ export async function add(
           cniResult: rec.cniResult,
         });
         announced.add(rec);
+        markAnnounced(ctx, rec);
       }
     } catch (err) {
       throw await rollbackAdd(ctx, op, vm, err, {
@@ -393,7 +405,10 @@ export async function addNic(
     cniConfig: p.list.raw,
     containerId: old?.containerId ?? containerIdOf(ctx, vm.vmId),
     state: "adding",
-    error: null,
+    // A rebuild carries why it is `adding`: recover holds it (a crash here
+    // leaves it for the next recover, not for an add to retire).
+    error: old ? REBUILDING : null,
+    announced: old?.announced ?? false,
     createdAt: old?.createdAt ?? new Date().toISOString(),
   };
   if (old) store.updateNic(record);
@@ -422,6 +437,7 @@ export async function addNic(
       netns: vm.netnsPath,
       ifName,
       ...ipRequest(p.list, p.request, op, object),
+      onSpawn: spawnNoter(ctx, vm.vmId),
     });
     // Kept before plumbing flushes the veth: any teardown from here on has
     // the result and the IPs that CNI DEL needs.
@@ -430,18 +446,32 @@ export async function addNic(
     record.dns = (result.dns ?? {}) as Record<string, unknown>;
     store.updateNic(record);
     await ctx.fault("add:cni-added");
-    const plumbed = kernel.inNetns(vm.netnsPath, (scope) =>
-      plumbNic(scope, {
+    const plumbed = kernel.inNetns(vm.netnsPath, (scope) => {
+      if (!old) {
+        return plumbNic(scope, {
+          veth: ifName,
+          tap,
+          queues: p.queues,
+          mac: p.request.mac,
+          down: vm.quiesced,
+        });
+      }
+      // A rebuild keeps the TAP a hypervisor may hold: mended around it.
+      repairNic(scope, {
         veth: ifName,
         tap,
         queues: p.queues,
-        mac: p.request.mac,
+        mac: p.request.mac ?? getLinkByName(scope.conn, ifName)?.mac ?? "",
         down: vm.quiesced,
-      }));
+      });
+      const veth = getLinkByName(scope.conn, ifName)!;
+      return { mac: veth.mac ?? "", mtu: veth.mtu };
+    });
     await ctx.fault("add:plumbed");
     record.mac = plumbed.mac;
     record.mtu = plumbed.mtu;
     record.state = vm.quiesced ? "quiesced" : "active";
+    record.error = null;
     store.updateNic(record);
     await ctx.fault("add:active");
     return record;
@@ -449,12 +479,15 @@ export async function addNic(
     const cniMayHaveRun = cniAdded && !(err instanceof CniPluginNotFoundError);
     if (old) {
       // Never lose what recover cannot rebuild: the NIC stays recorded,
-      // `adding`, with the MAC and IPs to ask for again.
+      // `adding`, with the MAC and IPs to ask for again, and why.
       const released = await releaseNic(ctx, record, {
-        unplumb: true,
+        unplumb: "redirects",
         cniAdded: cniMayHaveRun,
       });
-      store.updateNic(kept);
+      store.updateNic({
+        ...kept,
+        error: `its rebuild failed (${reasonOf(err)}): run recover again`,
+      });
       if (released.error !== undefined) {
         throw new OperationError(
           op,
@@ -502,15 +535,24 @@ async function rollbackAdd(
   const warnings: string[] = [];
   if (err instanceof RollbackIncompleteError) stuck.push(err.reason);
   for (const rec of [...s.made].reverse()) {
-    const out = await retireNic(ctx, rec, {
-      op,
-      unplumb: true,
-      announce: s.announced.has(rec),
-    });
-    warnings.push(...out.warnings);
-    if (!out.gone) stuck.push(`NIC ${rec.index}: ${out.error}`);
+    try {
+      const out = await retireNic(ctx, rec, {
+        op,
+        unplumb: true,
+        announce: s.announced.has(rec),
+      });
+      warnings.push(...out.warnings);
+      if (!out.gone) stuck.push(`NIC ${rec.index}: ${out.error}`);
+    } catch (e) {
+      stuck.push(`NIC ${rec.index}: ${messageOf(e)}`);
+    }
   }
-  const leftNics = ctx.store.listNics({ vmId: vm.vmId }).length;
+  let leftNics = 1;
+  try {
+    leftNics = ctx.store.listNics({ vmId: vm.vmId }).length;
+  } catch (e) {
+    stuck.push(`records: ${messageOf(e)}`);
+  }
   if (!stuck.length) {
     try {
       if (s.netnsCreated) deleteVmNetns(ctx, vm.netnsPath);
@@ -566,6 +608,14 @@ function checkSameNic(
       `NIC ${have.index} is failed (${have.error}): fix the cause and run ` +
         `\`vmnic remove ${vmId} ${have.index}\` (with --force to drop it ` +
         `regardless), then add it again`,
+    );
+  }
+  if (heldByRecover(have)) {
+    throw new ConflictError(
+      op,
+      object,
+      `NIC ${have.index} waits for a rebuild (${have.error}): run ` +
+        `\`vmnic recover ${vmId}\`, which keeps its MAC and IPs`,
     );
   }
   const network = spec.network ?? vmCfg.network;
@@ -656,10 +706,12 @@ export async function finishStaleNics(
   const stuck: string[] = [];
   for (const rec of ctx.store.listNics({ vmId })) {
     if (rec.state !== "adding" && rec.state !== "deleting") continue;
+    // An `adding` NIC recover holds for a rebuild is recover's to finish.
+    if (heldByRecover(rec)) continue;
     const out = await retireNic(ctx, rec, {
       op,
       unplumb: true,
-      announce: false,
+      announce: rec.announced === true,
     });
     if (!out.gone) {
       stuck.push(
@@ -708,7 +760,7 @@ export async function remove(
     const absent = wanted.filter((i) => !found.some((r) => r.index === i));
     for (const rec of found) {
       // A NIC left half-added or half-removed by a crash has no say.
-      if (!isAnnounced(rec)) continue;
+      if (!isAnnounced(rec) || !isLive(rec)) continue;
       await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
     }
     const result: RemoveResult = { vmId, removed: [], absent, warnings: [] };
@@ -736,8 +788,50 @@ export async function remove(
   });
 }
 
+/**
+ * An `adding` NIC that `recover` holds for a rebuild (it carries why), not
+ * one a crashed add left (which the next operation retires).
+ */
+export function heldByRecover(rec: NicRecord): boolean {
+  return rec.state === "adding" && rec.error !== null;
+}
+
+/** Records that a NIC's `afterAdd` hooks ran. */
+export function markAnnounced(ctx: ProviderContext, rec: NicRecord): void {
+  rec.announced = true;
+  ctx.store.updateNic(rec);
+}
+
+/**
+ * NICs a crash left plumbed but unannounced (their add was cut short after
+ * the NIC became active, before its afterAdd hooks ran): the retried add
+ * that returns them tells the hooks now.
+ */
+async function announceKept(
+  ctx: ProviderContext,
+  op: HookOperation,
+  kept: NicRecord[],
+): Promise<void> {
+  for (const rec of kept) {
+    if (rec.announced || (rec.state !== "active" && rec.state !== "quiesced")) {
+      continue;
+    }
+    await runHook(ctx, "afterAdd", {
+      ...hookFields(rec),
+      operation: op,
+      cniResult: rec.cniResult,
+    });
+    markAnnounced(ctx, rec);
+  }
+}
+
 /** The NIC's `afterAdd` hooks ran: its removal is announced too. */
 function isAnnounced(rec: NicRecord): boolean {
+  return rec.announced === true;
+}
+
+/** Plumbed and in use: `active` or `quiesced`. */
+function isLive(rec: NicRecord): boolean {
   return rec.state === "active" || rec.state === "quiesced";
 }
 
@@ -824,7 +918,7 @@ export async function deleteVm(
   }
   // Veto point: nothing torn down yet.
   for (const rec of recs) {
-    if (!isAnnounced(rec)) continue;
+    if (!isAnnounced(rec) || !isLive(rec)) continue;
     await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
   }
   if (vm) ctx.store.markVmDeleting(vmId);

@@ -40,13 +40,11 @@ export interface NetworksReport {
 /** The conflists of one conf dir, loaded on first use. */
 export class Networks {
   readonly #confDir: string;
-  readonly #rootDir: string;
   #set?: Promise<NetworkConfigSet>;
 
-  /** Networks of `confDir`; the embedded one keeps its leases under `rootDir`. */
-  constructor(confDir: string, rootDir: string) {
+  /** Networks of `confDir`. */
+  constructor(confDir: string) {
     this.#confDir = confDir;
-    this.#rootDir = rootDir;
   }
 
   /** Forgets what was loaded: the next use reads the conf dir again. */
@@ -65,7 +63,7 @@ export class Networks {
 
   /** The embedded network's conflist. */
   embedded(): NetworkConfigList {
-    return parseConfList(embeddedConflist(this.#rootDir), "embedded");
+    return parseConfList(embeddedConflist(), "embedded");
   }
 
   /** The conflists loaded (or the embedded network), and the broken files. */

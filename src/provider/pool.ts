@@ -29,6 +29,7 @@ import {
   deleteVm,
   ensureVmNetns,
   finishStaleNics,
+  markAnnounced,
 } from "./lifecycle.ts";
 import { hookFields, toNicConfig } from "./records.ts";
 import { retireNic } from "./retire.ts";
@@ -367,6 +368,7 @@ export async function claimSlot(
           operation: op,
           cniResult: rec.cniResult,
         });
+        markAnnounced(ctx, rec);
       }
     } catch (err) {
       throw await undoClaim(ctx, vmId, moved, err);

@@ -165,11 +165,12 @@ export class CniProvider {
       cni,
       hooks,
       kernel,
-      networks: new Networks(cfg.cniConfDir, cfg.rootDir),
+      networks: new Networks(cfg.cniConfDir),
       installId: store.installId!,
       signal: opts.signal,
       fault: opts.fault ?? faultPoint,
       memo: {},
+      held: new Map(),
     };
     if (opts.pool?.length) {
       try {

@@ -9,7 +9,12 @@ import { parseConfList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { NicRecord } from "../store/types.ts";
 import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
-import { netnsPathOf, type ProviderContext, withVmLock } from "./context.ts";
+import {
+  netnsPathOf,
+  type ProviderContext,
+  spawnNoter,
+  withVmLock,
+} from "./context.ts";
 import {
   ConflictError,
   messageOf,
@@ -293,6 +298,7 @@ async function cniCheck(
       containerId: rec.containerId,
       netns: rec.netnsPath,
       ifName: rec.ifName,
+      onSpawn: spawnNoter(ctx, rec.vmId),
     }, {
       ...result,
       interfaces: result.interfaces.map((i) =>

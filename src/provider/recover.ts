@@ -21,7 +21,13 @@ import {
   withVmLock,
 } from "./context.ts";
 import { NotFoundError, OperationError, reasonOf } from "./errors.ts";
-import { addNic, ensureVmNetns, finishCrashedDelete } from "./lifecycle.ts";
+import {
+  addNic,
+  ensureVmNetns,
+  finishCrashedDelete,
+  markAnnounced,
+  REBUILDING,
+} from "./lifecycle.ts";
 import { hookFields, ipRequest, toNicConfig } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
 import type { RecoverResult } from "./types.ts";
@@ -149,7 +155,11 @@ async function rebuildNic(
 ): Promise<NicRecord> {
   const op = "recover";
   const object = `${vm.vmId}/${rec.index}`;
-  const list = parseConfList(rec.cniConfig, `record of ${object}`);
+  // The old attachment goes with the config of its ADD; the new one is
+  // made with the network's conflist as it is now (an operator may have
+  // fixed it: declared the "ips" capability, say).
+  const recorded = parseConfList(rec.cniConfig, `record of ${object}`);
+  const list = (await ctx.networks.current(rec.network)) ?? recorded;
   const request = {
     ...(rec.mac ? { mac: rec.mac } : {}),
     ...(rec.ips.length
@@ -158,13 +168,17 @@ async function rebuildNic(
   };
   ipRequest(list, request, op, object);
   await ctx.cni.findPlugins(list);
-  const announced = rec.state === "active" || rec.state === "quiesced";
+  const announced = rec.announced === true &&
+    (rec.state === "active" || rec.state === "quiesced");
   if (announced) {
     await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
   }
   await runHook(ctx, "beforeAdd", { ...hookFields(rec), operation: op });
-  ctx.store.setNicState(vm.vmId, "adding", { indices: [rec.index] });
-  const released = await releaseNic(ctx, rec, { unplumb: true });
+  ctx.store.setNicState(vm.vmId, "adding", {
+    indices: [rec.index],
+    error: REBUILDING,
+  });
+  const released = await releaseNic(ctx, rec, { unplumb: "redirects" });
   if (released.error !== undefined) {
     ctx.store.setNicState(vm.vmId, rec.state, { indices: [rec.index] });
     throw new OperationError(
@@ -196,6 +210,7 @@ async function rebuildNic(
       operation: op,
       cniResult: made.cniResult,
     });
+    markAnnounced(ctx, made);
   } catch (e) {
     throw new OperationError(
       op,

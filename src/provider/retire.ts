@@ -12,8 +12,13 @@ import { parseConfList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { HookOperation } from "../hooks/types.ts";
 import type { NicRecord } from "../store/types.ts";
-import { deleteLink, restoreVethAddrs, unplumbNic } from "../wiring/nic.ts";
-import { type ProviderContext, runHook } from "./context.ts";
+import {
+  deleteLink,
+  restoreVethAddrs,
+  unplumbNic,
+  unwireTap,
+} from "../wiring/nic.ts";
+import { type ProviderContext, runHook, spawnNoter } from "./context.ts";
 import { messageOf, reasonOf } from "./errors.ts";
 import { hookFields } from "./records.ts";
 
@@ -56,19 +61,38 @@ export async function retireNic(
 ): Promise<RetireOutcome> {
   const { store } = ctx;
   const nic = `NIC ${rec.index}`;
+  // A record that cannot be written (a full disk, a busy database) never
+  // stops the teardown: the kernel and the plugins are undone all the same
+  // and the record stays as it was, for the next run to finish.
+  const recordFailures: string[] = [];
+  const write = (what: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      recordFailures.push(`${what}: ${messageOf(e)}`);
+    }
+  };
   if (rec.state !== "deleting") {
-    store.setNicState(rec.vmId, "deleting", { indices: [rec.index] });
+    write(
+      "marking it deleting",
+      () => store.setNicState(rec.vmId, "deleting", { indices: [rec.index] }),
+    );
   }
   await ctx.fault("retire:marked");
   const released = await releaseNic(ctx, rec, opts);
   const warnings = [...released.warnings];
   if (released.error !== undefined) {
     if (!opts.force) {
-      store.setNicState(rec.vmId, "failed", {
-        indices: [rec.index],
-        error: released.error,
-      });
-      return { gone: false, error: released.error, warnings };
+      write("marking it failed", () =>
+        store.setNicState(rec.vmId, "failed", {
+          indices: [rec.index],
+          error: released.error,
+        }));
+      return {
+        gone: false,
+        error: [released.error, ...recordFailures].join("; "),
+        warnings,
+      };
     }
     // The kernel side still goes: the veth (its host end with it).
     try {
@@ -89,7 +113,15 @@ export async function retireNic(
         }, container id ${rec.containerId}, ${rec.ifName})`,
     );
   }
-  store.deleteNic(rec.vmId, rec.index);
+  write("removing its record", () => store.deleteNic(rec.vmId, rec.index));
+  if (recordFailures.length) {
+    return {
+      gone: false,
+      error: `undone in the kernel and the plugins, but its record could ` +
+        `not be updated (${recordFailures.join("; ")})`,
+      warnings,
+    };
+  }
   if (opts.announce) {
     try {
       await runHook(ctx, "afterRemove", {
@@ -113,7 +145,7 @@ export async function retireNic(
 export async function releaseNic(
   ctx: ProviderContext,
   rec: NicRecord,
-  opts: { unplumb: boolean; cniAdded?: boolean },
+  opts: { unplumb: boolean | "redirects"; cniAdded?: boolean },
 ): Promise<{ error?: string; warnings: string[] }> {
   const warnings: string[] = [];
   // The record's own netns: settings (prefix, dir) may have changed since.
@@ -121,7 +153,10 @@ export async function releaseNic(
   if (ctx.kernel.netnsExists(basename(rec.netnsPath), dir)) {
     try {
       ctx.kernel.inNetns(rec.netnsPath, (scope) => {
-        if (opts.unplumb) {
+        if (opts.unplumb === "redirects") {
+          // The TAP stays (a hypervisor may hold it): only the redirects go.
+          unwireTap(scope.conn, { veth: rec.ifName, tap: rec.tap });
+        } else if (opts.unplumb) {
           unplumbNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
         }
         try {
@@ -144,6 +179,7 @@ export async function releaseNic(
     containerId: rec.containerId,
     netns: rec.netnsPath,
     ifName: rec.ifName,
+    onSpawn: spawnNoter(ctx, rec.vmId),
   };
   const prev = (rec.cniResult as CniResult | null) ?? undefined;
   try {

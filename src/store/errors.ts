@@ -46,6 +46,24 @@ export class DuplicateNicError extends StoreError {
   }
 }
 
+/** Another NIC of this install has this MAC; nothing was changed. */
+export class DuplicateMacError extends StoreError {
+  /** The MAC. */
+  readonly mac: string;
+
+  /** `mac` is taken. */
+  constructor(mac: string, options?: ErrorOptions) {
+    super(
+      "insert nic",
+      mac,
+      `MAC ${mac} is another NIC's of this install`,
+      options,
+    );
+    this.name = "DuplicateMacError";
+    this.mac = mac;
+  }
+}
+
 /**
  * A lock that could not be taken (bad name, timeout, I/O failure); the
  * object is the lock's name (the VM id).
@@ -76,5 +94,18 @@ export class LockTimeoutError extends LockError {
     this.name = "LockTimeoutError";
     this.timeoutMs = timeoutMs;
     this.holder = holder;
+  }
+}
+
+/** Waiting for a lock was given up because the process was asked to end. */
+export class LockInterruptedError extends LockError {
+  /** The signal (or reason) that ended the wait. */
+  readonly signal: string;
+
+  /** Waiting for `object` ended by `signal`. */
+  constructor(op: string, object: string, signal: string) {
+    super(op, object, `interrupted by ${signal} while waiting`);
+    this.name = "LockInterruptedError";
+    this.signal = signal;
   }
 }

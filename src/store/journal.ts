@@ -6,7 +6,8 @@
  * when `vmnic.db` is lost or emptied, `vmnic restore-records` rebuilds it
  * from these files (docs/state-machine.md, "Lost records"). A log is
  * rewritten to its last line once it grows past a few dozen KiB, and goes
- * with its VM.
+ * with its VM. One that cannot be written (a full disk) is removed rather
+ * than left behind, until the VM's next change.
  *
  * Appending (about 20 µs) rather than rewriting a file and renaming it
  * (about 0.4 ms on ext4) keeps the backups off the add path's budget.
@@ -88,6 +89,13 @@ export class Journal {
     }
   }
 
+  /** Removes the backup of `vmId`, if it can (best effort). */
+  drop(vmId: string): void {
+    try {
+      Deno.removeSync(join(this.dir, vmId + SUFFIX));
+    } catch { /* absent, or nothing can be done */ }
+  }
+
   /** Records the install id beside the backups. */
   writeInstall(installId: string): void {
     const path = join(this.dir, INSTALL_FILE);
@@ -137,10 +145,11 @@ export class Journal {
   /**
    * The last whole snapshot of every VM. A torn last line (a crash in the
    * middle of an append, before its transaction could commit) is skipped
-   * for the one before it; a log with no whole snapshot is an error.
+   * for the one before it; a log with no whole snapshot (its VM's first
+   * change never committed) is skipped.
    */
   readAll(): VmBackup[] {
-    return this.vmIds().map((id) => {
+    return this.vmIds().map((id): VmBackup | null => {
       const path = join(this.dir, id + SUFFIX);
       let lines: string[];
       try {
@@ -165,12 +174,9 @@ export class Journal {
           return v;
         }
       }
-      throw new StoreError(
-        "read record backup",
-        path,
-        `no whole vmnic record snapshot (format ${FORMAT}) in it`,
-      );
-    });
+      // Nothing whole in it: the VM's first change never committed.
+      return null;
+    }).filter((b): b is VmBackup => b !== null);
   }
 
   #ensureDir(): void {

@@ -14,10 +14,15 @@
  * @module
  */
 import { join } from "../sys/path.ts";
-import { LockError, LockTimeoutError } from "./errors.ts";
+import {
+  LockError,
+  LockInterruptedError,
+  LockTimeoutError,
+} from "./errors.ts";
 import { closeFd, flock, fstat, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
+import { processStartTime } from "../sys/proc.ts";
 
 /** Options of {@linkcode acquireVmLock}. */
 export interface LockOptions {
@@ -28,6 +33,8 @@ export interface LockOptions {
   waitMs: number;
   /** The operation taking it, for whoever waits (e.g. `"add"`). */
   op?: string;
+  /** Stops the wait (the process was asked to end): throws its reason. */
+  signal?: AbortSignal;
 }
 
 /** Who holds a lock, as the holder wrote it. */
@@ -38,6 +45,11 @@ export interface LockHolder {
   op: string;
   /** ISO 8601 time it took the lock. */
   since: string;
+  /**
+   * Processes it started that act on the VM (CNI plugins, each the leader
+   * of its own process group), by pid and start time.
+   */
+  children?: { pid: number; start: string }[];
 }
 
 /** A held lock. */
@@ -48,6 +60,13 @@ export interface VmLock {
   readonly path: string;
   /** Releases the lock. Idempotent. */
   release(): void;
+  /**
+   * Notes a process started on the VM's behalf (a CNI plugin, leader of its
+   * own process group): should this holder die with it still running, the
+   * next holder ends it first, so an orphaned DEL cannot undo what the next
+   * operation makes.
+   */
+  recordChild(pid: number): void;
   /**
    * Deletes the lock file, then releases the lock (for a VM that is gone).
    * Safe against racing acquirers: they notice the file was replaced and
@@ -99,23 +118,22 @@ export async function acquireVmLock(
         // The previous holder may have removed the file meanwhile; a lock
         // on the unlinked inode protects nothing, so start over.
         if (stillLinked(fd, path)) {
-          rewrite(
-            fd,
-            JSON.stringify(
-              {
-                pid: Deno.pid,
-                op: opts.op ?? "vmnic",
-                since: new Date().toISOString(),
-              } satisfies LockHolder,
-            ),
-            path,
-          );
+          await endOrphans(path);
+          const holder: LockHolder = {
+            pid: Deno.pid,
+            op: opts.op ?? "vmnic",
+            since: new Date().toISOString(),
+          };
+          rewrite(fd, JSON.stringify(holder), path);
           handedOver = true;
-          return new HeldLock(vmId, path, fd);
+          return new HeldLock(vmId, path, fd, holder);
         }
         continue;
       }
       const left = deadline - Date.now();
+      if (opts.signal?.aborted) {
+        throw new LockInterruptedError(op, vmId, String(opts.signal.reason));
+      }
       if (left <= 0) {
         if (opts.waitMs === 0) return null;
         throw new LockTimeoutError(op, vmId, opts.waitMs, describe(path));
@@ -164,11 +182,28 @@ class HeldLock implements VmLock {
   readonly name: string;
   readonly path: string;
   #fd: number | undefined;
+  readonly #holder: LockHolder;
 
-  constructor(name: string, path: string, fd: number) {
+  constructor(name: string, path: string, fd: number, holder: LockHolder) {
     this.name = name;
     this.path = path;
     this.#fd = fd;
+    this.#holder = holder;
+  }
+
+  recordChild(pid: number): void {
+    const fd = this.#fd;
+    if (fd === undefined) return;
+    const start = processStartTime(pid);
+    if (start === null) return; // gone already
+    const children = (this.#holder.children ?? []).filter((c) =>
+      processStartTime(c.pid) === c.start
+    );
+    children.push({ pid, start });
+    this.#holder.children = children;
+    try {
+      rewrite(fd, JSON.stringify(this.#holder), this.path);
+    } catch { /* a note for after a crash, never a reason to fail */ }
   }
 
   release(): void {
@@ -200,6 +235,35 @@ class HeldLock implements VmLock {
  * root-owned dir unsafe), and again if a lock file cannot be opened.
  */
 const safeRunDirs = new Set<string>();
+
+/**
+ * Ends what a holder that died left running on the VM: each child it
+ * noted that still lives (the same pid and start time) is killed with its
+ * process group, and waited for.
+ */
+async function endOrphans(path: string): Promise<void> {
+  let prev: LockHolder;
+  try {
+    prev = JSON.parse(Deno.readTextFileSync(path)) as LockHolder;
+  } catch {
+    return;
+  }
+  const alive = (prev.children ?? []).filter((c) =>
+    typeof c?.pid === "number" && processStartTime(c.pid) === c.start
+  );
+  for (const c of alive) {
+    try {
+      Deno.kill(-c.pid, "SIGKILL");
+    } catch { /* gone meanwhile */ }
+  }
+  for (let waited = 0; waited < ORPHAN_WAIT_MS; waited += 10) {
+    if (!alive.some((c) => processStartTime(c.pid) === c.start)) return;
+    await sleep(10);
+  }
+}
+
+/** How long a new holder waits for the orphans it killed to be gone. */
+const ORPHAN_WAIT_MS = 3000;
 
 function locksDir(
   runDir: string,

@@ -15,8 +15,10 @@ export {
   type VmRecord,
 } from "./types.ts";
 export {
+  DuplicateMacError,
   DuplicateNicError,
   LockError,
+  LockInterruptedError,
   LockTimeoutError,
   StoreError,
 } from "./errors.ts";

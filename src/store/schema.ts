@@ -110,13 +110,21 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    description: "warm pool slots",
+    description: "warm pool slots, announced NICs, unique MACs",
     sql: `
       -- A slot of the warm pool: a pre-wired VM record whose NIC waits for
       -- a VM to claim it. slot names its pool ("network/queues");
       -- claim_vm is the VM a claim cut short was handing it to.
       ALTER TABLE vms ADD COLUMN slot TEXT;
       ALTER TABLE vms ADD COLUMN claim_vm TEXT;
+      -- The NIC's afterAdd hooks ran: its removal is announced too, also
+      -- when a crash cut the add or the teardown short.
+      ALTER TABLE nics ADD COLUMN announced INTEGER NOT NULL DEFAULT 0
+        CHECK (announced IN (0, 1));
+      UPDATE nics SET announced = 1 WHERE state IN ('active', 'quiesced');
+      -- One MAC, one NIC, within an install, even between two processes.
+      DROP INDEX nics_by_mac;
+      CREATE UNIQUE INDEX nics_by_mac ON nics (mac) WHERE mac <> '';
     `,
   },
 ];

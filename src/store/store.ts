@@ -11,7 +11,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "../sys/path.ts";
-import { DuplicateNicError, StoreError } from "./errors.ts";
+import { DuplicateMacError, DuplicateNicError, StoreError } from "./errors.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
@@ -51,6 +51,7 @@ const COLUMNS = [
   "container_id",
   "state",
   "error",
+  "announced",
   "created_at",
 ] as const;
 
@@ -375,6 +376,9 @@ export class Store {
       if (isUniqueViolation(cause, "nics.vm_id, nics.nic_index")) {
         throw new DuplicateNicError(r.vmId, r.index, { cause: err });
       }
+      if (isUniqueViolation(cause, "nics.mac")) {
+        throw new DuplicateMacError(r.mac, { cause: err });
+      }
       throw err;
     }
   }
@@ -447,7 +451,11 @@ export class Store {
     state: NicState,
     opts: { indices?: number[]; error?: string } = {},
   ): void {
-    const error = state === "failed" ? opts.error ?? "unknown error" : null;
+    const error = state === "failed"
+      ? opts.error ?? "unknown error"
+      : state === "adding"
+      ? opts.error ?? null
+      : null;
     this.#write(`mark ${state}`, vmId, () => {
       if (opts.indices === undefined) {
         this.#stmts.setStateVm.run(state, error, vmId);
@@ -564,7 +572,15 @@ export class Store {
       const backup: VmBackup | null = vm && installId
         ? { format: 1, installId, vm, nics }
         : null;
-      this.#journal.write(vmId, backup);
+      try {
+        this.#journal.write(vmId, backup);
+      } catch {
+        // A backup that cannot be written (a full disk) must not stop the
+        // change, least of all a teardown that would free space; it is
+        // removed rather than left behind, and written at the VM's next
+        // change.
+        this.#journal.drop(vmId);
+      }
     }
   }
 
@@ -684,7 +700,9 @@ function prepareStatements(db: DatabaseSync) {
     update: p(`UPDATE nics SET ${assignments} WHERE id = ?`),
     getById: p(`${SELECT} WHERE id = ?`),
     getByIndex: p(`${SELECT} WHERE vm_id = ? AND nic_index = ?`),
-    byMac: p(`${SELECT} WHERE mac = ? ORDER BY vm_id, nic_index`),
+    byMac: p(
+      `${SELECT} WHERE mac = ? AND mac <> '' ORDER BY vm_id, nic_index`,
+    ),
     listAll: p(`${SELECT} ORDER BY vm_id, nic_index`),
     listByVm: p(`${SELECT} WHERE vm_id = ? ORDER BY nic_index`),
     indices: p(
@@ -769,6 +787,7 @@ function recordToValues(r: NicRecord): SqlValue[] {
     r.containerId,
     r.state,
     r.error ?? null,
+    r.announced ? 1 : 0,
     r.createdAt,
   ];
 }
@@ -793,6 +812,7 @@ function rowToRecord(row: Row): NicRecord {
     containerId: String(row.container_id),
     state: String(row.state) as NicState,
     error: row.error === null ? null : String(row.error),
+    announced: Number(row.announced) === 1,
     createdAt: String(row.created_at),
   };
 }

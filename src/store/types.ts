@@ -90,8 +90,14 @@ export interface NicRecord {
   containerId: string;
   /** Where the NIC is in its life cycle. */
   state: NicState;
-  /** Why it is `failed` (the CNI DEL error); null otherwise. */
+  /**
+   * Why it is `failed` (the CNI DEL error); for an `adding` NIC, that
+   * `recover` holds it for a rebuild (a crashed add's has none); null
+   * otherwise.
+   */
   error: string | null;
+  /** Its `afterAdd` hooks ran, so its removal is announced too. */
+  announced?: boolean;
   /** ISO 8601 creation time. */
   createdAt: string;
 }

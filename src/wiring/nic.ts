@@ -35,6 +35,8 @@ import type { NetnsScope } from "./kernel.ts";
 export { parseIP } from "../kernel/ipaddr.ts";
 /** Link lookup and removal, for what the provider checks and forces. */
 export { deleteLink, getLinkByName } from "../kernel/link.ts";
+/** Removing the redirects alone (a rebuild keeps the TAP). */
+export { unwireTap } from "./tap_wiring.ts";
 
 /** TAP transmit queue length: deep enough for a busy guest's bursts. */
 export const TAP_TXQUEUELEN = 10_000;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
   DB_FILE_NAME,
+  DuplicateMacError,
   DuplicateNicError,
   newInstallId,
   newNicId,
@@ -20,7 +21,7 @@ function nic(vmId: string, index: number, extra: Partial<NicRecord> = {}) {
     index,
     ifName: `eth${index}`,
     tap: `tap${index}`,
-    mac: `0a:58:0a:58:00:${index.toString(16).padStart(2, "0")}`,
+    mac: `0a:58:${randomMacTail()}`,
     network: "vmnic",
     netnsPath: `/var/run/netns/vmnic-${vmId}`,
     numQueues: 2,
@@ -36,10 +37,19 @@ function nic(vmId: string, index: number, extra: Partial<NicRecord> = {}) {
     containerId: `vmnic-${vmId}-${index}`,
     state: "active",
     error: null,
+    announced: false,
     createdAt: new Date().toISOString(),
     ...extra,
   };
   return rec;
+}
+
+/** Four random octets: MACs are unique within an install. */
+function randomMacTail(): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(4)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join(":");
 }
 
 function vm(vmId: string, extra: Partial<VmRecord> = {}): VmRecord {
@@ -49,6 +59,8 @@ function vm(vmId: string, extra: Partial<VmRecord> = {}): VmRecord {
     network: "vmnic",
     quiesced: false,
     deleting: false,
+    slot: null,
+    claimVm: null,
     createdAt: new Date().toISOString(),
     ...extra,
   };
@@ -385,7 +397,7 @@ Deno.test("lookups use the (vm_id, nic_index) index, not a table scan", async ()
           "SELECT * FROM nics WHERE vm_id = 'x' ORDER BY nic_index",
           "SELECT * FROM nics WHERE id = 'x'",
           "SELECT vm_id FROM vms ORDER BY vm_id",
-          "SELECT * FROM nics WHERE mac = 'x'",
+          "SELECT * FROM nics WHERE mac = 'x' AND mac <> ''",
         ]
       ) {
         const p = plan(sql);
@@ -432,15 +444,16 @@ Deno.test("every write backs up the VM's records before it commits; a VM gone ta
     b = backup("vm1");
     assert.equal(b.nics[0].state, "failed");
     assert.equal(b.nics[0].error, "e");
-    // A backup that cannot be written rolls the change back: the backup
-    // is never behind the database.
-    const recordsDir = join(dir, "records");
-    Deno.renameSync(recordsDir, recordsDir + ".away");
-    Deno.writeTextFileSync(recordsDir, "not a dir");
-    assert.throws(() => store.deleteNic("vm1", 0), StoreError);
-    assert.equal(store.getNicByIndex("vm1", 0)?.state, "failed");
-    Deno.removeSync(recordsDir);
-    Deno.renameSync(recordsDir + ".away", recordsDir);
+    // A backup that cannot be written (a full disk) never stops the change
+    // (a teardown must free space): it is removed, not left behind.
+    const path = join(dir, "records", "vm1.jsonl");
+    Deno.removeSync(path);
+    Deno.mkdirSync(path); // appending to it fails, as on a full disk
+    store.setNicState("vm1", "deleting", { indices: [0] });
+    assert.equal(store.getNicByIndex("vm1", 0)?.state, "deleting");
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+    store.setNicState("vm1", "failed", { indices: [0], error: "again" });
+    assert.equal(backup("vm1").nics[0].error, "again", "written again next change");
     store.deleteNic("vm1", 0);
     store.deleteVm("vm1");
     assert.throws(() => backup("vm1"), Deno.errors.NotFound);
@@ -511,6 +524,8 @@ Deno.test("a v2 database (NICs only) migrates: VM rows made, install id given, N
         network: "net1",
         quiesced: false,
         deleting: false,
+        slot: null,
+        claimVm: null,
         createdAt: "2026-01-01T00:00:00.000Z",
       });
       const n = store.getNic("abc")!;
@@ -631,5 +646,21 @@ Deno.test("a backup log survives a torn last line and is compacted as it grows",
     } finally {
       again.close();
     }
+  });
+});
+
+Deno.test("a MAC is one NIC's within an install: a second is DuplicateMacError, nothing changed", async () => {
+  await withStore((store) => {
+    const a = nic("vm1", 0, { mac: "0a:00:00:00:00:01" });
+    put(store, a);
+    store.insertVm(vm("vm2"));
+    assert.throws(
+      () => store.insertNic(nic("vm2", 0, { mac: "0a:00:00:00:00:01" })),
+      (e: unknown) => e instanceof DuplicateMacError && e.mac === a.mac,
+    );
+    // Not yet plumbed NICs have no MAC: any number of them.
+    store.insertNic(nic("vm2", 0, { mac: "" }));
+    store.insertNic(nic("vm2", 1, { mac: "" }));
+    assert.equal(store.listNics({ vmId: "vm2" }).length, 2);
   });
 });
