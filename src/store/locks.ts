@@ -14,11 +14,7 @@
  * @module
  */
 import { join } from "../sys/path.ts";
-import {
-  LockError,
-  LockInterruptedError,
-  LockTimeoutError,
-} from "./errors.ts";
+import { LockError, LockInterruptedError, LockTimeoutError } from "./errors.ts";
 import { closeFd, flock, fstat, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";

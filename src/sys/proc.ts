@@ -59,4 +59,3 @@ export function processStartTime(pid: number): string | null {
   if (fields[0] === "Z" || fields[0] === "X") return null;
   return fields[19] ?? null; // field 22 overall
 }
-

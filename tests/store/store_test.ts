@@ -453,7 +453,11 @@ Deno.test("every write backs up the VM's records before it commits; a VM gone ta
     assert.equal(store.getNicByIndex("vm1", 0)?.state, "deleting");
     assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
     store.setNicState("vm1", "failed", { indices: [0], error: "again" });
-    assert.equal(backup("vm1").nics[0].error, "again", "written again next change");
+    assert.equal(
+      backup("vm1").nics[0].error,
+      "again",
+      "written again next change",
+    );
     store.deleteNic("vm1", 0);
     store.deleteVm("vm1");
     assert.throws(() => backup("vm1"), Deno.errors.NotFound);
