@@ -374,19 +374,19 @@ async function libraryCases(
       () => p.add(vm, cfg),
     );
   }
-  const badSpecs: [string, AddSpec][] = [
-    ["queues 0", { queues: 0 }],
-    ["queues 257", { queues: 257 }],
-    ["network ../x", { network: "../x" }],
-    ["ips not a list", { index: 0, ips: "10.0.0.1" as unknown as string[] }],
+  // Each error must name what is wrong with the spec.
+  const badSpecs: [string, AddSpec, RegExp][] = [
+    ["queues 0", { queues: 0 }, /invalid queues/],
+    ["queues 257", { queues: 257 }, /invalid queues/],
+    ["network ../x", { network: "../x" }, /invalid network/],
+    [
+      "ips not a list",
+      { index: 0, ips: "10.0.0.1" as unknown as string[] },
+      /\bips must be a list/,
+    ],
   ];
-  for (const [n, spec] of badSpecs) {
-    await expectInvalid(
-      t,
-      `lib spec ${n}`,
-      /invalid|IP/,
-      () => p.add(vm, {}, spec),
-    );
+  for (const [n, spec, re] of badSpecs) {
+    await expectInvalid(t, `lib spec ${n}`, re, () => p.add(vm, {}, spec));
   }
   // Controls: the rules reject bad ids, not ids in general.
   for (const id of [validId(63, 63), "a", "0.x-y_z"]) {
