@@ -126,13 +126,24 @@ async function collect(
   );
   const total = report.candidates.length;
   let done = 0;
+  // Asked to stop: the VM in hand is finished, the rest is reported as not
+  // attempted (an error, so the run exits 1 as delete's does), never left
+  // out silently (docs/state-machine.md, "Processes").
+  const interrupted = (vmId: string) => {
+    if (!ctx.signal?.aborted) return false;
+    report.errors.push({
+      id: vmId,
+      error: `not attempted: interrupted by ${String(ctx.signal.reason)}`,
+    });
+    return true;
+  };
   for (const vmId of doomed) {
-    if (ctx.signal?.aborted) break;
+    if (interrupted(vmId)) continue;
     await collectVm(ctx, vmId, report);
     plan.onProgress?.(vmId, ++done, total);
   }
   for (const vmId of [...stale, ...(opts.includeUnknown ? unknown : [])]) {
-    if (ctx.signal?.aborted) break;
+    if (interrupted(vmId)) continue;
     await collectUnknown(ctx, vmId, report);
     plan.onProgress?.(vmId, ++done, total);
   }
