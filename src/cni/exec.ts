@@ -23,7 +23,7 @@ export const DEFAULT_BIN_DIRS: readonly string[] = [
 /** Default limit for one plugin call. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
 /** Largest stdout accepted from a plugin; results are a few KiB. */
-export const MAX_PLUGIN_OUTPUT_BYTES = 16 * 1024 * 1024;
+export const MAX_PLUGIN_OUTPUT_BYTES = 1024 * 1024;
 /** How much stderr is kept for error messages. */
 const STDERR_KEEP = 4096;
 /**

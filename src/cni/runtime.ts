@@ -386,10 +386,24 @@ export class CniRuntime {
   }
 
   /** Resolves every plugin first, so a missing one fails before any runs. */
-  #resolve(list: NetworkConfigList): Promise<string[]> {
-    return Promise.all(
-      list.plugins.map((p) => this.#plugins.find(p.type, this.binDirs)),
+  async #resolve(list: NetworkConfigList): Promise<string[]> {
+    // IPAM plugins are run by the main plugins; a missing one would fail
+    // half-way through the chain.
+    const ipamTypes = new Set(
+      list.plugins.map((p) =>
+        (p.conf.ipam as { type?: unknown } | undefined)?.type
+      )
+        .filter((t): t is string => typeof t === "string" && t !== ""),
     );
+    const [paths] = await Promise.all([
+      Promise.all(
+        list.plugins.map((p) => this.#plugins.find(p.type, this.binDirs)),
+      ),
+      Promise.all(
+        [...ipamTypes].map((t) => this.#plugins.find(t, this.binDirs)),
+      ),
+    ]);
+    return paths;
   }
 
   async #ensureVersions(

@@ -18,7 +18,7 @@ import {
 } from "./context.ts";
 import { reasonOf, toVmnicError, VmBusyError } from "./errors.ts";
 import type { GcModule, GcPlan, GcReport } from "./gc_orchestrator.ts";
-import { deleteVm, hasRecords } from "./lifecycle.ts";
+import { deleteVm, deleteVmNetns, hasRecords } from "./lifecycle.ts";
 import { isSlot, recoverSlots } from "./pool.ts";
 import { isVmId } from "./validate.ts";
 
@@ -144,7 +144,7 @@ async function collect(
   }
   for (const vmId of [...stale, ...(opts.includeUnknown ? unknown : [])]) {
     if (interrupted(vmId)) continue;
-    await collectUnknown(ctx, vmId, report);
+    await collectUnknown(ctx, vmId, report, opts.includeUnknown === true);
     plan.onProgress?.(vmId, ++done, total);
   }
   await removeStaleLocks(ctx, active);
@@ -198,6 +198,7 @@ async function collectUnknown(
   ctx: ProviderContext,
   vmId: string,
   report: GcReport,
+  includeLive: boolean,
 ): Promise<void> {
   const name = ctx.config.netnsPrefix + vmId;
   const path = netnsPathOf(ctx, vmId);
@@ -217,6 +218,15 @@ async function collectUnknown(
       return;
     }
     if (ctx.kernel.netnsExists(name, ctx.config.netnsDir)) {
+      if (!includeLive) {
+        // Listed as a stale file; someone mounted a netns there since.
+        report.skipped.push({
+          id: vmId,
+          reason: `netns ${path} became live meanwhile: left alone ` +
+            `(--include-unknown removes it)`,
+        });
+        return;
+      }
       const owner = installOfTag(
         ctx.kernel.inNetns(path, (s) => netnsTag(s.conn)),
       );
@@ -229,7 +239,7 @@ async function collectUnknown(
       }
     }
     const live = ctx.kernel.netnsExists(name, ctx.config.netnsDir);
-    ctx.kernel.deleteNetns(name, ctx.config.netnsDir);
+    deleteVmNetns(ctx, path);
     lock.releaseAndRemove();
     report.collected.push(vmId);
     if (live) {

@@ -217,7 +217,7 @@ export function ensureVmNetns(ctx: ProviderContext, vm: VmRecord): boolean {
 }
 
 /** Deletes a netns by path; releases a custom netns dir left empty. */
-function deleteVmNetns(ctx: ProviderContext, path: string): void {
+export function deleteVmNetns(ctx: ProviderContext, path: string): void {
   const cut = path.lastIndexOf("/");
   const dir = path.slice(0, cut);
   ctx.kernel.deleteNetns(path.slice(cut + 1), dir);
@@ -758,12 +758,8 @@ export async function remove(
     const wanted = [...new Set(indices)];
     const found = all.filter((r) => wanted.includes(r.index));
     const absent = wanted.filter((i) => !found.some((r) => r.index === i));
-    for (const rec of found) {
-      // A NIC left half-added or half-removed by a crash has no say.
-      if (!isAnnounced(rec) || !isLive(rec)) continue;
-      await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
-    }
     const result: RemoveResult = { vmId, removed: [], absent, warnings: [] };
+    result.warnings.push(...await askBeforeRemove(ctx, op, found, opts));
     const stuck: string[] = [];
     for (const rec of found) {
       const out = await retireNic(ctx, rec, {
@@ -892,6 +888,33 @@ export function hasRecords(ctx: ProviderContext, vmId: string): boolean {
 }
 
 /**
+ * Runs `beforeRemove` for the NICs that were announced and are live (a NIC
+ * a crash left half-added or half-removed has no say). A veto or a broken
+ * hook stops the teardown, unless `force`: then it is a warning, so a hook
+ * can never keep a VM from being torn down.
+ */
+async function askBeforeRemove(
+  ctx: ProviderContext,
+  op: HookOperation,
+  recs: NicRecord[],
+  opts: TeardownOptions,
+): Promise<string[]> {
+  const warnings: string[] = [];
+  for (const rec of recs) {
+    if (!isAnnounced(rec) || !isLive(rec)) continue;
+    try {
+      await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
+    } catch (e) {
+      if (!opts.force) throw e;
+      warnings.push(
+        `NIC ${rec.index}: beforeRemove overridden by --force: ${messageOf(e)}`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/**
  * Tears a whole VM down; the caller holds its lock. Throws unless the VM
  * is fully gone; returns warnings (failed `afterRemove` hooks, what `force`
  * dropped), which do not undo the removal.
@@ -917,10 +940,7 @@ export async function deleteVm(
     return [];
   }
   // Veto point: nothing torn down yet.
-  for (const rec of recs) {
-    if (!isAnnounced(rec) || !isLive(rec)) continue;
-    await runHook(ctx, "beforeRemove", { ...hookFields(rec), operation: op });
-  }
+  const warnings = await askBeforeRemove(ctx, op, recs, opts);
   if (vm) ctx.store.markVmDeleting(vmId);
   else {
     ctx.store.setNicState(vmId, "deleting", {
@@ -928,7 +948,6 @@ export async function deleteVm(
     });
   }
   await ctx.fault("delete:marked");
-  const warnings: string[] = [];
   const stuck: string[] = [];
   for (const rec of recs) {
     const out = await retireNic(

@@ -72,7 +72,10 @@ export class Networks {
     const lists = set.networks.length ? set.networks : [this.embedded()];
     // With every conflist broken, nothing is default: `add` refuses to fall
     // back to the embedded network unless it is named.
-    const hasDefault = set.networks.length > 0 || set.errors.length === 0;
+    // Nor when a broken file sorts before the first usable one.
+    const hasDefault = set.networks.length > 0
+      ? brokenBeforeDefault(set).length === 0
+      : set.errors.length === 0;
     return {
       networks: lists.map((n, i) => ({
         name: n.name,
@@ -114,7 +117,21 @@ export class Networks {
           brokenNote(set),
       );
     }
-    if (name === undefined) return set.defaultNetwork!;
+    if (name === undefined) {
+      const shadowing = brokenBeforeDefault(set);
+      if (shadowing.length) {
+        // The broken file would have been the default: falling through to
+        // the next one would put the VM on a network nobody chose.
+        throw new OperationError(
+          op,
+          object,
+          `no default network: ${shadowing[0].source} sorts first and could ` +
+            `not be loaded (${shadowing[0].reason}); fix it or name the ` +
+            `network`,
+        );
+      }
+      return set.defaultNetwork!;
+    }
     const found = set.findNetwork(name);
     if (!found) {
       throw new InvalidInputError(
@@ -139,6 +156,13 @@ export class Networks {
       return null;
     }
   }
+}
+
+/** Broken conflist files that sort before the default network's file. */
+function brokenBeforeDefault(set: NetworkConfigSet) {
+  const first = set.defaultNetwork?.source;
+  if (first === undefined) return [];
+  return set.errors.filter((e) => e.source < first);
 }
 
 function brokenNote(set: NetworkConfigSet): string {

@@ -111,6 +111,9 @@ export function parseIpArg(
   return { address, prefix, version: version as 4 | 6 };
 }
 
+/** Largest virtio queue size (the virtio spec's limit for split rings). */
+const MAX_QUEUE_SIZE = 32768;
+
 /** Checks a VM config: positive integers where numbers are given. */
 export function validateVmConfig(
   op: string,
@@ -118,7 +121,17 @@ export function validateVmConfig(
   cfg: VmConfig,
 ): void {
   positiveInt(op, vmId, "cpu", cfg.cpu, MAX_QUEUES);
-  positiveInt(op, vmId, "queueSize", cfg.queueSize, 32768);
+  positiveInt(op, vmId, "queueSize", cfg.queueSize, MAX_QUEUE_SIZE);
+  // virtio split rings are power-of-two sized; hypervisors refuse the rest.
+  if (
+    cfg.queueSize !== undefined && (cfg.queueSize & (cfg.queueSize - 1)) !== 0
+  ) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `invalid queueSize ${cfg.queueSize}: allowed a power of two, 1–${MAX_QUEUE_SIZE}`,
+    );
+  }
   if (cfg.network !== undefined) validateNetworkName(op, vmId, cfg.network);
 }
 

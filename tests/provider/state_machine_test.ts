@@ -133,6 +133,11 @@ Deno.test("add refuses, before anything changes, what contradicts or cannot be a
           InvalidInputError,
           /unknown network/,
         ],
+        [
+          () => p.add("vm2", { queueSize: 300 }),
+          InvalidInputError,
+          /queueSize 300: allowed a power of two/,
+        ],
       ];
       for (const [call, cls, what] of refusals) {
         await assert.rejects(call(), (e: unknown) => {
@@ -146,6 +151,43 @@ Deno.test("add refuses, before anything changes, what contradicts or cannot be a
       assert.deepEqual((await p.vms()).map((v) => v.vmId), ["vm1"]);
       assert.deepEqual(w.kernel.netnsPaths(), [nic.netnsPath]);
     });
+  });
+});
+
+Deno.test("a broken conflist that sorts first leaves no default: add refuses until it is fixed or a network is named", async () => {
+  await inWorld(async (w) => {
+    await w.conflist("20-good", bridgeList("good"));
+    const confDir = w.config.cniConfDir!;
+    await Deno.writeTextFile(`${confDir}/10-broken.conflist`, "{ not json");
+    await withProvider(w, async (p) => {
+      await assert.rejects(p.add("vm1", {}), (e: unknown) => {
+        assert.ok(e instanceof OperationError, `${e}`);
+        assert.match(
+          (e as Error).message,
+          /no default network: .*10-broken\.conflist sorts first/,
+        );
+        return true;
+      });
+      assert.equal(w.plugins.calls.length, 0, "no plugin ran");
+      assert.deepEqual(w.kernel.netnsPaths(), []);
+      const report = await p.networks();
+      assert.deepEqual(report.networks.map((n) => [n.name, n.isDefault]), [
+        ["good", false],
+      ]);
+      const [nic] = await p.add("vm1", {}, { network: "good" });
+      assert.equal(nic.network, "good", "a named network still works");
+    });
+  });
+});
+
+Deno.test("a missing IPAM plugin is found missing before any plugin runs", async () => {
+  await inWorld(async (w) => {
+    w.plugins.uninstall("host-local");
+    await withProvider(w, async (p) => {
+      await assert.rejects(p.add("vm1", {}), /"host-local" not found/);
+    });
+    assert.equal(w.plugins.calls.length, 0, "bridge never ran");
+    assert.deepEqual(await w.leaks(), []);
   });
 });
 
@@ -244,6 +286,40 @@ Deno.test("add rolls back on a plugin's failure and on a failing afterAdd hook; 
       assert.equal(w.plugins.calls.length, calls, "no plugin ran");
       assert.deepEqual(await w.leaks(), []);
     });
+  });
+});
+
+Deno.test("a beforeRemove veto keeps the VM whole; --force overrides it with a warning", async () => {
+  await inWorld(async (w) => {
+    await withProvider(w, async (p) => {
+      await p.add("vm1", {}, {}, {});
+      w.failHook("beforeRemove", 1);
+      await assert.rejects(
+        p.remove("vm1", 1),
+        /test hook refuses beforeRemove/,
+      );
+      w.failHook("beforeRemove", 1);
+      const vetoed = await p.delete(["vm1"]);
+      assert.deepEqual(vetoed.deleted, []);
+      assert.match(
+        vetoed.errors.map((x) => x.error).join(),
+        /test hook refuses beforeRemove/,
+      );
+      assert.deepEqual(
+        (await p.list({ vmId: "vm1" })).map((n) => n.state),
+        ["active", "active"],
+        "a veto tears nothing down",
+      );
+      assert.equal((await p.verify("vm1")).ok, true);
+      w.failHook("beforeRemove", 0);
+      const r = await p.delete(["vm1"], { force: true });
+      assert.deepEqual(r.deleted, ["vm1"]);
+      assert.match(
+        r.warnings.map((x) => x.warning).join(),
+        /NIC 0: beforeRemove overridden by --force: .*test hook refuses/,
+      );
+    });
+    assert.deepEqual(await w.leaks(), []);
   });
 });
 

@@ -71,7 +71,12 @@ export const DEFAULT_SUPPORTED_VERSIONS: readonly string[] = [
 ];
 
 /** The plugin types installed unless told otherwise. */
-export const FAKE_PLUGIN_TYPES: readonly string[] = ["bridge", "noop", "fail"];
+export const FAKE_PLUGIN_TYPES: readonly string[] = [
+  "bridge",
+  "host-local",
+  "noop",
+  "fail",
+];
 
 /** The bridge plugin's default bridge. */
 export const DEFAULT_BRIDGE = "cni0";

@@ -35,6 +35,13 @@ export default defineCommand({
       onlyQuery("inspect", params.id, query, []);
       return { id: params.id };
     },
-    request: (i) => ({ params: { id: i.id }, query: {} }),
+    request(i) {
+      // No path segment carries "", "." or "..": a URL drops or resolves
+      // them (GET /v1/nics/.. is GET /v1/). The CLI asks in process.
+      if (i.id === "" || i.id === "." || i.id === "..") {
+        throw new RangeError("no path segment carries this id");
+      }
+      return { params: { id: i.id }, query: {} };
+    },
   },
 });
