@@ -12,6 +12,8 @@ import { DB_FILE_NAME } from "../store/store.ts";
 import { Journal } from "../store/journal.ts";
 import { ensureSecureDir } from "../sys/secure_dir.ts";
 import type { ResolvedConfig } from "./config.ts";
+import { netnsTag } from "../wiring/nic.ts";
+import { installOfTag } from "./context.ts";
 import { ConflictError, RecordsLostError } from "./errors.ts";
 
 /** What a prefix claim file holds. */
@@ -24,6 +26,8 @@ export interface PrefixClaim {
   claimedAt: string;
 }
 
+const CLAIM_SUFFIX = ".json";
+
 /**
  * Where the claim on `prefix` in `netnsDir` lives: beside the netns dir
  * (`/var/run/vmnic-claims/` for the default), seen by every install that
@@ -34,7 +38,7 @@ export function claimPath(netnsDir: string, prefix: string): string {
   return join(
     dirname(dir),
     "vmnic-claims",
-    `${dir.split("/").pop()}.${prefix}.json`,
+    `${dir.split("/").pop()}.${prefix}${CLAIM_SUFFIX}`,
   );
 }
 
@@ -59,6 +63,7 @@ export function claimPrefix(
   for (let attempt = 0; attempt < 3; attempt++) {
     const held = readClaim(path);
     if (held === "absent") {
+      checkNoOverlap(op, cfg, rootDir);
       ensureSecureDir(dirname(path));
       // Written aside, then linked into place: a concurrent reader sees no
       // claim or a whole one, and only one of two racing claims wins.
@@ -84,6 +89,51 @@ export function claimPrefix(
       return;
     }
     throw claimConflict(op, cfg, held, path);
+  }
+}
+
+/**
+ * Refuses a prefix that starts another install's prefix, or that another's
+ * starts ("vm-" and "vm-a"): each would list the other's netns as its own.
+ */
+function checkNoOverlap(
+  op: string,
+  cfg: ResolvedConfig,
+  rootDir: string,
+): void {
+  const mine = claimPath(cfg.netnsDir, cfg.netnsPrefix);
+  const dir = dirname(mine);
+  const lead = `${resolve(cfg.netnsDir).split("/").pop()}.`;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(dir)].map((e) => e.name);
+  } catch {
+    return; // no claims yet
+  }
+  for (const name of names) {
+    if (!name.startsWith(lead) || !name.endsWith(CLAIM_SUFFIX)) continue;
+    const other = name.slice(lead.length, -CLAIM_SUFFIX.length);
+    if (other === cfg.netnsPrefix) continue;
+    if (
+      !other.startsWith(cfg.netnsPrefix) && !cfg.netnsPrefix.startsWith(other)
+    ) continue;
+    const held = readClaim(join(dir, name));
+    if (
+      held === "absent" || (held !== "unreadable" && held.rootDir === rootDir)
+    ) {
+      continue;
+    }
+    const owner = held === "unreadable"
+      ? "an install whose claim cannot be read"
+      : `the vmnic install at ${held.rootDir}`;
+    throw new ConflictError(
+      op,
+      cfg.netnsPrefix,
+      `netns prefix ${JSON.stringify(cfg.netnsPrefix)} overlaps prefix ${
+        JSON.stringify(other)
+      } of ${owner} in ${cfg.netnsDir}: each would take the other's netns ` +
+        `for its own. Use a prefix that is not the start of the other, nor starts with it`,
+    );
   }
 }
 
@@ -134,6 +184,20 @@ export function prefixClaim(cfg: ResolvedConfig): PrefixClaim | null {
 }
 
 /**
+ * The id this root dir's install had before its database was lost: from the
+ * record backups' directory, else from its claim on the prefix. Null when
+ * neither is there.
+ */
+export function previousInstallId(
+  cfg: ResolvedConfig,
+  journalInstallId: string | null,
+): string | null {
+  if (journalInstallId) return journalInstallId;
+  const claim = prefixClaim(cfg);
+  return claim?.rootDir === realRootDir(cfg.rootDir) ? claim.installId : null;
+}
+
+/**
  * Refuses to open an empty or missing database while this install's state
  * is on the host: record backups, netns carrying its prefix, or a prefix
  * claim naming its root dir. Called before the database is created.
@@ -146,10 +210,15 @@ export function checkRecordsNotLost(
   checkPrefixClaim(op, cfg);
   const journal = new Journal(cfg.rootDir);
   const backups = journal.vmIds();
+  const previous = previousInstallId(cfg, journal.installId());
+  // Only netns an install of vmnic tagged count (this one's, when its id is
+  // known): a netns someone else named with the prefix is not our state.
   const netns = cfg.netnsPrefix
-    ? kernel.listNetns(cfg.netnsDir).filter((n) =>
-      n.startsWith(cfg.netnsPrefix)
-    )
+    ? kernel.listNetns(cfg.netnsDir).filter((n) => {
+      if (!n.startsWith(cfg.netnsPrefix)) return false;
+      const owner = tagOwner(kernel, join(cfg.netnsDir, n));
+      return owner !== null && (previous === null || owner === previous);
+    })
     : [];
   const claim = prefixClaim(cfg);
   const claimed = claim?.rootDir === realRootDir(cfg.rootDir);
@@ -191,6 +260,15 @@ export function checkRecordsNotLost(
       }. vmnic refuses to take that for "no VMs". ` +
       way,
   );
+}
+
+/** The install id a netns is tagged with, or null (untagged, unreadable). */
+function tagOwner(kernel: Kernel, path: string): string | null {
+  try {
+    return installOfTag(kernel.inNetns(path, (s) => netnsTag(s.conn)));
+  } catch {
+    return null;
+  }
 }
 
 function sample(names: string[]): string {

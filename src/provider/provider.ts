@@ -29,7 +29,7 @@ import type { GuestConfigFile, GuestConfigFormat } from "./guest_config.ts";
 import type { HvArgs, HvArgsOptions, Hypervisor } from "./hv_args.ts";
 import * as lifecycle from "./lifecycle.ts";
 import { Networks, type NetworksReport } from "./networks.ts";
-import { checkRecordsNotLost } from "./ownership.ts";
+import { checkRecordsNotLost, previousInstallId } from "./ownership.ts";
 import * as queries from "./queries.ts";
 import { quiesce } from "./quiesce.ts";
 import { recover } from "./recover.ts";
@@ -132,14 +132,23 @@ export class CniProvider {
         if (mode === "restore") store.restoreFromBackups();
         else {
           if (mode === "require") checkRecordsNotLost(op, cfg, kernel);
-          store.initialize(newInstallId());
+          // Starting afresh keeps the install's id: its netns tags and
+          // claim stay its own, so gc can still take them down.
+          store.initialize(
+            previousInstallId(cfg, store.backups().installId) ??
+              newInstallId(),
+          );
         }
       } else if (mode === "restore") {
-        throw new InvalidInputError(
-          op,
-          store.path,
-          "the database holds records: there is nothing to restore",
-        );
+        if (store.listVmIds().length || store.listNics().length) {
+          throw new InvalidInputError(
+            op,
+            store.path,
+            "the database holds records: there is nothing to restore",
+          );
+        }
+        // Initialized but empty (e.g. by a gc run meanwhile): still restorable.
+        store.restoreFromBackups();
       }
     } catch (e) {
       store.close();

@@ -200,7 +200,7 @@ export class Store {
    * every VM with its NICs. Returns the VM ids restored.
    */
   restoreFromBackups(): string[] {
-    if (this.#installId !== null || this.listVmIds().length) {
+    if (this.listVmIds().length || this.listNics().length) {
       throw new StoreError(
         "restore records",
         this.#path,
@@ -211,6 +211,8 @@ export class Store {
     const ids = new Set(backups.map((b) => b.installId));
     const kept = this.#journal.installId();
     if (kept) ids.add(kept);
+    // An empty database that already has an id restores only its own.
+    if (this.#installId !== null) ids.add(this.#installId);
     if (ids.size > 1) {
       throw new StoreError(
         "restore records",
@@ -229,6 +231,7 @@ export class Store {
       );
     }
     // Set first: the backups rewritten at COMMIT carry it.
+    const before = this.#installId;
     this.#installId = installId;
     try {
       this.transaction(() => {
@@ -239,7 +242,7 @@ export class Store {
         }
       });
     } catch (err) {
-      this.#installId = null;
+      this.#installId = before;
       throw err;
     }
     return backups.map((b) => b.vm.vmId);

@@ -691,6 +691,20 @@ Deno.test("two installs on one prefix: the second is refused before it touches a
       CniProvider.open({ ...b, rootDir: `${w.dir}/root-c` }, seams),
       ConflictError,
     );
+    // Nor may a prefix overlap A's: "t-v" names would be A's as well.
+    for (const prefix of ["t-v", "t"]) {
+      const pc = await CniProvider.open({ ...b, netnsPrefix: prefix }, seams);
+      try {
+        await assert.rejects(
+          pc.add("vm5", {}),
+          (e: unknown) =>
+            e instanceof ConflictError &&
+            /overlaps prefix "t-" of the vmnic install at/.test(e.message),
+        );
+      } finally {
+        pc.close();
+      }
+    }
     await withProvider(w, async (p) => {
       assert.equal((await p.verify("vm1")).ok, true);
       assert.equal(w.plugins.callsOf("DEL").length, 0);
@@ -724,7 +738,11 @@ Deno.test("gc collects recorded VMs; unknown netns only with includeUnknown", as
 
 Deno.test("an emptied database is refused while the install's netns exist; restore-records brings the VMs back", async () => {
   await inWorld(async (w) => {
-    const made = await withProvider(w, (p) => p.add("vm1", {}, {}, {}));
+    let installId = "";
+    const made = await withProvider(w, (p) => {
+      installId = p.installId;
+      return p.add("vm1", {}, {}, {});
+    });
     await Deno.truncate(`${w.config.rootDir}/vmnic.db`, 0);
     for (const side of ["-wal", "-shm"]) {
       await Deno.remove(`${w.config.rootDir}/vmnic.db${side}`).catch(() => {});
@@ -737,12 +755,50 @@ Deno.test("an emptied database is refused while the install's netns exist; resto
     );
     // Nothing was created by the refusal: it holds.
     await assert.rejects(w.open(), RecordsLostError);
+    // A look at what gc would take (which starts an empty database) keeps
+    // the install's id and does not stand in the way of the restore.
+    const fresh = await w.open({ records: "fresh" });
+    const orch = new GcOrchestrator();
+    orch.register(fresh.gcModule({ includeUnknown: true }));
+    const [plan] = await orch.run([], { dryRun: true });
+    assert.deepEqual(plan.candidates, ["vm1"]);
+    assert.equal(fresh.installId, installId, "the lost database's id");
+    fresh.close();
     const r = await w.open({ records: "restore" });
+    assert.equal(r.installId, installId, "one install id throughout");
     assert.deepEqual(await r.list(), made);
     assert.equal((await r.verify("vm1")).ok, true);
     assert.deepEqual((await r.delete(["vm1"])).errors, []);
     r.close();
     assert.deepEqual(await w.leaks(), []);
+  });
+});
+
+Deno.test("the lost-records check counts only netns a vmnic install tagged, and only this install's when its id is known", async () => {
+  await inWorld(async (w) => {
+    // Someone else's netns that happens to carry the prefix: not our state.
+    w.kernel.ensureNetns("t-someone", w.config.netnsDir!);
+    let installId = "";
+    await withProvider(w, (p) => {
+      installId = p.installId;
+      return Promise.resolve();
+    });
+    await Deno.remove(`${w.config.rootDir}/vmnic.db`);
+    // Another install's tagged netns does not block this one (its id is
+    // kept beside the backups), ...
+    const { path } = w.kernel.ensureNetns("t-vm9", w.config.netnsDir!);
+    w.kernel.inNetns(path, (s) => tagNetns(s.conn, "vmnic deadbeef /other"));
+    await withProvider(w, (p) => {
+      assert.equal(p.installId, installId, "the install keeps its id");
+      return Promise.resolve();
+    });
+    await Deno.remove(`${w.config.rootDir}/vmnic.db`);
+    // ... its own does.
+    w.kernel.inNetns(path, (s) => tagNetns(s.conn, `vmnic ${installId} x`));
+    await assert.rejects(
+      w.open(),
+      (e: unknown) => e instanceof RecordsLostError && /1 netns/.test(`${e}`),
+    );
   });
 });
 
