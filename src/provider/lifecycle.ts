@@ -507,16 +507,25 @@ export async function addNic(
       cniAdded: cniMayHaveRun,
     });
     if (!out.gone) {
-      throw new RollbackIncompleteError(
+      const incomplete = new RollbackIncompleteError(
         op,
         object,
         `NIC ${p.index}: undoing it failed (${out.error})`,
         err,
       );
+      if (out.recordOnly) recordOnly.add(incomplete);
+      throw incomplete;
     }
     throw err;
   }
 }
+
+/**
+ * Rollbacks that left only a record behind (it could not be written, e.g.
+ * on a full disk): the kernel and the plugins let go of the NIC, so its
+ * netns need not stay for a DEL to be retried in it.
+ */
+const recordOnly = new WeakSet<Error>();
 
 /** Undoes what a failed add made; the error to throw, saying what it did. */
 async function rollbackAdd(
@@ -533,7 +542,13 @@ async function rollbackAdd(
 ): Promise<Error> {
   const stuck: string[] = [];
   const warnings: string[] = [];
-  if (err instanceof RollbackIncompleteError) stuck.push(err.reason);
+  // A NIC whose CNI DEL is still to be retried keeps the netns; one of
+  // which only the record is left (a full disk) does not.
+  let netnsNeeded = false;
+  if (err instanceof RollbackIncompleteError) {
+    stuck.push(err.reason);
+    if (!recordOnly.has(err)) netnsNeeded = true;
+  }
   for (const rec of [...s.made].reverse()) {
     try {
       const out = await retireNic(ctx, rec, {
@@ -542,9 +557,13 @@ async function rollbackAdd(
         announce: s.announced.has(rec),
       });
       warnings.push(...out.warnings);
-      if (!out.gone) stuck.push(`NIC ${rec.index}: ${out.error}`);
+      if (!out.gone) {
+        stuck.push(`NIC ${rec.index}: ${out.error}`);
+        if (!out.recordOnly) netnsNeeded = true;
+      }
     } catch (e) {
       stuck.push(`NIC ${rec.index}: ${messageOf(e)}`);
+      netnsNeeded = true;
     }
   }
   let leftNics = 1;
@@ -553,12 +572,18 @@ async function rollbackAdd(
   } catch (e) {
     stuck.push(`records: ${messageOf(e)}`);
   }
-  if (!stuck.length) {
+  if (!netnsNeeded) {
     try {
       if (s.netnsCreated) deleteVmNetns(ctx, vm.netnsPath);
-      if (s.vmCreated && !leftNics) ctx.store.deleteVm(vm.vmId);
     } catch (e) {
       stuck.push(`netns: ${messageOf(e)}`);
+    }
+  }
+  if (!stuck.length && s.vmCreated && !leftNics) {
+    try {
+      ctx.store.deleteVm(vm.vmId);
+    } catch (e) {
+      stuck.push(`VM record: ${messageOf(e)}`);
     }
   }
   const first = err instanceof RollbackIncompleteError

@@ -51,6 +51,11 @@ export interface RetireOutcome {
   error?: string;
   /** Failed `afterRemove` hooks; what `force` dropped; a fallback DEL used. */
   warnings: string[];
+  /**
+   * Not gone, but the kernel and the plugins let go of it: only its record
+   * is left (it could not be written), for the next run to drop.
+   */
+  recordOnly?: boolean;
 }
 
 /** Retires one NIC. Never throws for a teardown failure: see the outcome. */
@@ -117,6 +122,7 @@ export async function retireNic(
   if (recordFailures.length) {
     return {
       gone: false,
+      recordOnly: true,
       error: `undone in the kernel and the plugins, but its record could ` +
         `not be updated (${recordFailures.join("; ")})`,
       warnings,
