@@ -26,7 +26,7 @@ import {
   type GuestConfigFormat,
   renderGuestConfig,
 } from "./guest_config.ts";
-import { hostVethOf, toNicConfig, toVmInfo } from "./records.ts";
+import { bridgeOf, hostVethOf, toNicConfig, toVmInfo } from "./records.ts";
 import { isSlot } from "./pool.ts";
 import {
   type HvArgs,
@@ -260,18 +260,6 @@ export async function verify(
       problems,
     };
   });
-}
-
-/** The bridge a NIC's chain puts its host veth on, when it is the bridge plugin's. */
-function bridgeOf(rec: NicRecord): string | undefined {
-  try {
-    const list = parseConfList(rec.cniConfig, "record");
-    const br = list.plugins.find((p) => p.type === "bridge");
-    if (!br) return undefined;
-    return typeof br.conf.bridge === "string" ? br.conf.bridge : "cni0";
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { NetworkConfigList } from "../cni/config.ts";
+import { type NetworkConfigList, parseConfList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { HookInput } from "../hooks/types.ts";
 import type { NicRecord, VmRecord } from "../store/types.ts";
@@ -101,6 +101,18 @@ export function hostVethOf(
   const r = result as CniResult | null;
   return r?.interfaces?.find((i) => !i.sandbox && i.name && i.name !== bridge)
     ?.name;
+}
+
+/** The bridge a NIC's chain puts its host veth on, when it is the bridge plugin's. */
+export function bridgeOf(rec: NicRecord): string | undefined {
+  try {
+    const list = parseConfList(rec.cniConfig, "record");
+    const br = list.plugins.find((p) => p.type === "bridge");
+    if (!br) return undefined;
+    return typeof br.conf.bridge === "string" ? br.conf.bridge : "cni0";
+  } catch {
+    return undefined;
+  }
 }
 
 /** A record as the public NIC config (docs/cli.md's JSON). */

@@ -11,7 +11,12 @@
  */
 import { parseConfList } from "../cni/config.ts";
 import type { NicRecord, VmRecord } from "../store/types.ts";
-import { inspectNic, repairNic } from "../wiring/nic.ts";
+import {
+  inspectHostSide,
+  inspectNic,
+  reattachHostVeth,
+  repairNic,
+} from "../wiring/nic.ts";
 import {
   checkpoint,
   mayMakeNetns,
@@ -28,7 +33,13 @@ import {
   markAnnounced,
   REBUILDING,
 } from "./lifecycle.ts";
-import { hookFields, ipRequest, toNicConfig } from "./records.ts";
+import {
+  bridgeOf,
+  hookFields,
+  hostVethOf,
+  ipRequest,
+  toNicConfig,
+} from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
 import type { RecoverResult } from "./types.ts";
 import { validateVmId } from "./validate.ts";
@@ -91,8 +102,29 @@ export async function recover(
           vm.netnsPath,
           (s) => inspectNic(s.conn, { veth: rec.ifName, tap: rec.tap }),
         );
-        if (seen.vethPresent && rec.state !== "adding") {
+        const bridge = bridgeOf(rec);
+        const host = seen.vethPresent && bridge
+          ? ctx.kernel.inHost((s) =>
+            inspectHostSide(s.conn, {
+              name: hostVethOf(rec.cniResult, bridge),
+              index: seen.peerIndex,
+              bridge,
+            })
+          )
+          : null;
+        // A bridge that is gone takes the plugins to make again: rebuilt.
+        if (
+          seen.vethPresent && rec.state !== "adding" &&
+          host?.bridgePresent !== false
+        ) {
           const actions = repairInPlace(ctx, vm, rec);
+          if (host?.present && bridge && host.master !== bridge) {
+            // Left off its bridge (the bridge re-made, a hand's `nomaster`).
+            ctx.kernel.inHost((s) =>
+              reattachHostVeth(s.conn, host.name!, bridge)
+            );
+            actions.push(`host veth ${host.name} put back on bridge ${bridge}`);
+          }
           if (actions.length) out.repaired.push({ index: rec.index, actions });
           await ctx.fault("recover:repaired");
           continue;

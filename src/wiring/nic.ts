@@ -22,6 +22,7 @@ import {
   setLinkDown,
   setLinkUp,
   setMac,
+  setMaster,
   setMtu,
   setTxQueueLen,
 } from "../kernel/link.ts";
@@ -301,6 +302,15 @@ export function tagNetns(sock: NetlinkConn, tag: string): void {
 /** The tag {@linkcode tagNetns} left, or null for an untagged netns. */
 export function netnsTag(sock: NetlinkConn): string | null {
   return getLinkByName(sock, LOOPBACK)?.alias ?? null;
+}
+
+/** Puts a NIC's host veth back on its bridge (in vmnic's own netns). */
+export function reattachHostVeth(
+  sock: NetlinkConn,
+  veth: string,
+  bridge: string,
+): void {
+  setMaster(sock, veth, bridge);
 }
 
 /** The host end of a NIC, as `verify` checks it. */

@@ -17,6 +17,7 @@ import { GcOrchestrator } from "../../src/provider/gc_orchestrator.ts";
 import type { CniProvider } from "../../src/provider/provider.ts";
 import { Errno } from "../../src/sys/errno.ts";
 import { tagNetns } from "../../src/wiring/nic.ts";
+import { HOST_NETNS } from "../support/fake_kernel.ts";
 import {
   bridgeList,
   type FakeWorld,
@@ -522,6 +523,33 @@ Deno.test("recover repairs only what is broken, keeps NIC ids, MACs, IPs and TAP
           "afterAdd:recover:1",
         ],
       );
+
+      // NIC 0's host veth off its bridge: put back on, in place.
+      const bridge = w.kernel.link(HOST_NETNS, "vmnic0")!;
+      const hostVeths = () =>
+        w.kernel.links(HOST_NETNS).filter((l) => l.kind === "veth");
+      const [veth0] = hostVeths();
+      w.kernel.setMaster(HOST_NETNS, veth0.name, null);
+      assert.equal((await p.verify("vm1")).ok, false);
+      const reattached = await p.recover("vm1");
+      assert.deepEqual(reattached.rebuilt, []);
+      assert.match(
+        reattached.repaired.map((r) => r.actions.join()).join(),
+        new RegExp(`host veth ${veth0.name} put back on bridge vmnic0`),
+      );
+      assert.equal(w.kernel.link(HOST_NETNS, veth0.name)!.master, bridge.index);
+      assert.equal((await p.verify("vm1")).ok, true);
+
+      // The bridge gone: the first NIC's rebuild has the plugins make it
+      // again; the next NIC's host veth is put back on it.
+      w.kernel.deleteLink(HOST_NETNS, "vmnic0");
+      const rebridged = await p.recover("vm1");
+      assert.deepEqual(rebridged.rebuilt, [0]);
+      assert.deepEqual(rebridged.repaired.map((r) => r.index), [1]);
+      assert.match(rebridged.repaired[0].actions.join(), /put back on bridge/);
+      assert.deepEqual(rebridged.problems, []);
+      assert.deepEqual(rebridged.nics, nics);
+      assert.equal((await p.verify("vm1")).ok, true);
 
       // The netns gone: everything rebuilt, still the same.
       w.kernel.deleteNetns("t-vm1", w.config.netnsDir!);
