@@ -43,6 +43,12 @@ export interface RunContext {
   config: ProviderConfig;
   /** Where it may report progress. */
   io: Io;
+  /**
+   * Reports progress of a long run on stderr: a line for people, or with
+   * `--json` one JSON object per line (`{"progress":{…}}`), so stderr stays
+   * machine-readable.
+   */
+  progress(op: string, id: string, done: number, total: number): void;
 }
 
 /** How a command opens the provider. */

@@ -149,6 +149,12 @@ async function execute(
         },
         config,
         io,
+        progress: (op, id, done, total) =>
+          io.err(
+            p.json
+              ? JSON.stringify({ progress: { op, id, done, total } })
+              : `${op}: ${done}/${total} ${id}`,
+          ),
       };
       const out = await command.run(input, ctx);
       io.out(
@@ -172,7 +178,14 @@ async function execute(
         },
       }));
     } else {
-      io.err(`vmnic ${command.name}: ${e instanceof Error ? e.message : e}`);
+      // A provider error's message names its operation and object already
+      // ("add vm1: …"); others get the command's name.
+      const named = typeof (e as { op?: unknown }).op === "string";
+      io.err(
+        named
+          ? `vmnic ${(e as Error).message}`
+          : `vmnic ${command.name}: ${e instanceof Error ? e.message : e}`,
+      );
       if (e instanceof UsageError) io.err("\n" + commandUsage(command));
     }
     return code;

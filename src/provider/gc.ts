@@ -19,7 +19,7 @@ import {
 import { reasonOf, toVmnicError, VmBusyError } from "./errors.ts";
 import type { GcModule, GcPlan, GcReport } from "./gc_orchestrator.ts";
 import { deleteVm, deleteVmNetns, hasRecords } from "./lifecycle.ts";
-import { isSlot, recoverSlots } from "./pool.ts";
+import { isSlot, recoverSlots, SLOT_PREFIX } from "./pool.ts";
 import { isVmId } from "./validate.ts";
 
 /** What the CNI GC module sees. */
@@ -272,7 +272,10 @@ async function removeStaleLocks(
 ): Promise<void> {
   const recorded = new Set(ctx.store.listVmIds());
   for (const vmId of lockedVmIds(ctx.config.runDir)) {
-    if (recorded.has(vmId) || active.has(vmId) || !isVmId(vmId)) continue;
+    if (recorded.has(vmId) || active.has(vmId)) continue;
+    // A pool slot's lock is left by a crash right after its claim moved
+    // the records to the VM (the slot is gone): it goes like a VM's.
+    if (!vmId.startsWith(SLOT_PREFIX) && !isVmId(vmId)) continue;
     const name = ctx.config.netnsPrefix + vmId;
     if (ctx.kernel.netnsExists(name, ctx.config.netnsDir)) continue;
     const lock = await lockVm(ctx, "gc", vmId, 0).catch(() => null);

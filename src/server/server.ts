@@ -322,6 +322,8 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
         env: () => undefined,
         readStdin: () => Promise.resolve(""),
       },
+      // Progress of one client's run is no news for the daemon's log.
+      progress: () => {},
     };
     // The client's disconnect does not abort an operation half-way: it
     // runs to its end; only the answer is lost.

@@ -566,10 +566,22 @@ rootTest(
       assertErrorShape(e3, "NotFoundError", "verify");
       assert.equal(e3.object, "nope");
 
-      // Without --json: one line naming the command, the same message.
+      // Without --json: one line, the same message (which names the
+      // operation and object: "vmnic inspect no-such-id: …").
       const human = await fx.cli(["inspect", "no-such-id"], { json: false });
       assert.equal(human.code, 3);
-      assert.equal(human.stderr.trim(), `vmnic inspect: ${e2.message}`);
+      assert.equal(human.stderr.trim(), `vmnic ${e2.message}`);
+      assert.match(human.stderr, /^vmnic inspect no-such-id: /);
+
+      // Progress of a long run: with --json, stderr is JSON lines too.
+      const ids = Array.from({ length: 11 }, (_, i) => `gone${i}`);
+      const many = await fx.cli(["delete", ...ids]);
+      assert.equal(many.code, 0);
+      const lines = many.stderr.trim().split("\n");
+      assert.equal(lines.length, 11);
+      assert.deepEqual(JSON.parse(lines[10]), {
+        progress: { op: "delete", id: "gone10", done: 11, total: 11 },
+      });
       assert.deepEqual(await fx.netns(), []);
     } finally {
       await fx.cleanup();

@@ -23,11 +23,11 @@ export default defineCommand({
     for (const id of p.positionals) validateVmId("delete", id);
     return { vmIds: p.positionals, force: p.values.force === true };
   },
-  run: (i, { provider, io }) =>
+  run: (i, { provider, progress }) =>
     provider.delete(i.vmIds, {
       force: i.force,
       onProgress: i.vmIds.length > 10
-        ? (id, done, total) => io.err(`delete: ${done}/${total} ${id}`)
+        ? (id, done, total) => progress("delete", id, done, total)
         : undefined,
     }),
   human: (r) =>

@@ -73,7 +73,7 @@ export default defineCommand({
       includePool: p.values["include-pool"] === true,
     };
   },
-  async run(i, { provider, io }) {
+  async run(i, { provider, progress }) {
     const orch = new GcOrchestrator();
     orch.register(
       provider.gcModule({
@@ -84,7 +84,7 @@ export default defineCommand({
     const [report] = await orch.run(i.active, {
       dryRun: i.dryRun,
       onProgress: (id, done, total) =>
-        total > 10 && io.err(`gc: ${done}/${total} ${id}`),
+        total > 10 && progress("gc", id, done, total),
     });
     return { dryRun: i.dryRun, ...report };
   },
