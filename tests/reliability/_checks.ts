@@ -148,11 +148,23 @@ export async function checkWhole(
   }
   const v = await verifyProblems(env, vm, via);
   if (v) problems.push(v);
-  const leases = await leasesOf(env, vm);
+  // One lease per NIC IP, held by this install; none other held by the
+  // VM's container id. (A NIC a VM took from the warm pool keeps the
+  // container id of the slot it was made in.)
+  const installId = await installIdOf(env);
   const ips = nics.flatMap((n) => n.ips.map((ip) => ip.address)).sort();
-  if (leases.join() !== ips.join()) {
-    problems.push(`${vm}: leases [${leases}], NIC IPs [${ips}]`);
+  for (const ip of ips) {
+    const owners: string[] = [];
+    for (const f of await leaseFiles(env.ipamDir)) {
+      if (f.split("/").pop() !== ip) continue;
+      owners.push(String(await leaseOwner(join(env.ipamDir, f))));
+    }
+    if (owners.length !== 1 || !owners[0].startsWith(`vmnic-${installId}-`)) {
+      problems.push(`${vm}: IP ${ip} leased to [${owners}]`);
+    }
   }
+  const extra = (await leasesOf(env, vm)).filter((ip) => !ips.includes(ip));
+  if (extra.length) problems.push(`${vm}: leases of no NIC [${extra}]`);
   if (want.identity !== undefined && nicIdentity(nics) !== want.identity) {
     problems.push(
       `${vm} changed: was ${want.identity}, now ${nicIdentity(nics)}`,

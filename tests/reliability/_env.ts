@@ -423,6 +423,75 @@ export async function runCli(
   }
 }
 
+/** A long-running CLI process (e.g. `serve`) the test stops itself. */
+export interface CliProcess {
+  pid: number;
+  /** Its end, with what it printed. */
+  done: Promise<CliRun>;
+  /** Sends it a signal (ignored once it ended). */
+  kill(sig: Deno.Signal): void;
+}
+
+/**
+ * Starts `src/cli/main.ts` with `args` (settings included by the caller)
+ * and returns at once; it is SIGKILLed after `timeoutMs` (default 120 s).
+ */
+export function spawnCli(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): CliProcess {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) =>
+      !k.startsWith("VMNIC_")
+    ),
+  );
+  const start = Date.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CLI_PERMISSIONS, CLI_MAIN, ...args],
+    cwd: REPO_ROOT,
+    env: { ...env, ...opts.env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let exited = false;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, opts.timeoutMs ?? 120_000);
+  const done = child.output().then((out) => {
+    exited = true;
+    clearTimeout(timer);
+    const dec = new TextDecoder();
+    return {
+      code: out.code,
+      signal: out.signal,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+      timedOut,
+      sent: null,
+      start,
+      end: Date.now(),
+      sentAt: null,
+      pid: child.pid,
+    };
+  });
+  return {
+    pid: child.pid,
+    done,
+    kill(sig) {
+      if (exited) return;
+      try {
+        child.kill(sig);
+      } catch { /* gone */ }
+    },
+  };
+}
+
 /** Files host-local keeps that are not leases. */
 const IPAM_BOOKKEEPING = /^(last_reserved_ip\..*|lock)$/;
 
@@ -442,6 +511,8 @@ export async function prefixedNetns(env: TestEnv): Promise<string[]> {
 /** The VM ids and NIC records of an install, by CLI or library. */
 interface Records {
   nics: Record<string, unknown>[];
+  /** The warm pool's slots' NICs (`list --pool`). */
+  slots: Record<string, unknown>[];
   vms: { vmId: string; nics: { index: number; state: string }[] }[];
 }
 
@@ -459,6 +530,10 @@ async function readRecords(
     try {
       return {
         nics: (await p.list()) as unknown as Record<string, unknown>[],
+        slots: (await p.list({ pool: true })) as unknown as Record<
+          string,
+          unknown
+        >[],
         vms: await p.vms(),
       };
     } catch (e) {
@@ -475,7 +550,15 @@ async function readRecords(
   if (vms.code !== 0) {
     return `vms failed (${vms.code}): ${vms.stderr.trim()}`;
   }
-  return { nics: JSON.parse(listed.stdout), vms: JSON.parse(vms.stdout) };
+  const slots = await env.cli(["list", "--pool"]);
+  if (slots.code !== 0) {
+    return `list --pool failed (${slots.code}): ${slots.stderr.trim()}`;
+  }
+  return {
+    nics: JSON.parse(listed.stdout),
+    slots: JSON.parse(slots.stdout),
+    vms: JSON.parse(vms.stdout),
+  };
 }
 
 /**
@@ -516,6 +599,10 @@ export async function findLeaks(
     for (const v of recs.vms) {
       alive.add(v.vmId);
       leaks.push(`vm record ${v.vmId}`);
+    }
+    for (const n of recs.slots) {
+      alive.add(String(n.vmId));
+      leaks.push(`pool slot ${n.vmId}/${n.index} (${n.state})`);
     }
   }
   // Lock files and record backups of VMs that are gone.

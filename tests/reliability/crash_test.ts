@@ -9,9 +9,11 @@
  *    for, whole, one lease each, the same JSON on a further retry) or
  *    `delete` or `gc`; after a crash in a teardown the same teardown again
  *    (or any operation on the VM); after a crash in recover `recover` again
- *    (same ids, MACs, IPs, TAPs); after quiesce `recover`. Then the VM is
- *    deleted and nothing may be left: no netns, veth on the bridge, lease,
- *    record, lock file, backup.
+ *    (same ids, MACs, IPs, TAPs); after quiesce `recover`. The warm pool's
+ *    points crash `serve --pool` while it fills a slot or while an add
+ *    claims one; the way out is the daemon's next start, or gc. Then the VM
+ *    is deleted and nothing may be left: no netns, veth on the bridge,
+ *    lease, record, pool slot, lock file, backup.
  *
  * 2. Random-time kills: two lanes (each its own install, so each lane's
  *    leak check is its own) SIGKILL or SIGTERM `add`, `remove`, `delete`,
@@ -22,6 +24,7 @@
  *    checked (whole or gone), deleted, and a leak check.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { rootTest, run } from "../support/harness.ts";
 import { FAULT_POINTS, type FaultPoint } from "../../src/provider/faults.ts";
 import {
@@ -33,6 +36,8 @@ import {
   nicIdentity,
   type NicJson,
   randomBelow,
+  runCli,
+  spawnCli,
   type TestEnv,
 } from "./_env.ts";
 import {
@@ -305,6 +310,106 @@ async function runCase(env: TestEnv, c: CrashCase, vm: string) {
   return problems;
 }
 
+// ------------------------------------------------------------ warm pool
+
+const POOL_POINTS = FAULT_POINTS.filter((p) => p.startsWith("pool:"));
+
+/** Waits until the install has `n` ready pool slots; false on timeout. */
+async function poolReady(env: TestEnv, n: number, ms = 20_000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const r = await env.cli(["list", "--pool"]);
+    if (r.code === 0) {
+      const slots = JSON.parse(r.stdout) as NicJson[];
+      if (slots.filter((x) => x.state === "active").length >= n) return true;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return false;
+}
+
+/**
+ * A crash of the daemon (`serve --pool`) at a pool point: while it fills a
+ * slot, or while a VM's add claims one. The way out is the next start of
+ * the daemon (it finishes or undoes what the crash left) or a gc; then the
+ * add is retried and must give a whole VM, and nothing may be left once the
+ * VM and the pool are gone.
+ */
+async function poolCase(
+  env: TestEnv,
+  point: FaultPoint,
+  recovery: "restart" | "gc",
+  vm: string,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const sock = join(env.dir, `${vm}.sock`);
+  const serve = [
+    ...env.flags,
+    "serve",
+    "--socket",
+    sock,
+    "--pool",
+    `${env.network}=1`,
+  ];
+  const viaDaemon = (args: string[]) =>
+    runCli([...env.flags, "--socket", sock, "--json", ...args], {
+      timeoutMs: 30_000,
+    });
+  const daemon = spawnCli(serve, { env: { VMNIC_FAULT_POINT: point } });
+  try {
+    if (point !== "pool:slot-recorded") {
+      if (!(await poolReady(env, 1))) problems.push("no slot became ready");
+      const add = await viaDaemon(["add", vm]);
+      if (add.code === 0) {
+        problems.push(`add through the crashing daemon: ${add.stdout}`);
+      }
+    }
+    const end = await Promise.race([
+      daemon.done,
+      new Promise<null>((res) => setTimeout(() => res(null), 20_000)),
+    ]);
+    if (!end || !killedBySigkill(end)) {
+      problems.push(
+        `the daemon did not die at ${point}: ${
+          end ? describe(end) : "still running"
+        }`,
+      );
+      return problems;
+    }
+  } finally {
+    daemon.kill("SIGKILL");
+    await daemon.done;
+  }
+  if (!(await env.leaks()).length) {
+    problems.push("the leak checker saw nothing after the crash");
+  }
+  if (recovery === "restart") {
+    const again = spawnCli(serve);
+    try {
+      if (!(await poolReady(env, 1))) problems.push("restart: no slot ready");
+      const add = await viaDaemon(["add", vm]);
+      if (add.code !== 0) problems.push(`add after restart: ${describe(add)}`);
+      problems.push(...(await checkWhole(env, vm, { indices: [0] })).problems);
+    } finally {
+      again.kill("SIGTERM");
+      const out = await again.done;
+      if (out.code !== 0) problems.push(`serve on SIGTERM: ${describe(out)}`);
+    }
+  } else {
+    const gc = await env.cli(["gc", "--active", ""]);
+    if (gc.code !== 0) problems.push(`gc: ${describe(gc)}`);
+    const add = await env.cli(["add", vm]);
+    if (add.code !== 0) problems.push(`add after gc: ${describe(add)}`);
+    problems.push(...(await checkWhole(env, vm, { indices: [0] })).problems);
+  }
+  const del = await env.cli(["delete", vm]);
+  if (del.code !== 0) problems.push(`delete: ${describe(del)}`);
+  const gc = await env.cli(["gc", "--active", "", "--include-pool"]);
+  if (gc.code !== 0) problems.push(`gc --include-pool: ${describe(gc)}`);
+  problems.push(...await checkGone(env, vm));
+  return problems;
+}
+
 rootTest(
   "crash: SIGKILL at every fault point, then the documented recovery leaves nothing",
   async () => {
@@ -314,13 +419,28 @@ rootTest(
     const all = cases();
     let failures = 0;
     let leaks = 0;
+    let tried = 0;
     const report: string[] = [];
     const t0 = Date.now();
     try {
-      for (const [i, c] of all.entries()) {
-        const vm = `crash${i}`;
-        const name = `${c.point} via ${c.via}, recovered by ${c.recovery}`;
-        const problems = await runCase(env, c, vm);
+      const pool = POOL_POINTS.flatMap((point) =>
+        (["restart", "gc"] as const).map((recovery) => ({ point, recovery }))
+      );
+      const runs = [
+        ...all.map((c, i) => ({
+          name: `${c.point} via ${c.via}, recovered by ${c.recovery}`,
+          run: () => runCase(env, c, `crash${i}`),
+        })),
+        ...pool.map((c, i) => ({
+          name: `${c.point} in serve --pool, recovered by ${c.recovery}`,
+          run: () => poolCase(env, c.point, c.recovery, `pool${i}`),
+        })),
+      ];
+      const only = Deno.env.get("VMNIC_TEST_ONLY");
+      for (const { name, run: go } of runs) {
+        if (only && !name.includes(only)) continue;
+        tried++;
+        const problems = await go();
         const left = await env.leaks();
         if (problems.length) {
           failures++;
@@ -337,13 +457,13 @@ rootTest(
       if (report.length) console.log(report.join("\n"));
       console.log(`(${Math.round((Date.now() - t0) / 1000)} s)`);
       console.log(
-        `crash: ${all.length} cases tried, ${failures} failures, ${leaks} leaks found`,
+        `crash: ${tried} cases tried, ${failures} failures, ${leaks} leaks found`,
       );
       leaks += (await env.cleanup()).length;
     }
     // Every fault point is tried at least once.
     assert.deepEqual(
-      [...new Set(all.map((c) => c.point))].sort(),
+      [...new Set([...all.map((c) => c.point), ...POOL_POINTS])].sort(),
       [...FAULT_POINTS].sort(),
     );
     assert.equal(failures, 0, report.join("\n"));
