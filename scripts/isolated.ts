@@ -1,6 +1,6 @@
 /**
- * Runs `deno test` or `deno bench` for vmnic with explicit permissions
- * (`deno task test|bench [args]`).
+ * Runs `deno test`, `deno bench` or a bench script (`run FILE`) for vmnic
+ * with explicit permissions (`deno task test|bench|bench:daemon [args]`).
  *
  * As root, the whole run happens inside a throwaway network namespace
  * (`unshare --net`): the CNI bridges and gateways the tests make live there
@@ -23,11 +23,13 @@ const PERMISSIONS = [
   "--allow-run",
   "--allow-env",
   "--allow-sys",
+  // Unix sockets: the daemon's API (`vmnic serve`).
+  "--allow-net",
 ];
 
 const [sub, ...rest] = Deno.args;
-if (sub !== "test" && sub !== "bench") {
-  console.error("usage: isolated.ts test|bench [deno args]");
+if (sub !== "test" && sub !== "bench" && sub !== "run") {
+  console.error("usage: isolated.ts test|bench|run [deno args]");
   Deno.exit(2);
 }
 /** Debian packages the tests drive for real (installed when missing). */

@@ -293,7 +293,7 @@ export async function add(
     checkMacsFree(ctx, op, vmId, plans);
     for (const p of plans) await ctx.cni.findPlugins(p.list);
     // Fails closed on an unsafe hooks dir before anything changes.
-    await ctx.hooks.list();
+    const hooks = await ctx.hooks.list();
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (
@@ -306,6 +306,7 @@ export async function add(
         first.list,
         first.queues,
         first.queueSize,
+        !hooks.some((h) => h.events.includes("afterAdd")),
       );
       if (claimed) return claimed;
     }

@@ -49,6 +49,13 @@ export interface PoolSpec {
   queues: number;
 }
 
+/**
+ * How long after a claim its refill starts. A fill's first steps are
+ * synchronous kernel calls; run at once, they would hold up the claim's
+ * answer on its way out of the daemon's (single-threaded) event loop.
+ */
+const REFILL_DELAY_MS = 20;
+
 /** Largest pool, per network. */
 export const MAX_POOL_SLOTS = 1000;
 
@@ -129,6 +136,7 @@ export class Pool {
   #work: Promise<void> = Promise.resolve();
   #stopped = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #soon: ReturnType<typeof setTimeout> | undefined;
 
   /** A pool per spec; nothing is made until {@linkcode start}. */
   constructor(ctx: ProviderContext, specs: readonly PoolSpec[]) {
@@ -176,10 +184,24 @@ export class Pool {
     this.#work = this.#work.then(() => this.#fillAll()).catch(() => {});
   }
 
+  /**
+   * Starts filling once the current task is done: the claim that took a
+   * slot answers its caller before the refill's first (synchronous) kernel
+   * calls run.
+   */
+  refillSoon(): void {
+    if (this.#stopped || this.#soon !== undefined) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      this.refill();
+    }, REFILL_DELAY_MS);
+  }
+
   /** Resolves once no fill is running (and stops further ones). */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#soon);
     await this.#work;
   }
 
@@ -298,7 +320,9 @@ export async function fillSlot(
  * Gives the VM NIC 0 from a ready slot of `list` with `queues`: the slot's
  * netns takes the VM's name, its records move to the VM. Null when no slot
  * is ready (the caller makes the NIC the normal way). The caller holds the
- * VM's lock; the VM has no record and no netns yet.
+ * VM's lock; the VM has no record and no netns yet. `noAfterAddHooks`: none
+ * was found, so the NIC is recorded as announced as it moves (one write
+ * less on the claim path).
  */
 export async function claimSlot(
   ctx: ProviderContext,
@@ -306,6 +330,7 @@ export async function claimSlot(
   list: NetworkConfigList,
   queues: number,
   queueSize: number,
+  noAfterAddHooks = false,
 ): Promise<NicConfig[] | null> {
   const pool = ctx.pool;
   if (!pool) return null;
@@ -358,6 +383,7 @@ export async function claimSlot(
       netnsPath: path,
       queueSize,
       cniResult: resultInNetns(n.cniResult, slot.netnsPath, path),
+      announced: noAfterAddHooks,
     }));
     await ctx.fault("pool:claimed");
     pool.claimed(list.name, queues);
@@ -368,7 +394,7 @@ export async function claimSlot(
           operation: op,
           cniResult: rec.cniResult,
         });
-        markAnnounced(ctx, rec);
+        if (!rec.announced) markAnnounced(ctx, rec);
       }
     } catch (err) {
       throw await undoClaim(ctx, vmId, moved, err);
@@ -376,7 +402,7 @@ export async function claimSlot(
     return moved.map(toNicConfig);
   } finally {
     lock!.releaseAndRemove();
-    pool.refill();
+    pool.refillSoon();
   }
 }
 

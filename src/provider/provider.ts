@@ -66,7 +66,10 @@ export interface OpenOptions {
   /**
    * Keep a warm pool of pre-wired NIC slots (docs/pool.md): an `add` of a
    * one-NIC VM on a pooled network and queue count takes a slot. Slots
-   * begin filling in the background once the provider is open.
+   * begin filling in the background once the provider is open. Given
+   * (even empty), this provider owns the pools: slots left from an earlier
+   * run that no spec wants are retired as it opens (what `vmnic serve`
+   * does); left out, slots are not touched.
    */
   pool?: PoolSpec[];
   /**
@@ -181,7 +184,7 @@ export class CniProvider {
       memo: {},
       held: new Map(),
     };
-    if (opts.pool?.length) {
+    if (opts.pool) {
       try {
         ctx.pool = new Pool(ctx, opts.pool);
         await ctx.pool.start();

@@ -8,7 +8,11 @@
 /** `<asm-generic/fcntl.h>`: `open(2)` flags. */
 export const O_RDONLY = 0o0;
 /** `<asm-generic/fcntl.h>` */
+export const O_WRONLY = 0o1;
+/** `<asm-generic/fcntl.h>` */
 export const O_RDWR = 0o2;
+/** `<asm-generic/fcntl.h>`: every write goes to the end. */
+export const O_APPEND = 0o2000;
 /** `<asm-generic/fcntl.h>` */
 export const O_CREAT = 0o100;
 /** `<asm-generic/fcntl.h>` */

@@ -9,8 +9,11 @@ import { Errno } from "./errno.ts";
 import { KernelError } from "./errors.ts";
 import {
   LOCK_NB,
+  O_APPEND,
   O_CLOEXEC,
+  O_CREAT,
   O_NOFOLLOW,
+  O_WRONLY,
   S_IFDIR,
   S_IFLNK,
   S_IFMT,
@@ -124,6 +127,44 @@ export function rewrite(fd: number, text: string, path = `fd ${fd}`): void {
     throw new KernelError("write", path, Errno.EIO, `short write ${n}`);
   }
   check(libc().ftruncate(fd, BigInt(bytes.length)), "truncate", path);
+}
+
+/**
+ * Appends `bytes` to the file at `path` (made with `mode` when missing,
+ * never through a symlink); returns the file's size after. A short write
+ * is retried until all is written.
+ */
+export function appendNoFollow(
+  path: string,
+  bytes: Uint8Array,
+  mode = 0o600,
+): bigint {
+  const fd = openNoFollow(path, O_WRONLY | O_APPEND | O_CREAT, mode, "append");
+  try {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = Number(
+        check(
+          libc().write(fd, bytes.subarray(done), BigInt(bytes.length - done)),
+          "write",
+          path,
+        ),
+      );
+      if (n === 0) throw new KernelError("write", path, Errno.EIO, "wrote 0");
+      done += n;
+    }
+    return fstat(fd, path).size;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** `unlink(path)`; false when there was nothing to remove. */
+export function unlinkIfExists(path: string): boolean {
+  if (libc().unlink(cstr(path)) === 0) return true;
+  const e = errno();
+  if (e === Errno.ENOENT) return false;
+  throw new KernelError("remove", path, e);
 }
 
 /** `close(fd)`, ignoring errors (nothing useful can be done about them). */

@@ -179,3 +179,29 @@ Deno.test("a crash at every point of a fill or a claim: the next start finishes 
     });
   }
 });
+
+Deno.test("slots outlive the process that filled them; a provider given pools (even none) retires the ones it does not want, one given no pool option leaves them", async () => {
+  await inWorld(async (w) => {
+    const p = await w.open({ pool: POOL });
+    await poolReady(p, 2);
+    await p.shutdown();
+    const slotsOf = async (q: CniProvider) =>
+      (await q.list({ pool: true })).length;
+    // A library user beside the daemon: slots are none of its business.
+    const lib = await w.open();
+    assert.equal(await slotsOf(lib), 2);
+    lib.close();
+    // The same pools again: the slots are taken back as ready, no new fill.
+    const adds = w.plugins.callsOf("ADD").length;
+    const again = await w.open({ pool: POOL });
+    await poolReady(again, 2);
+    assert.equal(w.plugins.callsOf("ADD").length, adds, "slots reused");
+    await again.shutdown();
+    // A daemon started without --pool: no slot is wanted any more.
+    const none = await w.open({ pool: [] });
+    assert.equal(await slotsOf(none), 0);
+    assert.deepEqual((await none.poolStatus()).pools, []);
+    none.close();
+    assert.deepEqual(await w.leaks(), []);
+  });
+});

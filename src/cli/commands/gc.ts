@@ -47,7 +47,7 @@ export default defineCommand({
     const file = str(p, "active-file");
     if ((activeArg === undefined) === (file === undefined)) {
       throw new UsageError(
-        "gc: give exactly one of --active or --active-file",
+        "give exactly one of --active or --active-file",
         "gc",
       );
     }

@@ -26,7 +26,7 @@ export default defineCommand({
     if (vmId !== undefined) validateVmId("list", vmId);
     const pool = p.values.pool === true;
     if (pool && vmId !== undefined) {
-      throw new UsageError("list: --pool lists slots, not a VM's NICs", "list");
+      throw new UsageError("--pool lists slots, not a VM's NICs", "list");
     }
     return { vmId, pool };
   },
