@@ -321,13 +321,24 @@ async function claimTemps(env: TestEnv): Promise<string[]> {
   return out;
 }
 
-/** The install id kept beside the record backups, or null. */
+/**
+ * The install id: kept beside the record backups, else in the claim on
+ * the prefix when it names this root dir; or null.
+ */
 export async function installIdOf(env: TestEnv): Promise<string | null> {
   try {
     const v = JSON.parse(
       await Deno.readTextFile(join(env.rootDir, "records", "install.json")),
     ) as { installId?: string };
-    return v.installId ?? null;
+    if (v.installId) return v.installId;
+  } catch { /* below */ }
+  try {
+    const c = JSON.parse(await Deno.readTextFile(env.claimFile)) as {
+      rootDir?: string;
+      installId?: string;
+    };
+    const mine = await Deno.realPath(env.rootDir).catch(() => env.rootDir);
+    return c.rootDir === mine ? c.installId ?? null : null;
   } catch {
     return null;
   }

@@ -379,7 +379,7 @@ rootTest(
       for (const n of ["hand1", "hand2", "hand3"]) {
         await run("ip", ["netns", "del", a.prefix + n]);
       }
-      for (const e of [c, b, a]) {
+      for (const e of [...envs].reverse()) {
         t.leaked(
           `cleanup ${e.prefix}`,
           await e.cleanup(),
