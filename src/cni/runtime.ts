@@ -51,6 +51,15 @@ export interface RuntimeConf {
    * part of CNI: a caller may note them, to end them should it die first).
    */
   onSpawn?: (pid: number) => void;
+  /**
+   * Extra environment for each plugin run for this attachment, e.g. the
+   * W3C `TRACEPARENT` (CNI_* variables cannot be overridden).
+   */
+  env?: Record<string, string>;
+  /** Told how long each plugin run took, and whether it failed. */
+  onPluginDone?: (
+    run: { type: string; command: string; ms: number; failed: boolean },
+  ) => void;
 }
 
 /** What a plugin reports to `VERSION`. */
@@ -529,28 +538,42 @@ export class CniRuntime {
     return errors;
   }
 
-  #exec(
+  async #exec(
     path: string,
     plugin: PluginConfig,
     command: string,
     rt: RuntimeConf | null,
     io: { stdin: string },
   ): Promise<unknown> {
-    return this.#plugins.exec({
-      path,
-      pluginType: plugin.type,
-      command,
-      stdin: io.stdin,
-      env: this.#cniEnv(command, rt),
-      timeoutMs: this.timeoutMs,
-      killProcessGroup: this.#killProcessGroup,
-      ...(rt?.onSpawn ? { onSpawn: rt.onSpawn } : {}),
-    });
+    const start = performance.now();
+    let failed = true;
+    try {
+      const out = await this.#plugins.exec({
+        path,
+        pluginType: plugin.type,
+        command,
+        stdin: io.stdin,
+        env: this.#cniEnv(command, rt),
+        timeoutMs: this.timeoutMs,
+        killProcessGroup: this.#killProcessGroup,
+        ...(rt?.onSpawn ? { onSpawn: rt.onSpawn } : {}),
+      });
+      failed = false;
+      return out;
+    } finally {
+      rt?.onPluginDone?.({
+        type: plugin.type,
+        command,
+        ms: performance.now() - start,
+        failed,
+      });
+    }
   }
 
   #cniEnv(command: string, rt: RuntimeConf | null): Record<string, string> {
     return {
       ...this.#env,
+      ...(rt?.env ?? {}),
       CNI_COMMAND: command,
       CNI_CONTAINERID: rt?.containerId ?? "",
       CNI_NETNS: rt?.netns ?? "",

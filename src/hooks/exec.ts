@@ -258,6 +258,7 @@ export async function runExecHook(
     child = new Deno.Command(hook.path, {
       args: [ctx.event],
       cwd: "/",
+      ...(ctx.traceparent ? { env: { TRACEPARENT: ctx.traceparent } } : {}),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

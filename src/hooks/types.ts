@@ -68,6 +68,11 @@ export interface HookContext {
   mtu?: number;
   /** The CNI result (after an add). */
   cniResult?: unknown;
+  /**
+   * The W3C trace context of the operation (its span as parent); exec
+   * hooks get it in `TRACEPARENT` too.
+   */
+  traceparent?: string;
 }
 
 /** A context without its event: {@linkcode HookRunner.run} adds the event. */

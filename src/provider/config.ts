@@ -6,6 +6,7 @@
  */
 import { DEFAULTS, type ProviderConfig } from "./types.ts";
 import { InvalidInputError } from "./errors.ts";
+import { DEFAULT_EVENT_RETENTION } from "../store/events.ts";
 
 /** The settings in effect, every default filled in. */
 export type ResolvedConfig = Required<ProviderConfig>;
@@ -31,6 +32,9 @@ export function resolveConfig(cfg: ProviderConfig = {}): ResolvedConfig {
     hookTimeoutMs: cfg.hookTimeoutMs ?? DEFAULTS.hookTimeoutMs,
     lockWaitMs: cfg.lockWaitMs ?? DEFAULTS.lockWaitMs,
     tsHooks: cfg.tsHooks ?? true,
+    eventRetention: cfg.eventRetention === undefined
+      ? DEFAULT_EVENT_RETENTION
+      : cfg.eventRetention,
   };
 }
 

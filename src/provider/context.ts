@@ -9,7 +9,8 @@
  */
 import type { CniRuntime } from "../cni/runtime.ts";
 import type { HookRunner } from "../hooks/runner.ts";
-import type { HookEvent, HookInput } from "../hooks/types.ts";
+import type { HookEvent, HookInput, HookRunReport } from "../hooks/types.ts";
+import type { RuntimeConf } from "../cni/runtime.ts";
 import { acquireVmLock, lockHolder, type VmLock } from "../store/locks.ts";
 import type { Store } from "../store/store.ts";
 import { type Kernel, netnsPath } from "../wiring/kernel.ts";
@@ -23,7 +24,21 @@ import {
 import type { FaultPoint } from "./faults.ts";
 import type { Networks } from "./networks.ts";
 import type { Pool } from "./pool.ts";
+import type { EventRecord } from "../store/events.ts";
+import type { OpTrace } from "./trace.ts";
+import { type OpInfo, tracedOp } from "./oplog.ts";
 import { checkPrefixClaim, claimPrefix } from "./ownership.ts";
+
+/** What the failures of an operation were, besides its event. */
+export interface EventDetail {
+  /** Plugin types whose runs failed. */
+  failedPlugins: readonly string[];
+  /** Hooks that failed. */
+  failedHooks: readonly string[];
+}
+
+/** Told of each event as it is recorded. */
+export type EventListener = (e: EventRecord, detail: EventDetail) => void;
 
 /** Where a simulated crash can happen; production passes `faultPoint`. */
 export type FaultHook = (point: FaultPoint) => void | Promise<void>;
@@ -61,6 +76,12 @@ export interface ProviderContext {
   pool?: Pool;
   /** The VM locks this process holds now, by VM id. */
   readonly held: Map<string, VmLock>;
+  /** The caller's W3C `traceparent` for the operations it starts. */
+  readonly traceparent?: string;
+  /** The running operation's trace (set in the context it works with). */
+  readonly trace?: OpTrace;
+  /** Told of every event as it is recorded (metrics, `events --follow`). */
+  readonly listeners: Set<EventListener>;
 }
 
 /**
@@ -127,31 +148,43 @@ export function checkpoint(
 
 /**
  * Runs `fn` holding the VM's lock, waiting for it up to the configured
- * wait; errors leave as vmnic errors of `op` on `vmId`.
+ * wait, as operation `op` on `vmId` under its trace (its event recorded
+ * unless `info.record` is false); errors leave as vmnic errors of `op` on
+ * `vmId`. `fn` gets the context to work with: the operation's.
  */
-export async function withVmLock<T>(
+export function withVmLock<T>(
   ctx: ProviderContext,
   op: string,
   vmId: string,
-  fn: (lock: VmLock) => T | Promise<T>,
+  fn: (ctx: ProviderContext) => T | Promise<T>,
+  info: OpInfo = {},
 ): Promise<T> {
-  let lock: VmLock | undefined;
-  try {
-    lock = await lockVm(ctx, op, vmId, ctx.config.lockWaitMs);
-    return await fn(lock);
-  } catch (e) {
-    throw toVmnicError(op, vmId, e);
-  } finally {
-    // A VM this install has no record of keeps no lock file behind.
-    if (
-      lock && !ctx.store.getVm(vmId) && !ctx.store.listNics({ vmId }).length
-    ) {
-      try {
-        lock.releaseAndRemove();
-      } catch { /* tidiness only */ }
+  return tracedOp(ctx, op, vmId, async (tctx) => {
+    let lock: VmLock | undefined;
+    const trace = tctx.trace!;
+    try {
+      lock = await trace.time(
+        "lock",
+        () => lockVm(ctx, op, vmId, ctx.config.lockWaitMs),
+      );
+      return await fn(tctx);
+    } catch (e) {
+      throw toVmnicError(op, vmId, e);
+    } finally {
+      trace.timeSync("lock", () => {
+        // A VM this install has no record of keeps no lock file behind.
+        if (
+          lock && !ctx.store.getVm(vmId) &&
+          !ctx.store.listNics({ vmId }).length
+        ) {
+          try {
+            lock.releaseAndRemove();
+          } catch { /* tidiness only */ }
+        }
+        lock?.release();
+      });
     }
-    lock?.release();
-  }
+  }, info);
 }
 
 /**
@@ -227,11 +260,71 @@ export function mayMakeNetnsCheck(ctx: ProviderContext, op: string): void {
   if (!ctx.memo.claimed) checkPrefixClaim(op, ctx.config);
 }
 
-/** Runs the hooks of `event`. */
+/**
+ * Runs the hooks of `event`, with the operation's trace context; each hook's
+ * time is a phase (`hook:<name>:<event>`), finding them and a failing one's
+ * time another (`hooks:<event>`).
+ */
 export async function runHook(
   ctx: ProviderContext,
   event: HookEvent,
   input: HookInput,
 ): Promise<void> {
-  await ctx.hooks.run(event, input);
+  const trace = ctx.trace;
+  if (!trace) {
+    await ctx.hooks.run(event, input);
+    return;
+  }
+  const start = performance.now();
+  let reports: HookRunReport[] = [];
+  try {
+    reports = await ctx.hooks.run(event, {
+      ...input,
+      traceparent: trace.traceparent,
+    });
+  } catch (e) {
+    const hook = (e as { hook?: unknown }).hook;
+    trace.failedHooks.push(typeof hook === "string" ? hook : "(hooks)");
+    throw e;
+  } finally {
+    let named = 0;
+    for (const r of reports) {
+      trace.add(`hook:${r.name}:${event}`, r.durationMs);
+      named += r.durationMs;
+    }
+    trace.add(`hooks:${event}`, performance.now() - start - named);
+  }
+}
+
+/**
+ * What every plugin run for `vmId` gets from its operation: its pid noted
+ * in the VM's lock, the trace context in `TRACEPARENT`, its time as a
+ * phase (`plugin:<type>:<COMMAND>`).
+ */
+export function pluginRunOptions(
+  ctx: ProviderContext,
+  vmId: string,
+): Pick<RuntimeConf, "onSpawn" | "env" | "onPluginDone"> {
+  const trace = ctx.trace;
+  return {
+    onSpawn: spawnNoter(ctx, vmId),
+    ...(trace
+      ? {
+        env: { TRACEPARENT: trace.traceparent },
+        onPluginDone: (r) => {
+          trace.add(`plugin:${r.type}:${r.command}`, r.ms);
+          if (r.failed) trace.failedPlugins.push(r.type);
+        },
+      }
+      : {}),
+  };
+}
+
+/** Runs `fn` as phase `name` of the running operation, if it is traced. */
+export function timePhase<T>(
+  ctx: ProviderContext,
+  name: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return ctx.trace ? ctx.trace.time(name, fn) : fn();
 }

@@ -16,7 +16,13 @@ import {
   netnsPathOf,
   type ProviderContext,
 } from "./context.ts";
-import { reasonOf, toVmnicError, VmBusyError } from "./errors.ts";
+import {
+  OperationError,
+  reasonOf,
+  toVmnicError,
+  VmBusyError,
+} from "./errors.ts";
+import { tracedOp } from "./oplog.ts";
 import type { GcModule, GcPlan, GcReport } from "./gc_orchestrator.ts";
 import { deleteVm, deleteVmNetns, hasRecords } from "./lifecycle.ts";
 import { isSlot, recoverSlots, SLOT_PREFIX } from "./pool.ts";
@@ -139,16 +145,45 @@ async function collect(
   };
   for (const vmId of doomed) {
     if (interrupted(vmId)) continue;
-    await collectVm(ctx, vmId, report);
+    await gcEvent(ctx, vmId, report, (c) => collectVm(c, vmId, report));
     plan.onProgress?.(vmId, ++done, total);
   }
   for (const vmId of [...stale, ...(opts.includeUnknown ? unknown : [])]) {
     if (interrupted(vmId)) continue;
-    await collectUnknown(ctx, vmId, report, opts.includeUnknown === true);
+    await gcEvent(
+      ctx,
+      vmId,
+      report,
+      (c) => collectUnknown(c, vmId, report, opts.includeUnknown === true),
+    );
     plan.onProgress?.(vmId, ++done, total);
   }
   await removeStaleLocks(ctx, active);
   return report;
+}
+
+/**
+ * Runs one VM's collection as a `gc` event: failed when it added an error
+ * to the report; none when it only skipped the VM.
+ */
+async function gcEvent(
+  ctx: ProviderContext,
+  vmId: string,
+  report: GcReport,
+  collectOne: (ctx: ProviderContext) => Promise<void>,
+): Promise<void> {
+  const [errors, skipped] = [report.errors.length, report.skipped.length];
+  await tracedOp(ctx, "gc", vmId, async (c) => {
+    await collectOne(c);
+    const failed = report.errors.slice(errors);
+    if (failed.length) {
+      throw new OperationError(
+        "gc",
+        vmId,
+        failed.map((e) => e.error).join("; "),
+      );
+    }
+  }, { record: () => report.skipped.length === skipped }).catch(() => {});
 }
 
 /** Collects one recorded VM like `delete`, unless another process holds it. */

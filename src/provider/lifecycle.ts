@@ -29,11 +29,13 @@ import {
   netnsNameOf,
   netnsPathOf,
   netnsTagOf,
+  pluginRunOptions,
   type ProviderContext,
   runHook,
-  spawnNoter,
+  timePhase,
   withVmLock,
 } from "./context.ts";
+import { tracedOp } from "./oplog.ts";
 import {
   ConflictError,
   InvalidInputError,
@@ -112,7 +114,7 @@ export async function prepare(
   const op = "prepare";
   validateVmId(op, vmId);
   validateVmConfig(op, vmId, vmCfg);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     mayMakeNetnsCheck(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     let recorded = false;
@@ -248,7 +250,7 @@ export async function add(
   if (!specs.length) specs = [{}];
   for (const s of specs) validateSpec(op, vmId, s);
   const indices = specIndices(op, vmId, specs);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     mayMakeNetnsCheck(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) adoptable(ctx, op, vmId, false);
@@ -267,10 +269,15 @@ export async function add(
         continue;
       }
       const object = `${vmId}/${index}`;
-      const list = await ctx.networks.resolve(
-        op,
-        object,
-        spec.network ?? vmCfg.network ?? vm?.network ?? undefined,
+      const list = await timePhase(
+        ctx,
+        "conflists",
+        () =>
+          ctx.networks.resolve(
+            op,
+            object,
+            spec.network ?? vmCfg.network ?? vm?.network ?? undefined,
+          ),
       );
       const mac = spec.mac ? normalizeMac(op, object, spec.mac) : undefined;
       const request: NicRequest = {
@@ -291,9 +298,11 @@ export async function add(
     await announceKept(ctx, op, kept);
     if (!plans.length) return sortByIndex(kept).map(toNicConfig);
     checkMacsFree(ctx, op, vmId, plans);
-    for (const p of plans) await ctx.cni.findPlugins(p.list);
+    await timePhase(ctx, "cni:find", async () => {
+      for (const p of plans) await ctx.cni.findPlugins(p.list);
+    });
     // Fails closed on an unsafe hooks dir before anything changes.
-    const hooks = await ctx.hooks.list();
+    const hooks = await timePhase(ctx, "hooks", () => ctx.hooks.list());
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (
@@ -364,7 +373,7 @@ export async function add(
     }
     if (vm.network === null) ctx.store.setVmNetwork(vmId, plans[0].list.name);
     return sortByIndex([...kept, ...made]).map(toNicConfig);
-  });
+  }, { index: indices.length === 1 ? indices[0] : null });
 }
 
 /**
@@ -438,7 +447,7 @@ export async function addNic(
       netns: vm.netnsPath,
       ifName,
       ...ipRequest(p.list, p.request, op, object),
-      onSpawn: spawnNoter(ctx, vm.vmId),
+      ...pluginRunOptions(ctx, vm.vmId),
     });
     // Kept before plumbing flushes the veth: any teardown from here on has
     // the result and the IPs that CNI DEL needs.
@@ -775,7 +784,7 @@ export async function remove(
     throw new InvalidInputError(op, vmId, "no NIC index given");
   }
   for (const i of indices) validateIndex(op, vmId, i);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     const vm = await finishCrashedDelete(ctx, vmId);
     const all = ctx.store.listNics({ vmId });
     if (!vm && !all.length) {
@@ -807,7 +816,7 @@ export async function remove(
       );
     }
     return result;
-  });
+  }, { index: indices.length === 1 ? indices[0] : null });
 }
 
 /**
@@ -883,25 +892,35 @@ export async function deleteVms(
       });
       continue;
     }
-    let lock: VmLock | undefined;
-    try {
-      lock = await lockVm(ctx, op, vmId, ctx.config.lockWaitMs);
-      const warnings = await deleteVm(ctx, op, vmId, opts);
-      result.warnings.push(...warnings.map((warning) => ({ vmId, warning })));
-      lock.releaseAndRemove();
-      result.deleted.push(vmId);
-    } catch (e) {
-      result.errors.push({ vmId, error: reasonOf(toVmnicError(op, vmId, e)) });
-    } finally {
-      // A VM this install has no record of (e.g. a netns it left alone)
-      // keeps no lock file behind.
-      if (lock && !hasRecords(ctx, vmId)) {
-        try {
-          lock.releaseAndRemove();
-        } catch { /* tidiness only */ }
+    // One event per VM; its failure is reported in the result, not thrown.
+    await tracedOp(ctx, op, vmId, async (ctx) => {
+      let lock: VmLock | undefined;
+      try {
+        lock = await ctx.trace!.time(
+          "lock",
+          () => lockVm(ctx, op, vmId, ctx.config.lockWaitMs),
+        );
+        const warnings = await deleteVm(ctx, op, vmId, opts);
+        result.warnings.push(
+          ...warnings.map((warning) => ({ vmId, warning })),
+        );
+        lock.releaseAndRemove();
+        result.deleted.push(vmId);
+      } catch (e) {
+        const err = toVmnicError(op, vmId, e);
+        result.errors.push({ vmId, error: reasonOf(err) });
+        throw err;
+      } finally {
+        // A VM this install has no record of (e.g. a netns it left alone)
+        // keeps no lock file behind.
+        if (lock && !hasRecords(ctx, vmId)) {
+          try {
+            lock.releaseAndRemove();
+          } catch { /* tidiness only */ }
+        }
+        lock?.release();
       }
-      lock?.release();
-    }
+    }).catch(() => {});
     opts.onProgress?.(vmId, ++done, vmIds.length);
   }
   return result;

@@ -22,6 +22,7 @@ import {
   type ProviderContext,
   runHook,
 } from "./context.ts";
+import { tracedOp } from "./oplog.ts";
 import { InvalidInputError, messageOf, reasonOf, rephrase } from "./errors.ts";
 import {
   addNic,
@@ -278,8 +279,22 @@ export async function fillSlot(
   ctx: ProviderContext,
   spec: PoolSpec,
 ): Promise<string> {
-  const op = "add";
   const slotId = SLOT_PREFIX + randomHex(4);
+  return await tracedOp(
+    ctx,
+    "pool-fill",
+    slotId,
+    (c) => fillOne(c, spec, slotId),
+    { index: 0 },
+  );
+}
+
+async function fillOne(
+  ctx: ProviderContext,
+  spec: PoolSpec,
+  slotId: string,
+): Promise<string> {
+  const op = "add";
   const list = await ctx.networks.resolve("pool", spec.network, spec.network);
   const lock = await lockVm(ctx, op, slotId, 0);
   try {

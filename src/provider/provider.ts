@@ -19,7 +19,9 @@ import {
   type ResolvedConfig,
   validateConfig,
 } from "./config.ts";
-import type { FaultHook, ProviderContext } from "./context.ts";
+import type { EventListener, FaultHook, ProviderContext } from "./context.ts";
+import type { EventFilter, EventRecord } from "../store/events.ts";
+import { parseTraceparent } from "./trace.ts";
 import { Pool, type PoolSpec, type PoolStatus } from "./pool.ts";
 import { InvalidInputError, toVmnicError } from "./errors.ts";
 import { faultPoint } from "./faults.ts";
@@ -183,7 +185,13 @@ export class CniProvider {
       fault: opts.fault ?? faultPoint,
       memo: {},
       held: new Map(),
+      listeners: new Set(),
     };
+    if (cfg.eventRetention) {
+      try {
+        store.events(cfg.eventRetention).trim();
+      } catch { /* the log is best effort */ }
+    }
     if (opts.pool) {
       try {
         ctx.pool = new Pool(ctx, opts.pool);
@@ -205,6 +213,44 @@ export class CniProvider {
   async shutdown(): Promise<void> {
     await this.#ctx.pool?.stop();
     this.close();
+  }
+
+  /**
+   * This provider with its operations run under the caller's W3C trace
+   * context: plugins get it (as `TRACEPARENT`, with the operation's span as
+   * parent), hooks too, and each event records it. Shares everything with
+   * this provider; close only one of them. Throws
+   * {@linkcode InvalidInputError} for a malformed `traceparent`.
+   */
+  withTrace(traceparent: string): CniProvider {
+    parseTraceparent(traceparent, "trace", "traceparent");
+    return new CniProvider({ ...this.#ctx, traceparent });
+  }
+
+  /**
+   * Events of the log (docs/events.md), oldest first: the newest
+   * `filter.limit` (default 1000) that match.
+   */
+  events(filter: EventFilter = {}): Promise<EventRecord[]> {
+    return this.#run(
+      "events",
+      this.#ctx.store.path,
+      () => this.#ctx.store.events().query(filter),
+    );
+  }
+
+  /** The id of the newest event, 0 when there is none (a `follow` cursor). */
+  lastEventId(): number {
+    return this.#ctx.store.events().lastId();
+  }
+
+  /**
+   * Calls `listener` with each event this provider records from now on
+   * (and what failed in it); returns what stops it.
+   */
+  onEvent(listener: EventListener): () => void {
+    this.#ctx.listeners.add(listener);
+    return () => this.#ctx.listeners.delete(listener);
   }
 
   /** This install's id (in its CNI container ids and netns tags). */

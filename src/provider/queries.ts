@@ -11,8 +11,8 @@ import type { NicRecord } from "../store/types.ts";
 import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
 import {
   netnsPathOf,
+  pluginRunOptions,
   type ProviderContext,
-  spawnNoter,
   withVmLock,
 } from "./context.ts";
 import {
@@ -115,7 +115,7 @@ export async function verify(
 ): Promise<VerifyResult> {
   const op = "verify";
   validateVmId(op, vmId);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     const vm = ctx.store.getVm(vmId);
     const recs = ctx.store.listNics({ vmId });
     const path = vm?.netnsPath ?? netnsPathOf(ctx, vmId);
@@ -259,7 +259,7 @@ export async function verify(
       nics,
       problems,
     };
-  });
+  }, { record: false });
 }
 
 /**
@@ -286,7 +286,7 @@ async function cniCheck(
       containerId: rec.containerId,
       netns: rec.netnsPath,
       ifName: rec.ifName,
-      onSpawn: spawnNoter(ctx, rec.vmId),
+      ...pluginRunOptions(ctx, rec.vmId),
     }, {
       ...result,
       interfaces: result.interfaces.map((i) =>

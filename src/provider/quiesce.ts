@@ -21,7 +21,7 @@ export async function quiesce(
 ): Promise<NicConfig[]> {
   const op = quiesced ? "quiesce" : "unquiesce";
   validateVmId(op, vmId);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     const vm = ctx.store.getVm(vmId);
     if (!vm) throw new NotFoundError(op, vmId, "no records of this VM");
     if (vm.deleting) {

@@ -51,7 +51,7 @@ export async function recover(
 ): Promise<RecoverResult> {
   const op = "recover";
   validateVmId(op, vmId);
-  return await withVmLock(ctx, op, vmId, async () => {
+  return await withVmLock(ctx, op, vmId, async (ctx) => {
     mayMakeNetnsCheck(ctx, op);
     const before = ctx.store.getVm(vmId);
     const vm = await finishCrashedDelete(ctx, vmId);

@@ -18,7 +18,7 @@ import {
   unplumbNic,
   unwireTap,
 } from "../wiring/nic.ts";
-import { type ProviderContext, runHook, spawnNoter } from "./context.ts";
+import { pluginRunOptions, type ProviderContext, runHook } from "./context.ts";
 import { messageOf, reasonOf } from "./errors.ts";
 import { hookFields } from "./records.ts";
 
@@ -185,7 +185,7 @@ export async function releaseNic(
     containerId: rec.containerId,
     netns: rec.netnsPath,
     ifName: rec.ifName,
-    onSpawn: spawnNoter(ctx, rec.vmId),
+    ...pluginRunOptions(ctx, rec.vmId),
   };
   const prev = (rec.cniResult as CniResult | null) ?? undefined;
   try {

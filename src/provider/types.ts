@@ -9,6 +9,7 @@ import { DEFAULT_BIN_DIRS, DEFAULT_TIMEOUT_MS } from "../cni/exec.ts";
 import { DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_HOOKS_DIR } from "../hooks/runner.ts";
 import { DEFAULT_NETNS_DIR } from "../wiring/kernel.ts";
 import type { NicState } from "../store/types.ts";
+import type { EventRetention } from "../store/events.ts";
 
 export type { NicState } from "../store/types.ts";
 
@@ -203,6 +204,11 @@ export interface ProviderConfig {
   lockWaitMs?: number;
   /** Include the TS hooks compiled into vmnic (default true). */
   tsHooks?: boolean;
+  /**
+   * Bounds of the event log (docs/events.md): default a week and 100 000
+   * events; `null` records no events.
+   */
+  eventRetention?: EventRetention | null;
 }
 
 /** Defaults of {@linkcode ProviderConfig}, as docs/cli.md gives them. */

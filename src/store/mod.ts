@@ -30,5 +30,13 @@ export {
   type LockOptions,
   type VmLock,
 } from "./locks.ts";
+export {
+  DEFAULT_EVENT_RETENTION,
+  type EventFilter,
+  type EventRecord,
+  type EventRetention,
+  EventTable,
+  type PhaseTiming,
+} from "./events.ts";
 export { Journal, JOURNAL_DIR_NAME, type VmBackup } from "./journal.ts";
 export { type Migration, MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";

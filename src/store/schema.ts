@@ -127,6 +127,27 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX nics_by_mac ON nics (mac) WHERE mac <> '';
     `,
   },
+  {
+    description: "the event log",
+    sql: `
+      -- One row per operation (docs/events.md); trimmed by age and count.
+      CREATE TABLE events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        time        TEXT NOT NULL,
+        op          TEXT NOT NULL,
+        vm_id       TEXT,
+        nic_index   INTEGER,
+        outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'failed')),
+        error       TEXT,
+        duration_ms REAL NOT NULL,
+        phases_json TEXT NOT NULL,
+        trace_id    TEXT NOT NULL,
+        traceparent TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX events_by_vm ON events (vm_id, id);
+      CREATE INDEX events_by_time ON events (time);
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -12,6 +12,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "../sys/path.ts";
 import { DuplicateMacError, DuplicateNicError, StoreError } from "./errors.ts";
+import { type EventRetention, EventTable } from "./events.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
@@ -84,6 +85,7 @@ export class Store {
   #installId: string | null;
   #txDepth = 0;
   #closed = false;
+  #events?: EventTable;
 
   private constructor(db: DatabaseSync, path: string, journal: Journal) {
     this.#db = db;
@@ -156,6 +158,18 @@ export class Store {
   /** The database file path. */
   get path(): string {
     return this.#path;
+  }
+
+  /**
+   * The event log in this database (docs/events.md), with `retention`
+   * taking effect from the first call on.
+   */
+  events(retention?: EventRetention): EventTable {
+    this.#assertOpen();
+    if (!this.#events || retention) {
+      this.#events = new EventTable(this.#db, retention);
+    }
+    return this.#events;
   }
 
   /** The record backups' dir. */
