@@ -104,6 +104,13 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec & { env?: string }> = {
     type: "boolean",
     help: "run in this process even when vmnic serve answers",
   },
+  traceparent: {
+    type: "string",
+    value: "TP",
+    env: "TRACEPARENT",
+    help:
+      "W3C trace context for the plugins, hooks and events (docs/events.md)",
+  },
 };
 
 /**

@@ -85,6 +85,26 @@ export interface Command<I = unknown, O = unknown> {
   exitCode?(out: O): number;
   /** The command as a route of `vmnic serve` (docs/api.md); none: local only. */
   http?: HttpRoute<I>;
+  /**
+   * For inputs that follow (`events --follow`): items printed one line each
+   * as they come, until SIGINT/SIGTERM, instead of one result. Over the
+   * daemon the route answers newline-delimited JSON (one item per line).
+   */
+  follow?: FollowSpec<I>;
+}
+
+/** How a command streams (see {@linkcode Command.follow}). */
+export interface FollowSpec<I> {
+  /** Whether this input follows. */
+  when(input: I): boolean;
+  /** The items, as they come, until `signal` aborts. */
+  items(
+    input: I,
+    provider: CniProvider,
+    signal: AbortSignal,
+  ): AsyncIterable<unknown>;
+  /** One item as a line of human output. */
+  line(item: unknown): string;
 }
 
 /** A JSON Schema (2020-12, as OpenAPI 3.1 takes it). */

@@ -17,7 +17,13 @@ import {
 } from "./args.ts";
 import type { DaemonReply } from "./daemon_client.ts";
 import type { ProviderConfig } from "../provider/types.ts";
-import type { AnyCommand, Io, ProviderMode, RunContext } from "./command.ts";
+import type {
+  AnyCommand,
+  HttpParts,
+  Io,
+  ProviderMode,
+  RunContext,
+} from "./command.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
@@ -110,6 +116,7 @@ async function execute(
     ? []
     : STOP_SIGNALS.map((sig) => [sig, onSignal(sig)] as const);
   for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
+  let traceparent: string | undefined;
   try {
     // Every check of the input happens before the provider is opened: bad
     // input changes nothing, not even by creating the database.
@@ -118,8 +125,21 @@ async function execute(
     const mode: ProviderMode = typeof command.provider === "function"
       ? command.provider(input)
       : command.provider ?? "require";
+    // Every run that opens a provider has a trace: the caller's, or one
+    // started here (docs/events.md); --json reports it.
+    if (mode !== "none") {
+      const trace = await import("../provider/trace.ts");
+      const { newTraceparent, parseTraceparent } = trace;
+      const given = str(p, "traceparent") ??
+        (io.env("TRACEPARENT") || undefined);
+      if (given !== undefined) parseTraceparent(given, command.name);
+      traceparent = given ?? newTraceparent();
+    }
+    if (command.follow?.when(input)) {
+      return await follow(command, input, p, config, io, stop.signal, mode);
+    }
     const viaDaemon = mode === "require"
-      ? await tryDaemon(command, input, p, config, io)
+      ? await tryDaemon(command, input, p, config, io, traceparent)
       : null;
     if (viaDaemon) {
       if (viaDaemon.status === 200) {
@@ -127,6 +147,7 @@ async function execute(
         io.out(
           p.json ? JSON.stringify(out, null, 2) : command.human(out, input),
         );
+        if (p.json) reportTrace(io, traceparent);
         return command.exitCode?.(out) ?? EXIT.OK;
       }
       throw new DaemonError(viaDaemon.body);
@@ -135,11 +156,13 @@ async function execute(
     if (mode !== "none") {
       const { CniProvider } = await import("../provider/provider.ts");
       const { tsHooks } = await import("../../hooks/registry.ts");
-      provider = await CniProvider.open(config, {
+      const opened = await CniProvider.open(config, {
         tsHooks,
         signal: stop.signal,
         records: mode,
       });
+      // Closing the traced view closes the shared store.
+      provider = traceparent ? opened.withTrace(traceparent) : opened;
     }
     try {
       const ctx: RunContext = {
@@ -160,6 +183,7 @@ async function execute(
       io.out(
         p.json ? JSON.stringify(out, null, 2) : command.human(out, input),
       );
+      if (p.json) reportTrace(io, traceparent);
       return command.exitCode?.(out) ?? EXIT.OK;
     } finally {
       provider?.close();
@@ -175,6 +199,7 @@ async function execute(
           ...(typeof v.op === "string" ? { op: v.op } : {}),
           ...(typeof v.object === "string" ? { object: v.object } : {}),
           ...(typeof v.reason === "string" ? { reason: v.reason } : {}),
+          ...(traceparent ? { traceId: traceIdOf(traceparent) } : {}),
         },
       }));
     } else {
@@ -194,7 +219,67 @@ async function execute(
   }
 }
 
-/** `--json` among the flags (not after a `--`), for lines that fail to parse. */
+/** The trace id of a `traceparent` (its second field). */
+function traceIdOf(traceparent: string): string {
+  return traceparent.split("-")[1] ?? "";
+}
+
+/** With --json, the run's trace on stderr: one JSON line. */
+function reportTrace(io: Io, traceparent: string | undefined): void {
+  if (!traceparent) return;
+  io.err(JSON.stringify({
+    trace: { traceId: traceIdOf(traceparent), traceparent },
+  }));
+}
+
+/**
+ * A following command (`events --follow`): its items, one line each, from
+ * the daemon's stream when one answers, else from this process, until
+ * SIGINT/SIGTERM.
+ */
+async function follow(
+  command: AnyCommand,
+  input: unknown,
+  p: Parsed,
+  config: ProviderConfig,
+  io: Io,
+  signal: AbortSignal,
+  mode: ProviderMode,
+): Promise<number> {
+  const spec = command.follow!;
+  const print = (item: unknown) =>
+    io.out(p.json ? JSON.stringify(item) : spec.line(item));
+  const target = daemonTarget(command, input, p, config, io);
+  if (target) {
+    const { streamDaemon, NoDaemon } = await import("./daemon_client.ts");
+    try {
+      const status = await streamDaemon(
+        target.socket,
+        command.http!.method,
+        command.http!.path,
+        target.parts,
+        target.headers,
+        print,
+        signal,
+      );
+      if (status.status !== 200) throw new DaemonError(status.body);
+      return EXIT.OK;
+    } catch (e) {
+      if (!(e instanceof NoDaemon)) throw e;
+    }
+  }
+  const { CniProvider } = await import("../provider/provider.ts");
+  const provider = await CniProvider.open(config, {
+    signal,
+    records: mode === "none" ? "require" : mode,
+  });
+  try {
+    for await (const item of spec.items(input, provider, signal)) print(item);
+  } finally {
+    provider.close();
+  }
+  return EXIT.OK;
+}
 function jsonRequested(argv: string[]): boolean {
   const end = argv.indexOf("--");
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
@@ -206,13 +291,17 @@ function jsonRequested(argv: string[]): boolean {
  * settings go along and must be the daemon's (docs/api.md); with settings
  * but no `--socket`, the command runs here.
  */
-async function tryDaemon(
+/** Where and what to ask the daemon, or null: run in process. */
+function daemonTarget(
   command: AnyCommand,
   input: unknown,
   p: Parsed,
   config: ProviderConfig,
   io: Io,
-): Promise<DaemonReply | null> {
+  traceparent?: string,
+):
+  | { socket: string; parts: HttpParts; headers: Record<string, string> }
+  | null {
   const http = command.http;
   if (!http || p.values["no-daemon"] === true) return null;
   const socket = str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined);
@@ -231,14 +320,34 @@ async function tryDaemon(
     if (e instanceof RangeError) return null; // no route for this form
     throw e;
   }
+  return {
+    socket: socket ?? DEFAULT_SOCKET,
+    parts,
+    headers: {
+      ...(named ? { "vmnic-settings": JSON.stringify(install) } : {}),
+      ...(traceparent ? { traceparent } : {}),
+    },
+  };
+}
+
+async function tryDaemon(
+  command: AnyCommand,
+  input: unknown,
+  p: Parsed,
+  config: ProviderConfig,
+  io: Io,
+  traceparent?: string,
+): Promise<DaemonReply | null> {
+  const target = daemonTarget(command, input, p, config, io, traceparent);
+  if (!target) return null;
   const { callDaemon, NoDaemon } = await import("./daemon_client.ts");
   try {
     return await callDaemon(
-      socket ?? DEFAULT_SOCKET,
-      http.method,
-      http.path,
-      parts,
-      named ? { "vmnic-settings": JSON.stringify(install) } : {},
+      target.socket,
+      command.http!.method,
+      command.http!.path,
+      target.parts,
+      target.headers,
     );
   } catch (e) {
     if (e instanceof NoDaemon) return null;

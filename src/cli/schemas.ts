@@ -240,5 +240,28 @@ export const errorBody = obj({
     op: str,
     object: str,
     reason: str,
+    traceId: str,
   }, ["type", "message"]),
+});
+
+/** One phase of an event. */
+export const phaseTiming = obj({
+  name: str,
+  ms: { type: "number" },
+  count: int,
+});
+
+/** An event of the log (docs/events.md). */
+export const eventRecord = obj({
+  id: int,
+  time: str,
+  op: str,
+  vmId: { type: ["string", "null"] },
+  index: { type: ["integer", "null"] },
+  outcome: oneOf("ok", "failed"),
+  error: { type: ["string", "null"] },
+  durationMs: { type: "number" },
+  phases: arr(phaseTiming),
+  traceId: str,
+  traceparent: str,
 });

@@ -98,6 +98,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: "hooks in effect, in run order",
     load: () => import("./commands/hooks.ts"),
   },
+  events: {
+    summary: "the event log: operations, outcomes, phase timings, traces",
+    load: () => import("./commands/events.ts"),
+  },
   version: {
     summary: "vmnic, Deno and the TS hooks compiled in",
     load: () => import("./commands/version.ts"),

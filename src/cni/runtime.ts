@@ -56,10 +56,27 @@ export interface RuntimeConf {
    * W3C `TRACEPARENT` (CNI_* variables cannot be overridden).
    */
   env?: Record<string, string>;
+  /** Told how long the runtime's own steps took (`cni:resolve`, `cni:versions`). */
+  onPhase?: (name: string, ms: number) => void;
   /** Told how long each plugin run took, and whether it failed. */
   onPluginDone?: (
     run: { type: string; command: string; ms: number; failed: boolean },
   ) => void;
+}
+
+/** Runs `fn`, telling `rt.onPhase` how long it took as `name`. */
+async function timed<T>(
+  rt: RuntimeConf | null,
+  name: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  if (!rt?.onPhase) return await fn();
+  const start = performance.now();
+  try {
+    return await fn();
+  } finally {
+    rt.onPhase(name, performance.now() - start);
+  }
 }
 
 /** What a plugin reports to `VERSION`. */
@@ -165,8 +182,8 @@ export class CniRuntime {
     rt: RuntimeConf,
   ): Promise<CniResult> {
     checkRuntimeConf(rt, true);
-    const paths = await this.#resolve(list);
-    await this.#ensureVersions(list, paths);
+    const paths = await timed(rt, "cni:resolve", () => this.#resolve(list));
+    await timed(rt, "cni:versions", () => this.#ensureVersions(list, paths));
     let prev: unknown = undefined;
     try {
       for (const [i, plugin] of list.plugins.entries()) {
@@ -218,7 +235,7 @@ export class CniRuntime {
     if (prevResult === undefined) {
       prevResult = (await this.#cache?.get(key))?.result ?? null;
     }
-    const paths = await this.#resolve(list);
+    const paths = await timed(rt, "cni:resolve", () => this.#resolve(list));
     const prev = prevResult && versionAtLeast(list.cniVersion, "0.4.0")
       ? resultForVersion(prevResult, list.cniVersion)
       : undefined;
@@ -275,8 +292,8 @@ export class CniRuntime {
         `CNI CHECK of network ${list.name} for ${rt.containerId}/${rt.ifName}: no result given or cached`,
       );
     }
-    const paths = await this.#resolve(list);
-    await this.#ensureVersions(list, paths);
+    const paths = await timed(rt, "cni:resolve", () => this.#resolve(list));
+    await timed(rt, "cni:versions", () => this.#ensureVersions(list, paths));
     const prev = resultForVersion(result, list.cniVersion);
     for (const [i, plugin] of list.plugins.entries()) {
       await this.#exec(paths[i], plugin, "CHECK", rt, {

@@ -20,11 +20,29 @@ export const Socket = {
   SO_RCVBUF: 8,
   SO_RCVTIMEO: 20,
   SOL_NETLINK: 270,
+  /** Socket option: a receive buffer past `rmem_max` (CAP_NET_ADMIN). */
+  SO_RCVBUFFORCE: 33,
+  /** recv flags: return EAGAIN rather than wait. */
+  MSG_DONTWAIT: 0x40,
+  /** msg_flags: the datagram was longer than the buffer. */
+  MSG_TRUNC: 0x20,
+  /** msg_flags: the ancillary data was longer than its buffer. */
+  MSG_CTRUNC: 0x08,
 } as const;
 
 /** linux/netlink.h */
 export const Netlink = {
   NETLINK_ROUTE: 0,
+  /** Socket option: join a multicast group (its number, any size). */
+  NETLINK_ADD_MEMBERSHIP: 1,
+  /** Socket option: leave a multicast group. */
+  NETLINK_DROP_MEMBERSHIP: 2,
+  /**
+   * Socket option: also receive the notifications of every netns that has
+   * an id in this socket's netns, each tagged with that id (a control
+   * message of this type).
+   */
+  NETLINK_LISTEN_ALL_NSID: 8,
   /** Socket option: reply to every request with an ACK carrying no payload copy. */
   NETLINK_CAP_ACK: 10,
   /** Socket option: extended ACK, carries the kernel's error message text. */
@@ -77,6 +95,9 @@ export const Rtnl = {
   RTM_NEWTFILTER: 44,
   RTM_DELTFILTER: 45,
   RTM_GETTFILTER: 46,
+  RTM_NEWNSID: 88,
+  RTM_DELNSID: 89,
+  RTM_GETNSID: 90,
   TCA_UNSPEC: 0,
   TCA_KIND: 1,
   TCA_OPTIONS: 2,
@@ -92,6 +113,26 @@ export const Rtnl = {
   TCA_HW_OFFLOAD: 12,
   TCA_INGRESS_BLOCK: 13,
   TCA_EGRESS_BLOCK: 14,
+} as const;
+
+/** linux/rtnetlink.h: multicast groups (enum rtnetlink_groups). */
+export const RtnlGroup = {
+  RTNLGRP_NONE: 0,
+  RTNLGRP_LINK: 1,
+  RTNLGRP_TC: 4,
+  RTNLGRP_NSID: 28,
+} as const;
+
+/** linux/net_namespace.h: netns id attributes (RTM_*NSID). */
+export const NetNsA = {
+  NETNSA_NONE: 0,
+  NETNSA_NSID: 1,
+  NETNSA_PID: 2,
+  NETNSA_FD: 3,
+  NETNSA_TARGET_NSID: 4,
+  NETNSA_CURRENT_NSID: 5,
+  /** NETNSA_NSID's value for a netns without an id (and "pick one" in RTM_NEWNSID). */
+  NETNSA_NSID_NOT_ASSIGNED: -1,
 } as const;
 
 /** linux/if.h: net_device flags (ifinfomsg.ifi_flags). */
@@ -140,9 +181,12 @@ export const IfLink = {
   IFLA_NUM_TX_QUEUES: 31,
   IFLA_NUM_RX_QUEUES: 32,
   IFLA_CARRIER: 33,
+  IFLA_CARRIER_CHANGES: 35,
   IFLA_LINK_NETNSID: 37,
   IFLA_GSO_MAX_SEGS: 40,
   IFLA_GSO_MAX_SIZE: 41,
+  /** A request's target netns, by its id in the socket's netns (IFLA_IF_NETNSID). */
+  IFLA_TARGET_NETNSID: 46,
   IFLA_MIN_MTU: 50,
   IFLA_MAX_MTU: 51,
   IFLA_ALT_IFNAME: 53,

@@ -161,9 +161,11 @@ export function withVmLock<T>(
 ): Promise<T> {
   return tracedOp(ctx, op, vmId, async (tctx) => {
     let lock: VmLock | undefined;
-    const trace = tctx.trace!;
+    const sync = <R>(f: () => R): R =>
+      tctx.trace ? tctx.trace.timeSync("lock", f) : f();
     try {
-      lock = await trace.time(
+      lock = await timePhase(
+        tctx,
         "lock",
         () => lockVm(ctx, op, vmId, ctx.config.lockWaitMs),
       );
@@ -171,7 +173,7 @@ export function withVmLock<T>(
     } catch (e) {
       throw toVmnicError(op, vmId, e);
     } finally {
-      trace.timeSync("lock", () => {
+      sync(() => {
         // A VM this install has no record of keeps no lock file behind.
         if (
           lock && !ctx.store.getVm(vmId) &&
@@ -243,10 +245,18 @@ export function checkPropagation(ctx: ProviderContext, op: string): void {
  * prefix must be this install's (docs/state-machine.md, "Ownership").
  */
 export function mayMakeNetns(ctx: ProviderContext, op: string): void {
-  checkPropagation(ctx, op);
-  if (ctx.memo.claimed) return;
-  claimPrefix(op, ctx.config, ctx.installId);
-  ctx.memo.claimed = true;
+  timeChecks(ctx, () => {
+    checkPropagation(ctx, op);
+    if (ctx.memo.claimed) return;
+    claimPrefix(op, ctx.config, ctx.installId);
+    ctx.memo.claimed = true;
+  });
+}
+
+/** Host checks (mount propagation, the prefix claim) as phase `checks`. */
+function timeChecks(ctx: ProviderContext, fn: () => void): void {
+  if (ctx.trace) ctx.trace.timeSync("checks", fn);
+  else fn();
 }
 
 /**
@@ -256,8 +266,10 @@ export function mayMakeNetns(ctx: ProviderContext, op: string): void {
  * no claim behind).
  */
 export function mayMakeNetnsCheck(ctx: ProviderContext, op: string): void {
-  checkPropagation(ctx, op);
-  if (!ctx.memo.claimed) checkPrefixClaim(op, ctx.config);
+  timeChecks(ctx, () => {
+    checkPropagation(ctx, op);
+    if (!ctx.memo.claimed) checkPrefixClaim(op, ctx.config);
+  });
 }
 
 /**
@@ -304,13 +316,14 @@ export async function runHook(
 export function pluginRunOptions(
   ctx: ProviderContext,
   vmId: string,
-): Pick<RuntimeConf, "onSpawn" | "env" | "onPluginDone"> {
+): Pick<RuntimeConf, "onSpawn" | "env" | "onPluginDone" | "onPhase"> {
   const trace = ctx.trace;
   return {
     onSpawn: spawnNoter(ctx, vmId),
     ...(trace
       ? {
         env: { TRACEPARENT: trace.traceparent },
+        onPhase: (name, ms) => trace.add(name, ms),
         onPluginDone: (r) => {
           trace.add(`plugin:${r.type}:${r.command}`, r.ms);
           if (r.failed) trace.failedPlugins.push(r.type);

@@ -896,7 +896,8 @@ export async function deleteVms(
     await tracedOp(ctx, op, vmId, async (ctx) => {
       let lock: VmLock | undefined;
       try {
-        lock = await ctx.trace!.time(
+        lock = await timePhase(
+          ctx,
           "lock",
           () => lockVm(ctx, op, vmId, ctx.config.lockWaitMs),
         );

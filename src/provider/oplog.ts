@@ -63,6 +63,13 @@ export async function tracedOp<T>(
   info: OpInfo = {},
 ): Promise<T> {
   if (ctx.trace) return await fn(ctx);
+  // No log, no listener, no caller's trace: nothing would see a trace.
+  if (
+    ctx.config.eventRetention === null && ctx.listeners.size === 0 &&
+    !ctx.traceparent
+  ) {
+    return await fn(ctx);
+  }
   const trace = new OpTrace(ctx.traceparent);
   const tctx = tracedContext(ctx, trace);
   const wanted = () =>

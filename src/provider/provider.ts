@@ -35,6 +35,7 @@ import { checkRecordsNotLost, previousInstallId } from "./ownership.ts";
 import * as queries from "./queries.ts";
 import { quiesce } from "./quiesce.ts";
 import { recover } from "./recover.ts";
+import { tracedOp } from "./oplog.ts";
 import type {
   AddSpec,
   DeleteResult,
@@ -239,6 +240,55 @@ export class CniProvider {
     );
   }
 
+  /**
+   * The events matching `filter` as they are recorded, until `signal`
+   * aborts: first the newest `filter.limit` already there (none with
+   * `limit: 0`), then each new one. Events of this provider arrive at
+   * once; those other processes record (a CLI beside a daemon) within
+   * `pollMs`.
+   */
+  async *followEvents(
+    filter: EventFilter,
+    signal: AbortSignal,
+    pollMs = 250,
+  ): AsyncGenerator<EventRecord> {
+    let last = this.lastEventId();
+    if (filter.limit !== 0) {
+      for (const e of await this.events({ ...filter, afterId: undefined })) {
+        if (e.id <= last) yield e;
+      }
+    }
+    let wake: () => void = () => {};
+    const stop = this.onEvent(() => wake());
+    try {
+      while (!signal.aborted) {
+        const more = await this.events({
+          ...filter,
+          since: undefined,
+          afterId: last,
+          limit: 100_000,
+        });
+        for (const e of more) {
+          last = e.id;
+          yield e;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, pollMs);
+          function done() {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            wake = () => {};
+            resolve();
+          }
+          wake = done;
+          signal.addEventListener("abort", done, { once: true });
+        });
+      }
+    } finally {
+      stop();
+    }
+  }
+
   /** The id of the newest event, 0 when there is none (a `follow` cursor). */
   lastEventId(): number {
     return this.#ctx.store.events().lastId();
@@ -251,6 +301,47 @@ export class CniProvider {
   onEvent(listener: EventListener): () => void {
     this.#ctx.listeners.add(listener);
     return () => this.#ctx.listeners.delete(listener);
+  }
+
+  /**
+   * This provider with its waits for a VM's lock bounded by `lockWaitMs`
+   * instead of the configured wait (0: none): a busy VM is a `VmBusyError`
+   * at once (the watcher's way: retry later rather than queue behind an
+   * operation). Shares everything with this provider; close only one.
+   */
+  withLockWait(lockWaitMs: number): CniProvider {
+    const config = { ...this.#ctx.config, lockWaitMs };
+    validateConfig(config);
+    return new CniProvider({ ...this.#ctx, config });
+  }
+
+  /**
+   * Runs `fn` as an operation of the caller's own, recorded as one event
+   * `op` on `vmId` (the watcher's reactions, docs/watcher.md): its outcome
+   * and error are `fn`'s, its phases those of the provider operations `fn`
+   * runs on the provider it is given, which record no events of their own.
+   * `opts.record`, asked when `fn` ends, may leave the event out (an
+   * attempt put off because the VM was busy). What `fn` throws leaves as a
+   * vmnic error (its own class when it is one).
+   */
+  runRecorded<T>(
+    op: string,
+    vmId: string,
+    fn: (provider: CniProvider) => Promise<T>,
+    opts: { index?: number; record?: () => boolean } = {},
+  ): Promise<T> {
+    return this.#run(
+      op,
+      vmId,
+      () =>
+        tracedOp(
+          this.#ctx,
+          op,
+          vmId,
+          (ctx) => fn(new CniProvider(ctx)),
+          { index: opts.index ?? null, record: opts.record ?? true },
+        ),
+    );
   }
 
   /** This install's id (in its CNI container ids and netns tags). */

@@ -21,7 +21,12 @@ export interface Route {
   /** The command it runs; none for the daemon's own routes. */
   command?: AnyCommand;
   /** The daemon's own routes: their summary and response schema. */
-  own?: { name: string; summary: string; response: JsonSchema };
+  own?: {
+    name: string;
+    summary: string;
+    response: JsonSchema;
+    contentType?: string;
+  };
 }
 
 /** The daemon's own routes (not commands). */
@@ -31,7 +36,18 @@ export const OWN_ROUTES: readonly {
   name: string;
   summary: string;
   response: JsonSchema;
+  /** Its content type, when not JSON. */
+  contentType?: string;
 }[] = [
+  {
+    method: "GET",
+    path: "/metrics",
+    name: "metrics",
+    summary:
+      "Prometheus text format: operations, phase latencies, NICs by state, pool, plugin and hook failures, watcher reactions",
+    response: { type: "string" },
+    contentType: "text/plain; version=0.0.4",
+  },
   {
     method: "GET",
     path: "/v1/openapi.json",
@@ -219,7 +235,7 @@ export function openApiDocument(routes: readonly Route[]): JsonSchema {
         "200": {
           description: "done",
           content: {
-            "application/json": {
+            [r.own?.contentType ?? "application/json"]: {
               schema: http?.response ?? r.own!.response,
             },
           },

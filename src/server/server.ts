@@ -12,6 +12,8 @@ import type { AnyCommand, RunContext } from "../cli/command.ts";
 import { UsageError } from "../cli/args.ts";
 import { CniProvider, type OpenOptions } from "../provider/provider.ts";
 import { resolveConfig } from "../provider/config.ts";
+import { newTraceparent, parseTraceparent } from "../provider/trace.ts";
+import { Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { ProviderConfig } from "../provider/types.ts";
 import { closeFd, flock, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
@@ -48,6 +50,8 @@ export interface ServeOptions {
   open?: OpenOptions;
   /** Where the daemon tells what it does (one line each). */
   log?: (line: string) => void;
+  /** Also serve `/metrics` over TCP here (`--metrics-listen HOST:PORT`). */
+  metricsListen?: { hostname: string; port: number };
 }
 
 /** A running daemon. */
@@ -89,6 +93,12 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
     const since = new Date().toISOString();
     const queues = new VmQueues();
     const watcher = watchConfDir(cfg.cniConfDir, provider, log);
+    const metrics = new Metrics(provider);
+    const metricsServer = opts.metricsListen
+      ? serveMetrics(opts.metricsListen, metrics, log)
+      : null;
+    // Streams (events --follow) end when the daemon shuts down.
+    const streams = new AbortController();
     let inFlight = 0;
     const p = provider;
     const handler = async (req: Request): Promise<Response> => {
@@ -110,6 +120,8 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
             inFlight: inFlight - 1,
           }),
           log,
+          streams: streams.signal,
+          metrics,
         });
       } finally {
         inFlight--;
@@ -138,7 +150,10 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
       shutdown() {
         closing ??= (async () => {
           log(`vmnic serve: draining ${inFlight} request(s)`);
+          streams.abort();
           await srv.shutdown();
+          await metricsServer?.shutdown();
+          metrics.close();
           await queues.idle();
           watcher.close();
           await p.shutdown();
@@ -156,6 +171,30 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
     closeFd(lockFd);
     throw e;
   }
+}
+
+/**
+ * `/metrics` alone over TCP at `listen` (`HOST:PORT`), for a Prometheus
+ * that does not scrape Unix sockets. Anything else there is 404.
+ */
+function serveMetrics(
+  listen: { hostname: string; port: number },
+  metrics: Metrics,
+  log: (line: string) => void,
+): Deno.HttpServer {
+  return Deno.serve({
+    hostname: listen.hostname,
+    port: listen.port,
+    onListen: ({ hostname, port }) =>
+      log(`vmnic serve: metrics on http://${hostname}:${port}/metrics`),
+  }, async (req) => {
+    if (req.method !== "GET" || new URL(req.url).pathname !== "/metrics") {
+      return new Response("only GET /metrics here\n", { status: 404 });
+    }
+    return new Response(await metrics.render(), {
+      headers: { "content-type": METRICS_CONTENT_TYPE },
+    });
+  });
 }
 
 /** One daemon per root dir: a lock held for the daemon's life. */
@@ -270,6 +309,10 @@ interface HandleCtx {
   config: ProviderConfig;
   health: () => Record<string, unknown>;
   log: (line: string) => void;
+  /** Aborted when the daemon shuts down: streams end. */
+  streams: AbortSignal;
+  /** What `GET /metrics` shows. */
+  metrics: Metrics;
 }
 
 async function handle(req: Request, h: HandleCtx): Promise<Response> {
@@ -305,16 +348,34 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
         return json(200, h.health());
       case "pool":
         return json(200, await h.provider.poolStatus());
+      case "metrics":
+        return new Response(await h.metrics.render(), {
+          headers: { "content-type": METRICS_CONTENT_TYPE },
+        });
     }
   }
   const command = route.command!;
+  let traceparent: string | undefined;
   try {
     checkSettings(req, h.config);
     const body = await readBody(req);
     const query = Object.fromEntries(url.searchParams);
     const input = command.http!.input({ params, query, body });
+    // The caller's trace context, or one started here; answered in the
+    // `traceparent` response header (docs/events.md).
+    const given = req.headers.get("traceparent");
+    if (given !== null) parseTraceparent(given, command.name);
+    traceparent = given ?? newTraceparent();
+    const provider = h.provider.withTrace(traceparent);
+    const traced = { traceparent };
+    if (command.follow?.when(input)) {
+      return streamItems(
+        command.follow.items(input, provider, anySignal(req.signal, h.streams)),
+        traced,
+      );
+    }
     const ctx: RunContext = {
-      provider: h.provider,
+      provider,
       config: h.config,
       io: {
         out: () => {},
@@ -332,9 +393,15 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
     const out = vm && mutates(command)
       ? await h.queues.run(vm, run)
       : await run();
-    return json(200, out);
+    return json(200, out, traced);
   } catch (e) {
-    return json(statusOf(e), errorJson(e));
+    const body = errorJson(e) as { error: Record<string, unknown> };
+    if (traceparent) body.error.traceId = traceparent.split("-")[1];
+    return json(
+      statusOf(e),
+      body,
+      traceparent ? { traceparent } : {},
+    );
   }
 }
 
@@ -437,6 +504,40 @@ class BadJson extends Error {
     super(`the request body is not JSON: ${detail}`);
     this.name = "UsageError";
   }
+}
+
+/** Newline-delimited JSON of `items`, one per line, as they come. */
+function streamItems(
+  items: AsyncIterable<unknown>,
+  headers: Record<string, string>,
+): Response {
+  const encoder = new TextEncoder();
+  const it = items[Symbol.asyncIterator]();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await it.next();
+        if (next.done) controller.close();
+        else {controller.enqueue(
+            encoder.encode(JSON.stringify(next.value) + "\n"),
+          );}
+      } catch (e) {
+        controller.error(e);
+      }
+    },
+    async cancel() {
+      await it.return?.();
+    },
+  });
+  return new Response(body, {
+    status: 200,
+    headers: { "content-type": "application/x-ndjson", ...headers },
+  });
+}
+
+/** Aborted when any of `signals` is. */
+function anySignal(...signals: AbortSignal[]): AbortSignal {
+  return AbortSignal.any(signals);
 }
 
 /** The HTTP status of an error, by its class (docs/api.md). */

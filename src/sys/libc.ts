@@ -58,6 +58,17 @@ const SYMBOLS = {
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   // The record backups' appends (a Deno file op costs ten times more).
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // The watcher (src/watcher): netlink notifications with the netns id
+  // they came from, and a wait on its descriptors off the main thread (a
+  // nonblocking symbol runs on a worker and returns a Promise; its errno is
+  // that worker's, out of reach).
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  poll: {
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 

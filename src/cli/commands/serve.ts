@@ -5,8 +5,25 @@
  *
  * @module
  */
-import { str, strs } from "../args.ts";
+import { str, strs, UsageError } from "../args.ts";
 import { defineCommand } from "../command.ts";
+
+/** `HOST:PORT` (`[v6]:PORT` too) of --metrics-listen. */
+function parseListen(
+  text: string | undefined,
+): { hostname: string; port: number } | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new UsageError(
+      `invalid --metrics-listen ${JSON.stringify(text)}: expected HOST:PORT ` +
+        `(127.0.0.1:9464, [::1]:9464), port 1–65535`,
+      "serve",
+    );
+  }
+  return { hostname: m[1] ?? m[2], port };
+}
 
 export default defineCommand({
   name: "serve",
@@ -26,6 +43,12 @@ export default defineCommand({
       help: "keep COUNT pre-wired NIC slots of NETWORK (QUEUES queue pairs, " +
         "default 1) for one-NIC adds to take (repeatable; docs/pool.md)",
     },
+    "metrics-listen": {
+      type: "string",
+      value: "HOST:PORT",
+      help: "also serve GET /metrics over TCP there (it is always on the " +
+        "socket); e.g. 127.0.0.1:9464",
+    },
   },
   details: [
     "Serves every command as HTTP/1.1 + JSON on a Unix socket (GET",
@@ -40,12 +63,12 @@ export default defineCommand({
       socket: str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined),
       socketGroup: str(p, "socket-group"),
       pool: strs(p, "pool").map(parsePoolSpec),
+      metricsListen: parseListen(str(p, "metrics-listen")),
     };
   },
   async run(i, { config, io }) {
-    const { startServer, DEFAULT_SOCKET } = await import(
-      "../../server/server.ts"
-    );
+    const server = await import("../../server/server.ts");
+    const { startServer, DEFAULT_SOCKET } = server;
     const { tsHooks } = await import("../../../hooks/registry.ts");
     const hard = new AbortController();
     const daemon = await startServer({
@@ -54,6 +77,7 @@ export default defineCommand({
       socketGroup: i.socketGroup,
       open: { tsHooks, signal: hard.signal, pool: i.pool },
       log: (line) => io.err(line),
+      metricsListen: i.metricsListen,
     });
     let signals = 0;
     const onSignal = (sig: Deno.Signal) => () => {
