@@ -16,7 +16,7 @@ import { type EventRetention, EventTable } from "./events.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
 import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
-import { closeFd, fchmod, openNoFollow } from "../sys/files.ts";
+import { closeFd, fchmod, freeBytes, openNoFollow } from "../sys/files.ts";
 import { O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
 
@@ -142,9 +142,12 @@ export class Store {
       db.exec("PRAGMA foreign_keys = ON");
       db.exec("PRAGMA synchronous = NORMAL");
     } catch (err) {
-      throw new StoreError("open database", path, errorText(err), {
-        cause: err,
-      });
+      throw new StoreError(
+        "open database",
+        path,
+        errorText(err) + fullDiskNote(rootDir),
+        { cause: err },
+      );
     }
     try {
       migrate(db, path);
@@ -854,6 +857,21 @@ function isUniqueViolation(err: unknown, columns: string): boolean {
   return e?.errcode === SQLITE_CONSTRAINT_UNIQUE &&
     typeof e.message === "string" && e.message.includes(columns);
 }
+
+/**
+ * Why SQLite failed when it says only "disk I/O error" (it cannot create
+ * its WAL files on a full file system): said when the root dir's file
+ * system has no room.
+ */
+function fullDiskNote(rootDir: string): string {
+  const free = freeBytes(rootDir);
+  return free !== null && free < MIN_FREE_BYTES
+    ? ` (no space left on the file system of ${rootDir}: ${free} bytes free)`
+    : "";
+}
+
+/** Less room than this is a full disk for SQLite (a WAL and its index). */
+const MIN_FREE_BYTES = 64n * 1024n;
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -12,7 +12,9 @@ import {
   O_APPEND,
   O_CLOEXEC,
   O_CREAT,
+  O_DIRECTORY,
   O_NOFOLLOW,
+  O_RDONLY,
   O_WRONLY,
   S_IFDIR,
   S_IFLNK,
@@ -165,6 +167,27 @@ export function unlinkIfExists(path: string): boolean {
   const e = errno();
   if (e === Errno.ENOENT) return false;
   throw new KernelError("remove", path, e);
+}
+
+/** `sizeof(struct statfs)` on x86_64, and where `f_bsize`/`f_bavail` are. */
+const STATFS_SIZE = 120;
+const STATFS_BSIZE = 1;
+const STATFS_BAVAIL = 4;
+
+/**
+ * Bytes an unprivileged writer may still use on the file system holding the
+ * directory `dir` (`f_bavail * f_bsize`), or null when it cannot be told.
+ */
+export function freeBytes(dir: string): bigint | null {
+  const fd = libc().open(cstr(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0) return null;
+  try {
+    const fs = new BigInt64Array(STATFS_SIZE / 8);
+    if (libc().fstatfs(fd, fs) < 0) return null;
+    return fs[STATFS_BAVAIL] * fs[STATFS_BSIZE];
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /** `close(fd)`, ignoring errors (nothing useful can be done about them). */
