@@ -246,6 +246,7 @@ export class NetlinkMonitor {
     libc().close(this.#fd);
   }
 
+  /** Closes the socket (`using`). */
   [Symbol.dispose](): void {
     this.close();
   }

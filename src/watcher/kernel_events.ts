@@ -22,6 +22,7 @@ import { isErrno } from "../sys/errors.ts";
 
 /** A link notification (RTM_NEWLINK / RTM_DELLINK). */
 export interface LinkEvent {
+  /** A link. */
   kind: "link";
   /** RTM_DELLINK: the device went (or, for `bridgePort`, left its bridge). */
   deleted: boolean;
@@ -41,6 +42,7 @@ export interface LinkEvent {
 
 /** A qdisc or filter notification (RTM_*QDISC, RTM_*TFILTER). */
 export interface TcEvent {
+  /** Traffic control. */
   kind: "tc";
   /** RTM_DELQDISC / RTM_DELTFILTER. */
   deleted: boolean;
@@ -50,6 +52,7 @@ export interface TcEvent {
 
 /** A netns id notification (RTM_NEWNSID / RTM_DELNSID). */
 export interface NsidEvent {
+  /** A netns id. */
   kind: "nsid";
   /** RTM_DELNSID: that netns is gone (destroyed). */
   deleted: boolean;

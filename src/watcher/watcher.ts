@@ -142,12 +142,15 @@ export interface WatcherCounters {
 export interface WatcherStatus {
   /** It listens (false: every reaction is off, or it stopped). */
   running: boolean;
-  /** The reactions. */
+  /** The carrier reaction. */
   carrier: ReactionMode;
+  /** The netns reaction. */
   netns: ReactionMode;
+  /** The host reaction. */
   host: ReactionMode;
-  /** VMs and NICs watched. */
+  /** VMs watched. */
   vms: number;
+  /** NICs watched. */
   nics: number;
   /** The counters. */
   counters: WatcherCounters;
@@ -681,6 +684,15 @@ class VmWatcher implements Watcher {
     }
     vm.checkRetries = 0;
     this.#refresh(vm, v);
+    if (v.nics.some((n) => n.state === "deleting")) {
+      // Never touched: the next operation on it finishes the delete.
+      const info = await this.#vmInfo(vm.vmId);
+      if (!info) return this.#forget(vm);
+      if (info.deleting) {
+        this.counters.skippedDeleting++;
+        return;
+      }
+    }
     const findings = this.#findings(v).filter((f) =>
       this.#modes[f.kind] !== "off"
     );
@@ -702,7 +714,7 @@ class VmWatcher implements Watcher {
     const info = await this.#vmInfo(vm.vmId);
     if (!info) return this.#forget(vm);
     if (info.deleting) {
-      // Never touched: the next operation on it finishes the delete.
+      // Marked since it was looked at: left alone all the same.
       this.counters.skippedDeleting++;
       return;
     }
