@@ -27,6 +27,19 @@ import type {
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
+type ProviderModule = typeof import("../provider/provider.ts");
+type TraceModule = typeof import("../provider/trace.ts");
+
+/**
+ * `import(specifier)`, relative to this module, for the provider's large
+ * module graph: a parameter, so `deno run` does not walk that graph at the
+ * start of commands that never open a provider (`version`, `--help`);
+ * `deno compile` bundles it by the compile task's `--include`.
+ */
+function onDemand<T>(specifier: string): Promise<T> {
+  return import(specifier);
+}
+
 /** Where `vmnic serve` listens unless told otherwise (`--socket`). */
 const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
 
@@ -128,7 +141,7 @@ async function execute(
     // Every run that opens a provider has a trace: the caller's, or one
     // started here (docs/events.md); --json reports it.
     if (mode !== "none") {
-      const trace = await import("../provider/trace.ts");
+      const trace = await onDemand<TraceModule>("../provider/trace.ts");
       const { newTraceparent, parseTraceparent } = trace;
       const given = str(p, "traceparent") ??
         (io.env("TRACEPARENT") || undefined);
@@ -154,7 +167,9 @@ async function execute(
     }
     let provider: import("../provider/provider.ts").CniProvider | undefined;
     if (mode !== "none") {
-      const { CniProvider } = await import("../provider/provider.ts");
+      const { CniProvider } = await onDemand<ProviderModule>(
+        "../provider/provider.ts",
+      );
       const { tsHooks } = await import("../../hooks/registry.ts");
       const opened = await CniProvider.open(config, {
         tsHooks,
@@ -268,7 +283,9 @@ async function follow(
       if (!(e instanceof NoDaemon)) throw e;
     }
   }
-  const { CniProvider } = await import("../provider/provider.ts");
+  const { CniProvider } = await onDemand<ProviderModule>(
+    "../provider/provider.ts",
+  );
   const provider = await CniProvider.open(config, {
     signal,
     records: mode === "none" ? "require" : mode,

@@ -152,13 +152,45 @@ Deno.test("the source scanners see code and ignore comments", () => {
   assert.equal(MODULE_LOCATION.test("if (import.meta.main) run();"), false);
 });
 
+/** The `--include` paths of the compile task (files or directories). */
+async function compileIncludes(): Promise<string[]> {
+  const words = taskWords(await denoJson(), "compile");
+  const out: string[] = [];
+  words.forEach((w, i) => {
+    if (w === "--include") out.push(words[i + 1]);
+    else if (w.startsWith("--include=")) out.push(w.slice("--include=".length));
+  });
+  return out;
+}
+
+/** The `.ts` modules an `--include` path stands for. */
+async function includedModules(path: string): Promise<string[]> {
+  const info = await Deno.stat(join(REPO_ROOT, path));
+  return info.isDirectory
+    ? (await tsFiles(path)).filter((f) => !f.endsWith("_test.ts"))
+    : [path];
+}
+
 /**
- * The modules `deno compile` bundles from the entry: static code imports,
- * and dynamic imports whose specifier it could resolve (string literals).
- * Type-only imports put nothing into the binary.
+ * The modules `deno compile` bundles: from the entry and from every
+ * `--include` of the compile task, static code imports and dynamic
+ * imports whose specifier it could resolve (string literals). Type-only
+ * imports put nothing into the binary.
  */
 async function bundledGraph(): Promise<Set<string>> {
-  const r = await deno(["info", "--json", ENTRY]);
+  const roots = [ENTRY];
+  for (const inc of await compileIncludes()) {
+    roots.push(...await includedModules(inc));
+  }
+  const reached = new Set<string>();
+  for (const root of roots) {
+    for (const m of await graphFrom(root)) reached.add(m);
+  }
+  return reached;
+}
+
+async function graphFrom(root: string): Promise<Set<string>> {
+  const r = await deno(["info", "--json", root]);
   assert.equal(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout) as {
     roots: string[];
@@ -205,7 +237,7 @@ Deno.test("every TS hook and every command is in the graph the binary bundles", 
   );
 });
 
-Deno.test("every dynamic import() in src/ or hooks/ names its module with one string literal", async () => {
+Deno.test("every dynamic import() in src/ or hooks/ is bundled: a string literal, or an on-demand load of a module the compile task includes", async () => {
   const files = await shippedFiles();
   assert.ok(files.includes(ENTRY), "the scan covers the entry point");
   const dynamic = await codeMatches(files, DYNAMIC_IMPORT);
@@ -213,16 +245,48 @@ Deno.test("every dynamic import() in src/ or hooks/ names its module with one st
     dynamic.length > 0,
     "the CLI loads its commands lazily (table.ts): the scan must see them",
   );
+  // The only non-literal import()s: the one-line onDemand helpers.
   assert.deepEqual(
     dynamic.filter((hit) => {
       const literal = hit.match(LITERAL_IMPORT)?.length ?? 0;
       const all = hit.match(new RegExp(DYNAMIC_IMPORT.source, "g"))?.length ??
         0;
-      return literal !== all;
+      return literal !== all && !/return import\(specifier\);$/.test(hit);
     }),
     [],
     "a compiled binary can only import what `deno compile` could see: " +
-      "a string-literal specifier",
+      'a string-literal specifier, or onDemand("<literal>") of an --include\'d module',
+  );
+  // Every onDemand("...") target is a module the compile task includes.
+  const included = new Set<string>();
+  for (const inc of await compileIncludes()) {
+    for (const m of await includedModules(inc)) included.add(m);
+  }
+  const calls = await codeMatches(files, /onDemand(<[^>]*>)?\(\s*["'`]/);
+  assert.ok(calls.length >= 20, `the on-demand loads are seen: ${calls}`);
+  const missing: string[] = [];
+  for (const hit of calls) {
+    const [file] = hit.split(":");
+    for (const m of hit.matchAll(/onDemand(?:<[^>]*>)?\(\s*"([^"]+)"/g)) {
+      const target = relative(
+        REPO_ROOT,
+        join(REPO_ROOT, file, "..", m[1]),
+      );
+      if (!included.has(target)) missing.push(`${hit} -> ${target}`);
+    }
+  }
+  // Calls whose specifier sits on the next line (deno fmt wraps them).
+  for (const f of files) {
+    const text = stripComments(await Deno.readTextFile(join(REPO_ROOT, f)));
+    for (const m of text.matchAll(/onDemand<[^>]*>\(\s*\n\s*"([^"]+)"/g)) {
+      const target = relative(REPO_ROOT, join(REPO_ROOT, f, "..", m[1]));
+      if (!included.has(target)) missing.push(`${f} -> ${target}`);
+    }
+  }
+  assert.deepEqual(
+    missing,
+    [],
+    "onDemand loads a module the compile task does not --include",
   );
 });
 
