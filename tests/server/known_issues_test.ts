@@ -1,0 +1,207 @@
+/**
+ * Reproductions of what `vmnic serve` does not do yet as issue #10 asks.
+ * Each fails today, so each is ignored unless VMNIC_TEST_KNOWN_ISSUES=1;
+ * once fixed, drop the flag and fold it into its suite.
+ *
+ * - `--socket-group` gives no access when the daemon makes the socket's
+ *   dir (it makes it 0700, as for `/run/vmnic` by default).
+ * - Progress lines (`gc`, `delete` of more than 10) go to stderr in
+ *   process but nowhere through the daemon: stderr differs.
+ * - `--wait` given to the CLI is not honored through the daemon: it waits
+ *   as long as the daemon's own setting says.
+ * - A record backup is appended before its transaction commits; a SIGKILL
+ *   in between (pool_test.ts hits it now and then, filling a slot) leaves
+ *   a backup whose record never was, and neither the next start nor
+ *   `gc --include-pool` removes it (nor would `restore-records` know it
+ *   never committed).
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { IS_ROOT } from "../support/harness.ts";
+import { makeFixture } from "../provider/_fixture.ts";
+import { join } from "node:path";
+import {
+  at,
+  killDaemons,
+  request,
+  sleep,
+  socketDir,
+  startDaemon,
+} from "./_daemon.ts";
+import { leaks } from "./_state.ts";
+import { withUser } from "./_user.ts";
+
+const RUN = IS_ROOT && Deno.env.get("VMNIC_TEST_KNOWN_ISSUES") === "1";
+
+function known(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: `known issue: ${name}`,
+    ignore: !RUN,
+    sanitizeResources: false,
+    fn,
+  });
+}
+
+known(
+  "--socket-group gives its members access when the daemon makes the socket's dir",
+  async () => {
+    const fx = await makeFixture("kgr", { octet: 171 });
+    const dir = await socketDir();
+    try {
+      await withUser(dir, async (user) => {
+        // Not there yet: the daemon makes it (as /run/vmnic by default).
+        const socket = at(at(dir, "run"), "vmnic.sock");
+        const daemon = await startDaemon(fx, {
+          socket,
+          args: [`--socket-group=${user.name}`],
+        });
+        try {
+          const c = await user.run([
+            "curl",
+            "-q",
+            "-v",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+            socket,
+            "http://vmnic/v1/health",
+          ]);
+          assert.equal(c.stdout, "200", c.stderr);
+        } finally {
+          await daemon.stop();
+        }
+      });
+    } finally {
+      await killDaemons();
+      await fx.cleanup();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+known(
+  "gc of more than 10 VMs prints the same progress on stderr through the daemon",
+  async () => {
+    const fx = await makeFixture("kpr", { octet: 172 });
+    const dir = await socketDir();
+    try {
+      const socket = at(dir, "vmnic.sock");
+      await startDaemon(fx, { socket });
+      const prepare = async () => {
+        const p = await fx.provider();
+        try {
+          for (let i = 0; i < 11; i++) await p.prepare(`vm${i}`);
+        } finally {
+          p.close();
+        }
+      };
+      await prepare();
+      const through = await fx.cli([
+        `--socket=${socket}`,
+        "gc",
+        "--active",
+        "",
+      ]);
+      await prepare();
+      const here = await fx.cli(["--no-daemon", "gc", "--active", ""]);
+      assert.equal(through.code, 0, through.stderr);
+      assert.equal(here.code, 0, here.stderr);
+      assert.equal(through.stdout, here.stdout);
+      assert.equal(through.stderr, here.stderr);
+    } finally {
+      await killDaemons();
+      await fx.cleanup();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+known("the CLI's --wait holds through the daemon", async () => {
+  const fx = await makeFixture("kwt", { octet: 173 });
+  const dir = await socketDir();
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    const socket = at(dir, "vmnic.sock");
+    await startDaemon(fx, { socket, args: ["--wait=5"] });
+    const add = await fx.cli([`--socket=${socket}`, "add", "vmA"]);
+    assert.equal(add.code, 0, add.stderr);
+    holder = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        `--allow-write=${fx.runDir}`,
+        "--allow-ffi",
+        "--allow-sys=uid",
+        fileURLToPath(new URL("../provider/_lock_holder.ts", import.meta.url)),
+        fx.runDir,
+        "vmA",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = holder.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    assert.equal((await lines.read()).value?.trim(), "acquired");
+    lines.releaseLock();
+    const start = performance.now();
+    const r = await fx.cli(["--wait=0", `--socket=${socket}`, "verify", "vmA"]);
+    const took = performance.now() - start;
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(JSON.parse(r.stderr).error.type, "VmBusyError");
+    assert.ok(took < 2_000, `--wait=0 waited ${Math.round(took)} ms`);
+  } finally {
+    if (holder) {
+      holder.kill("SIGKILL");
+      await holder.status;
+    }
+    await killDaemons();
+    await fx.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+known(
+  "a slot's record backup that a crash left without its record is removed by the next start or gc",
+  async () => {
+    const fx = await makeFixture("kbk", { octet: 174 });
+    const dir = await socketDir();
+    try {
+      const socket = at(dir, "vmnic.sock");
+      const daemon = await startDaemon(fx, {
+        socket,
+        args: [`--pool=${fx.network}=1`],
+      });
+      let slot = "";
+      for (let i = 0; i < 300 && !slot; i++) {
+        const r = await request(socket, "GET", "/v1/pool");
+        const [p] = (r.json as { pools: { slots: { id: string }[] }[] }).pools;
+        slot = p.slots[0]?.id ?? "";
+        if (!slot) await sleep(100);
+      }
+      await daemon.stop();
+      // What a SIGKILL between a fill's backup and its commit leaves: the
+      // backup of a slot the database never had.
+      const records = join(fx.rootDir, "records");
+      const ghost = "_slot-0badc0de";
+      const line = (await Deno.readTextFile(join(records, `${slot}.jsonl`)))
+        .split("\n")[0].replaceAll(slot, ghost);
+      await Deno.writeTextFile(join(records, `${ghost}.jsonl`), line + "\n");
+      // The next start, then gc --include-pool.
+      const again = await startDaemon(fx, {
+        socket,
+        args: [`--pool=${fx.network}=1`],
+      });
+      await again.stop();
+      const gc = await fx.cli(["gc", "--include-pool", "--active", ""]);
+      assert.equal(gc.code, 0, gc.stderr);
+      assert.deepEqual(await leaks(fx), []);
+    } finally {
+      await killDaemons();
+      await fx.cleanup();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
