@@ -340,6 +340,22 @@ try {
   });
   const EMPTY = "empty `deno run`";
   record("1-NIC add as a process", EMPTY, empty);
+  const version = await sample(async (t) => {
+    t.start();
+    await runProcess(Deno.execPath(), [
+      "run",
+      ...CLI_PERMISSIONS,
+      CLI_MAIN,
+      "version",
+    ]);
+    t.end();
+  });
+  record(
+    "1-NIC add as a process",
+    "`vmnic version` (start-up)",
+    version,
+    EMPTY,
+  );
   const cli = await sample(async (t) => {
     await poolFull("daemon");
     const vm = nextVm();
