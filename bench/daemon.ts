@@ -286,6 +286,31 @@ try {
   const LIB = "library in process";
   record("no pool: add", LIB, libAdd);
   record("no pool: add", "daemon over the socket", sockAdd, LIB);
+  const lib2 = library;
+  const cliAdd = await sample(async (t) => {
+    const vm = nextVm();
+    t.start();
+    await runProcess(Deno.execPath(), [
+      "run",
+      ...CLI_PERMISSIONS,
+      CLI_MAIN,
+      "add",
+      vm,
+      ...setup.cliFlags,
+      "--no-daemon",
+    ]);
+    t.end();
+    await lib2.delete([vm]);
+  });
+  record("no pool: add", "`vmnic add --no-daemon` (a process)", cliAdd, LIB);
+  notes.push(
+    `\`vmnic add --no-daemon\` p50 ${
+      pct(cliAdd, 50).toFixed(1)
+    } ms = library add ` +
+      `${pct(libAdd, 50).toFixed(1)} ms + ${
+        (pct(cliAdd, 50) - pct(libAdd, 50)).toFixed(1)
+      } ms (an empty deno run: see below)`,
+  );
   record("no pool: delete", LIB, libDel);
   record("no pool: delete", "daemon over the socket", sockDel, LIB);
   await stopDaemon();
