@@ -38,6 +38,8 @@ export interface LinkEvent {
   carrier?: boolean;
   /** IFLA_MASTER: the bridge's ifindex; absent when on none. */
   master?: number;
+  /** IFLA_LINK: for a veth, its peer's ifindex (in the peer's netns). */
+  link?: number;
 }
 
 /** A qdisc or filter notification (RTM_*QDISC, RTM_*TFILTER). */
@@ -96,6 +98,7 @@ function decodeLinkEvent(m: NetlinkMessage): LinkEvent {
   const a = Attrs.parse(rest);
   const carrier = a.u8(IfLink.IFLA_CARRIER);
   const master = a.u32(IfLink.IFLA_MASTER);
+  const link = a.u32(IfLink.IFLA_LINK);
   return {
     kind: "link",
     deleted: m.type === Rtnl.RTM_DELLINK,
@@ -105,6 +108,7 @@ function decodeLinkEvent(m: NetlinkMessage): LinkEvent {
     up: (msg.flags & If.IFF_UP) !== 0,
     ...(carrier === undefined ? {} : { carrier: carrier !== 0 }),
     ...(master ? { master } : {}),
+    ...(link ? { link } : {}),
   };
 }
 

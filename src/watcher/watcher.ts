@@ -45,7 +45,7 @@
 import { RtnlGroup } from "../netlink/constants.ts";
 import { NetlinkMonitor, type Notification } from "../netlink/monitor.ts";
 import { NetlinkSocket } from "../netlink/socket.ts";
-import { getLinkByName } from "../kernel/link.ts";
+import { getLinkByIndex, getLinkByName } from "../kernel/link.ts";
 import { netnsId } from "../kernel/nsid.ts";
 import { pollReadable, Wakeup } from "../sys/poll.ts";
 import type { CniProvider } from "../provider/provider.ts";
@@ -58,6 +58,7 @@ import {
 } from "../provider/errors.ts";
 import type { EventRecord } from "../store/events.ts";
 import type {
+  NicConfig,
   NicState,
   NicVerdict,
   VerifyResult,
@@ -240,6 +241,7 @@ interface WatchedVm {
   /** The tail of its work (one check or reaction at a time). */
   chain: Promise<void>;
   checkTimer?: Timer;
+  refreshTimer?: Timer;
   checkRetries: number;
   carrierTimer?: Timer;
   carrierRetries: number;
@@ -387,6 +389,7 @@ class VmWatcher implements Watcher {
     clearTimeout(this.#discoverTimer);
     for (const vm of this.#vms.values()) {
       clearTimeout(vm.checkTimer);
+      clearTimeout(vm.refreshTimer);
       clearTimeout(vm.carrierTimer);
     }
     this.#fsWatcher?.close();
@@ -529,9 +532,11 @@ class VmWatcher implements Watcher {
     if (this.#stopped || e.vmId === null) return;
     if (e.op.startsWith("watch:") || e.op.startsWith("pool")) return;
     if (QUIET_OPS.has(e.op)) return;
-    // `delete` and `gc` too: the check finds the VM gone and forgets it.
     const vm = this.#vms.get(e.vmId);
-    if (vm) this.#scheduleCheck(vm);
+    // What vmnic itself did is read from the records, without the VM's
+    // lock (the next operation on it is not held up); a VM that went is
+    // forgotten, one that came is taken in.
+    if (vm && e.op !== "delete" && e.op !== "gc") this.#scheduleRefresh(vm);
     else this.#scheduleDiscover();
   }
 
@@ -569,7 +574,7 @@ class VmWatcher implements Watcher {
     if (this.#stopped) return;
     this.#watchNetnsDir();
     void this.#discover().then((fresh) => {
-      for (const vm of fresh) this.#scheduleCheck(vm, 0);
+      for (const vm of fresh) this.#scheduleRefresh(vm, 0);
     });
   }
 
@@ -580,14 +585,14 @@ class VmWatcher implements Watcher {
     this.#discoverTimer = setTimeout(() => {
       this.#discoverTimer = undefined;
       void this.#discover().then((fresh) => {
-        for (const vm of fresh) this.#scheduleCheck(vm, 0);
+        for (const vm of fresh) this.#scheduleRefresh(vm, 0);
       });
     }, this.#o.settleMs);
   }
 
   /**
    * Compares the records with what is watched: VMs new to it are added
-   * (and returned, to be checked), VMs gone are forgotten, and VMs whose
+   * (and returned, to be read in), VMs gone are forgotten, and VMs whose
    * netns is not mounted are checked.
    */
   async #discover(): Promise<WatchedVm[]> {
@@ -629,6 +634,7 @@ class VmWatcher implements Watcher {
   #forget(vm: WatchedVm): void {
     vm.forgotten = true;
     clearTimeout(vm.checkTimer);
+    clearTimeout(vm.refreshTimer);
     clearTimeout(vm.carrierTimer);
     if (this.#vms.get(vm.vmId) === vm) this.#vms.delete(vm.vmId);
     if (vm.nsid !== null && this.#byNsid.get(vm.nsid) === vm) {
@@ -650,6 +656,16 @@ class VmWatcher implements Watcher {
     vm.checkTimer = setTimeout(() => {
       vm.checkTimer = undefined;
       void this.#enqueue(vm, () => this.#check(vm));
+    }, delay);
+  }
+
+  #scheduleRefresh(vm: WatchedVm, delay = this.#o.settleMs): void {
+    if (vm.refreshTimer !== undefined || this.#stopped || vm.forgotten) {
+      return;
+    }
+    vm.refreshTimer = setTimeout(() => {
+      vm.refreshTimer = undefined;
+      void this.#enqueue(vm, () => this.#refreshFromRecords(vm));
     }, delay);
   }
 
@@ -824,16 +840,97 @@ class VmWatcher implements Watcher {
   /** Takes in what `verify` says of the VM: its NICs, its netns id. */
   #refresh(vm: WatchedVm, v: VerifyResult): void {
     const old = new Map(vm.nics.map((n) => [n.index, n]));
-    this.#unmapHost(vm);
-    let nsid = vm.nsid;
-    if (v.netns && this.#host) {
-      try {
-        nsid = netnsId(this.#host, v.netnsPath, { assign: true });
-      } catch (e) {
-        this.#log(`vmnic watch: ${vm.vmId}: netns id: ${reasonOf(e)}`);
-        nsid = null;
-      }
+    const nsid = v.netns ? this.#nsidOf(vm, v.netnsPath) : vm.nsid;
+    this.#apply(
+      vm,
+      nsid,
+      v.nics.map((n) => ({
+        index: n.index,
+        tap: n.tap,
+        veth: n.ifName,
+        live: isLive(n.state),
+        hostVeth: n.host.name ?? old.get(n.index)?.hostVeth,
+        bridge: n.host.bridge,
+      })),
+    );
+  }
+
+  /**
+   * Takes in the VM's NICs from the records, and their host ends from the
+   * kernel (the VM-side veth's peer; the bridge it is on), without the
+   * VM's lock: what vmnic's own operations left is right by definition.
+   */
+  async #refreshFromRecords(vm: WatchedVm): Promise<void> {
+    let recs: NicConfig[];
+    try {
+      recs = await this.#provider.list({ vmId: vm.vmId });
+    } catch (e) {
+      this.#log(`vmnic watch: ${vm.vmId}: reading its records: ${reasonOf(e)}`);
+      return;
     }
+    if (this.#stopped || vm.forgotten) return;
+    const old = new Map(vm.nics.map((n) => [n.index, n]));
+    const path = recs[0]?.netnsPath;
+    const nsid = path ? this.#nsidOf(vm, path) : vm.nsid;
+    this.#apply(
+      vm,
+      nsid,
+      recs.map((n) => {
+        const was = old.get(n.index);
+        const host = nsid === null ? null : this.#hostEnd(nsid, n.ifName);
+        return {
+          index: n.index,
+          tap: n.tap,
+          veth: n.ifName,
+          live: isLive(n.state),
+          hostVeth: host?.name ?? was?.hostVeth,
+          bridge: was?.bridge ?? host?.bridge,
+        };
+      }),
+    );
+  }
+
+  /** The netns id of the VM's netns at `path` (given one if it has none). */
+  #nsidOf(vm: WatchedVm, path: string): number | null {
+    if (!this.#host) return null;
+    try {
+      return netnsId(this.#host, path, { assign: true });
+    } catch (e) {
+      this.#log(`vmnic watch: ${vm.vmId}: netns id: ${reasonOf(e)}`);
+      return null;
+    }
+  }
+
+  /** A VM-side veth's host end: its name, and the bridge it is on. */
+  #hostEnd(
+    nsid: number,
+    veth: string,
+  ): { name: string; bridge?: string } | null {
+    try {
+      const inside = readLink(this.#host!, nsid, veth);
+      if (!inside?.link) return null;
+      const end = getLinkByIndex(this.#host!, inside.link);
+      if (!end) return null;
+      const master = end.master === undefined
+        ? null
+        : getLinkByIndex(this.#host!, end.master);
+      return {
+        name: end.name,
+        ...(master?.kind === "bridge" ? { bridge: master.name } : {}),
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  /** Installs the VM's NIC table and netns id; reads new TAPs' carrier. */
+  #apply(
+    vm: WatchedVm,
+    nsid: number | null,
+    nics: Omit<WatchedNic, "carrier">[],
+  ): void {
+    const old = new Map(vm.nics.map((n) => [n.index, n]));
+    this.#unmapHost(vm);
     const sameNetns = nsid === vm.nsid;
     if (!sameNetns) {
       if (vm.nsid !== null && this.#byNsid.get(vm.nsid) === vm) {
@@ -842,18 +939,10 @@ class VmWatcher implements Watcher {
       if (nsid !== null) this.#byNsid.set(nsid, vm);
       vm.nsid = nsid;
     }
-    vm.nics = v.nics.map((n) => {
+    vm.nics = nics.map((n) => {
       const was = old.get(n.index);
       const keep = sameNetns && was?.tap === n.tap;
-      return {
-        index: n.index,
-        tap: n.tap,
-        veth: n.ifName,
-        live: isLive(n.state),
-        hostVeth: n.host.name ?? was?.hostVeth,
-        bridge: n.host.bridge,
-        carrier: keep ? was!.carrier : null,
-      };
+      return { ...n, carrier: keep ? was!.carrier : null };
     });
     for (const nic of vm.nics) {
       if (nic.hostVeth) this.#hostVeths.set(nic.hostVeth, vm);

@@ -108,3 +108,34 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "watcher: a VM added while it runs is watched too (its host veth, its TAP)",
+  async () => {
+    await withWatchEnv("wh4", {
+      octet: 189,
+      watch: { host: "report", carrier: "repair" },
+    }, async (env) => {
+      assert.equal(env.watcher.status().vms, 0);
+      const [nic] = await env.provider.add("vm1");
+      await waitFor(
+        "vm1 watched",
+        () => env.watcher.status().nics === 1,
+      );
+      const v = await env.provider.verify("vm1", { check: false });
+      await sh("ip", "link", "set", v.nics[0].host.name!, "nomaster");
+      const { value: e } = await waitFor(
+        "a report",
+        async () => (await env.watchEvents()).at(0),
+      );
+      assert.match(e.error ?? "", /is off bridge/);
+      const fd = env.attach("vm1", nic.tap);
+      await sleep(TEST_SETTLE_MS * 2);
+      env.detach(fd);
+      await waitFor(
+        "vm1 quiesced",
+        async () => (await env.provider.vms())[0].quiesced,
+      );
+    });
+  },
+);
