@@ -10,10 +10,10 @@
  * - `--wait` given to the CLI is not honored through the daemon: it waits
  *   as long as the daemon's own setting says.
  * - A record backup is appended before its transaction commits; a SIGKILL
- *   in between (pool_test.ts hits it now and then, filling a slot) leaves
- *   a backup whose record never was, and neither the next start nor
- *   `gc --include-pool` removes it (nor would `restore-records` know it
- *   never committed).
+ *   in between (pool_test.ts hits it now and then: a slot's fill, a VM's
+ *   add or claim) leaves a backup whose record never was, and neither the
+ *   next start nor `gc --include-pool` removes it (nor would
+ *   `restore-records` know it never committed).
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -164,7 +164,7 @@ known("the CLI's --wait holds through the daemon", async () => {
 });
 
 known(
-  "a slot's record backup that a crash left without its record is removed by the next start or gc",
+  "record backups that a crash left without their records (a slot's, a VM's) are removed by the next start or gc",
   async () => {
     const fx = await makeFixture("kbk", { octet: 174 });
     const dir = await socketDir();
@@ -189,6 +189,17 @@ known(
       const line = (await Deno.readTextFile(join(records, `${slot}.jsonl`)))
         .split("\n")[0].replaceAll(slot, ghost);
       await Deno.writeTextFile(join(records, `${ghost}.jsonl`), line + "\n");
+      // And of a VM whose add (or claim) was cut there.
+      const vm = JSON.parse(line);
+      vm.vm = { ...vm.vm, vmId: "vmghost", slot: null };
+      vm.nics = vm.nics.map((n: Record<string, unknown>) => ({
+        ...n,
+        vmId: "vmghost",
+      }));
+      await Deno.writeTextFile(
+        join(records, "vmghost.jsonl"),
+        JSON.stringify(vm) + "\n",
+      );
       // The next start, then gc --include-pool.
       const again = await startDaemon(fx, {
         socket,
