@@ -148,6 +148,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_by_time ON events (time);
     `,
   },
+  {
+    description: "clone NICs: the guest's identity beside the network's",
+    sql: `
+      -- A clone NIC's guest identity (its snapshot's MAC, IP, routes) as
+      -- JSON; NULL for a NIC whose guest uses the network's identity.
+      ALTER TABLE nics ADD COLUMN guest_json TEXT;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

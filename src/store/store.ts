@@ -15,7 +15,13 @@ import { DuplicateMacError, DuplicateNicError, StoreError } from "./errors.ts";
 import { type EventRetention, EventTable } from "./events.ts";
 import { Journal, type VmBackup } from "./journal.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema.ts";
-import type { IpRecord, NicRecord, NicState, VmRecord } from "./types.ts";
+import type {
+  GuestRecord,
+  IpRecord,
+  NicRecord,
+  NicState,
+  VmRecord,
+} from "./types.ts";
 import { closeFd, fchmod, freeBytes, openNoFollow } from "../sys/files.ts";
 import { O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
@@ -54,6 +60,7 @@ const COLUMNS = [
   "error",
   "announced",
   "created_at",
+  "guest_json",
 ] as const;
 
 type Row = Record<(typeof COLUMNS)[number], string | number | null>;
@@ -809,6 +816,7 @@ function recordToValues(r: NicRecord): SqlValue[] {
     r.error ?? null,
     r.announced ? 1 : 0,
     r.createdAt,
+    r.guest ? JSON.stringify(r.guest) : null,
   ];
 }
 
@@ -834,6 +842,9 @@ function rowToRecord(row: Row): NicRecord {
     error: row.error === null ? null : String(row.error),
     announced: Number(row.announced) === 1,
     createdAt: String(row.created_at),
+    ...(row.guest_json === null || row.guest_json === undefined
+      ? {}
+      : { guest: JSON.parse(String(row.guest_json)) as GuestRecord }),
   };
 }
 

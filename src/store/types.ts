@@ -54,6 +54,21 @@ export interface VmRecord {
   createdAt: string;
 }
 
+/**
+ * The identity a clone NIC's guest has: its snapshot's, which the TAP
+ * presents to it while the network sees the NIC's own (docs/clones.md).
+ */
+export interface GuestRecord {
+  /** The guest's MAC (the snapshot's; not unique on the host). */
+  mac: string;
+  /** The guest's IPs (one IPv4), with prefix and gateway. */
+  ips: IpRecord[];
+  /** The guest's routes (`dst`, next hop). */
+  routes: { dst: string; gw?: string }[];
+  /** The VM whose NIC it was copied from (`--clone-of`), when it was. */
+  cloneOf?: string;
+}
+
 /** One NIC of one VM, keyed by `(vmId, index)`. */
 export interface NicRecord {
   /** Random id, unique over all NICs (see {@linkcode newNicId}). */
@@ -98,6 +113,11 @@ export interface NicRecord {
   error: string | null;
   /** Its `afterAdd` hooks ran, so its removal is announced too. */
   announced?: boolean;
+  /**
+   * A clone NIC's guest identity (the guest's MAC, IP and routes, its
+   * snapshot's); null or absent for a NIC whose guest uses `mac`/`ips`.
+   */
+  guest?: GuestRecord | null;
   /** ISO 8601 creation time. */
   createdAt: string;
 }
