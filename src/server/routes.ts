@@ -70,6 +70,23 @@ export const OWN_ROUTES: readonly {
         rootDir: { type: "string" },
         netnsPrefix: { type: "string" },
         inFlight: { type: "integer" },
+        watcher: {
+          type: "object",
+          description: "the watcher (docs/watcher.md): running (false with " +
+            "an error when it could not start), its reactions, VMs and " +
+            "NICs watched, counters",
+          properties: {
+            running: { type: "boolean" },
+            carrier: { type: "string", enum: ["off", "report", "repair"] },
+            netns: { type: "string", enum: ["off", "report", "repair"] },
+            host: { type: "string", enum: ["off", "report", "repair"] },
+            vms: { type: "integer" },
+            nics: { type: "integer" },
+            counters: { type: "object" },
+            error: { type: "string" },
+          },
+          required: ["running"],
+        },
       },
       required: ["ok", "version", "pid", "since", "rootDir", "netnsPrefix"],
     },

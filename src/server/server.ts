@@ -14,6 +14,11 @@ import { CniProvider, type OpenOptions } from "../provider/provider.ts";
 import { resolveConfig } from "../provider/config.ts";
 import { newTraceparent, parseTraceparent } from "../provider/trace.ts";
 import { Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
+import {
+  startWatcher,
+  type Watcher,
+  type WatcherOptions,
+} from "../watcher/watcher.ts";
 import type { ProviderConfig } from "../provider/types.ts";
 import { closeFd, flock, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
@@ -52,6 +57,8 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Also serve `/metrics` over TCP here (`--metrics-listen HOST:PORT`). */
   metricsListen?: { hostname: string; port: number };
+  /** The watcher's reactions and timing (`--watch-*`; docs/watcher.md). */
+  watch?: WatcherOptions;
 }
 
 /** A running daemon. */
@@ -60,6 +67,8 @@ export interface Daemon {
   readonly provider: CniProvider;
   /** Requests being served now. */
   readonly inFlight: number;
+  /** The watcher (its counters), unless it could not start. */
+  readonly watcher?: Watcher;
   /** Stops accepting, waits for what is in flight, closes; idempotent. */
   shutdown(): Promise<void>;
   /** Resolves once it has shut down. */
@@ -82,6 +91,8 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
   const lockFd = lockRootDir(cfg.rootDir);
   let provider: CniProvider | undefined;
   let server: Deno.HttpServer | undefined;
+  let kernelWatch: Watcher | undefined;
+  let watchError: string | undefined;
   try {
     await clearStaleSocket(opts.socket);
     const gid = opts.socketGroup === undefined
@@ -118,6 +129,8 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
             rootDir: cfg.rootDir,
             netnsPrefix: cfg.netnsPrefix,
             inFlight: inFlight - 1,
+            watcher: kernelWatch?.status() ??
+              { running: false, ...(watchError ? { error: watchError } : {}) },
           }),
           log,
           streams: streams.signal,
@@ -139,6 +152,16 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
     Deno.chmodSync(opts.socket, 0o660);
     if (gid !== undefined) Deno.chownSync(opts.socket, 0, gid);
     log(`vmnic serve: listening on ${opts.socket} for root dir ${cfg.rootDir}`);
+    // The watcher (docs/watcher.md) first looks at every VM, while the API
+    // already serves. It is an addition: a kernel it cannot listen to
+    // leaves the API served, and says why (the log, GET /v1/health).
+    try {
+      kernelWatch = await startWatcher(p, { ...opts.watch, log });
+    } catch (e) {
+      watchError = e instanceof Error ? e.message : String(e);
+      log(`vmnic serve: the watcher did not start: ${watchError}`);
+    }
+    const watch = kernelWatch;
     const srv = server;
     let closing: Promise<void> | undefined;
     const finished = Promise.withResolvers<void>();
@@ -147,10 +170,12 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
       get inFlight() {
         return inFlight;
       },
+      watcher: watch,
       shutdown() {
         closing ??= (async () => {
           log(`vmnic serve: draining ${inFlight} request(s)`);
           streams.abort();
+          await watch?.stop();
           await srv.shutdown();
           await metricsServer?.shutdown();
           metrics.close();
@@ -166,6 +191,7 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
     };
     return daemon;
   } catch (e) {
+    await kernelWatch?.stop();
     if (server) await server.shutdown();
     provider?.close();
     closeFd(lockFd);

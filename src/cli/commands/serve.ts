@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { str, strs, UsageError } from "../args.ts";
+import { int, str, strs, UsageError } from "../args.ts";
 import { defineCommand } from "../command.ts";
 
 /** `HOST:PORT` (`[v6]:PORT` too) of --metrics-listen. */
@@ -25,10 +25,23 @@ function parseListen(
   return { hostname: m[1] ?? m[2], port };
 }
 
+/** A watcher reaction (`off`, `report`, `repair`) of a --watch-* flag. */
+function reaction(
+  text: string | undefined,
+  flag: string,
+): "off" | "report" | "repair" | undefined {
+  if (text === undefined) return undefined;
+  if (text === "off" || text === "report" || text === "repair") return text;
+  throw new UsageError(
+    `invalid --${flag} ${JSON.stringify(text)}: off, report or repair`,
+    "serve",
+  );
+}
+
 export default defineCommand({
   name: "serve",
   usage:
-    "vmnic serve [--socket PATH] [--socket-group GROUP] [--pool NETWORK=COUNT[:QUEUES]]...",
+    "vmnic serve [--socket PATH] [--socket-group GROUP] [--pool NETWORK=COUNT[:QUEUES]]... [--metrics-listen HOST:PORT] [--watch-carrier|--watch-netns|--watch-host off|report|repair] [--watch-settle MS]",
   positionals: [0, 0],
   options: {
     "socket-group": {
@@ -43,6 +56,31 @@ export default defineCommand({
       help: "keep COUNT pre-wired NIC slots of NETWORK (QUEUES queue pairs, " +
         "default 1) for one-NIC adds to take (repeatable; docs/pool.md)",
     },
+    "watch-carrier": {
+      type: "string",
+      value: "off|report|repair",
+      help: "a TAP losing its carrier (its hypervisor stopped): repair " +
+        "quiesces the VM once none of its TAPs has one, and unquiesces it " +
+        "when one comes back (default repair; docs/watcher.md)",
+    },
+    "watch-netns": {
+      type: "string",
+      value: "off|report|repair",
+      help: "a VM's netns, TAP, veth or redirect gone: repair runs recover " +
+        "(default report)",
+    },
+    "watch-host": {
+      type: "string",
+      value: "off|report|repair",
+      help: "a host veth off its bridge, or the bridge gone: repair runs " +
+        "recover (default report)",
+    },
+    "watch-settle": {
+      type: "string",
+      value: "MS",
+      help: "how long the watcher lets a VM settle after a change before " +
+        "it acts (default 500)",
+    },
     "metrics-listen": {
       type: "string",
       value: "HOST:PORT",
@@ -55,6 +93,7 @@ export default defineCommand({
     "/v1/openapi.json lists the routes). The CLI uses it when it answers.",
     "One daemon per socket and per root dir. SIGTERM drains in-flight",
     "operations, then exits; a second SIGTERM rolls back what is unfinished.",
+    "A watcher reacts to what breaks under running VMs (docs/watcher.md).",
   ].join("\n"),
   provider: "none",
   async parse(p, io) {
@@ -64,6 +103,12 @@ export default defineCommand({
       socketGroup: str(p, "socket-group"),
       pool: strs(p, "pool").map(parsePoolSpec),
       metricsListen: parseListen(str(p, "metrics-listen")),
+      watch: {
+        carrier: reaction(str(p, "watch-carrier"), "watch-carrier"),
+        netns: reaction(str(p, "watch-netns"), "watch-netns"),
+        host: reaction(str(p, "watch-host"), "watch-host"),
+        settleMs: int(p, "watch-settle", 0, 60_000),
+      },
     };
   },
   async run(i, { config, io }) {
@@ -78,6 +123,7 @@ export default defineCommand({
       open: { tsHooks, signal: hard.signal, pool: i.pool },
       log: (line) => io.err(line),
       metricsListen: i.metricsListen,
+      watch: i.watch,
     });
     let signals = 0;
     const onSignal = (sig: Deno.Signal) => () => {
