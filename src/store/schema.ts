@@ -156,6 +156,18 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE nics ADD COLUMN guest_json TEXT;
     `,
   },
+  {
+    description: "NIC policy and CNI capability args",
+    sql: `
+      -- The NIC's policy on its TAP path (docs/policy.md) as JSON: what the
+      -- add call or \`vmnic policy\` asked for and what is in effect; NULL
+      -- for a NIC made before policies (its redirects pass everything).
+      ALTER TABLE nics ADD COLUMN policy_json TEXT;
+      -- The CNI capability args its ADD was given (portMappings,
+      -- bandwidth, dns) as JSON, for DEL and CHECK; NULL for none.
+      ALTER TABLE nics ADD COLUMN capability_args_json TEXT;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -61,6 +61,8 @@ const COLUMNS = [
   "announced",
   "created_at",
   "guest_json",
+  "policy_json",
+  "capability_args_json",
 ] as const;
 
 type Row = Record<(typeof COLUMNS)[number], string | number | null>;
@@ -193,6 +195,21 @@ export class Store {
    */
   get installId(): string | null {
     return this.#installId;
+  }
+
+  /**
+   * Removes the backup of `vmId` when the database has no record of it:
+   * one a crash left between writing the backup and the COMMIT it preceded
+   * (the caller holds the VM's lock, so no transaction of it is open).
+   * Returns whether one was removed.
+   */
+  dropOrphanBackup(vmId: string): boolean {
+    this.#assertOpen();
+    if (this.#installId === null) return false; // lost records: keep all
+    if (this.getVm(vmId) || this.listNics({ vmId }).length) return false;
+    if (!this.#journal.vmIds().includes(vmId)) return false;
+    this.#journal.drop(vmId);
+    return true;
   }
 
   /** Gives a fresh database its install id (kept beside the backups too). */
@@ -817,6 +834,8 @@ function recordToValues(r: NicRecord): SqlValue[] {
     r.announced ? 1 : 0,
     r.createdAt,
     r.guest ? JSON.stringify(r.guest) : null,
+    r.policy ? JSON.stringify(r.policy) : null,
+    r.capabilityArgs ? JSON.stringify(r.capabilityArgs) : null,
   ];
 }
 
@@ -845,6 +864,18 @@ function rowToRecord(row: Row): NicRecord {
     ...(row.guest_json === null || row.guest_json === undefined
       ? {}
       : { guest: JSON.parse(String(row.guest_json)) as GuestRecord }),
+    ...(row.policy_json === null || row.policy_json === undefined ? {} : {
+      policy: JSON.parse(String(row.policy_json)) as Record<string, unknown>,
+    }),
+    ...(row.capability_args_json === null ||
+        row.capability_args_json === undefined
+      ? {}
+      : {
+        capabilityArgs: JSON.parse(String(row.capability_args_json)) as Record<
+          string,
+          unknown
+        >,
+      }),
   };
 }
 

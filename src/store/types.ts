@@ -118,6 +118,17 @@ export interface NicRecord {
    * snapshot's); null or absent for a NIC whose guest uses `mac`/`ips`.
    */
   guest?: GuestRecord | null;
+  /**
+   * The NIC's policy on its TAP path (docs/policy.md): what was asked for
+   * and what is in effect, as JSON the provider gives its shape; null or
+   * absent for a NIC made before policies (its redirects pass everything).
+   */
+  policy?: Record<string, unknown> | null;
+  /**
+   * The CNI capability args its ADD was given (`portMappings`,
+   * `bandwidth`, `dns`): DEL and CHECK get them again. Null or absent: none.
+   */
+  capabilityArgs?: Record<string, unknown> | null;
   /** ISO 8601 creation time. */
   createdAt: string;
 }
