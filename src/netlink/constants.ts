@@ -317,3 +317,41 @@ export const IfEther = {
   ETH_P_IP: 0x0800,
   ETH_P_IPV6: 0x86dd,
 } as const;
+
+/**
+ * linux/rtnetlink.h, linux/fib_rules.h: route and policy-rule messages
+ * (the routed path of clone NICs, docs/datapath.md).
+ */
+export const RtRoute = {
+  RTM_NEWRULE: 32,
+  RTM_DELRULE: 33,
+  RTM_GETRULE: 34,
+  /** struct rtmsg and struct fib_rule_hdr are both 12 bytes. */
+  RTMSG_LEN: 12,
+  FIB_RULE_HDR_LEN: 12,
+  RTA_DST: 1,
+  RTA_OIF: 4,
+  RTA_GATEWAY: 5,
+  RTA_PRIORITY: 6,
+  RTA_PREFSRC: 7,
+  RTA_TABLE: 15,
+  RT_TABLE_UNSPEC: 0,
+  /** rtm_table of a table id past 255 (the id goes in RTA_TABLE). */
+  RT_TABLE_COMPAT: 252,
+  RT_TABLE_MAIN: 254,
+  RT_TABLE_LOCAL: 255,
+  /** Routes whose table id fits rtm_table. */
+  RT_TABLE_MAX_U8: 255,
+  RTPROT_BOOT: 3,
+  RTPROT_STATIC: 4,
+  RTN_UNICAST: 1,
+  RT_SCOPE_UNIVERSE: 0,
+  RT_SCOPE_LINK: 253,
+  /** A delete's scope that matches a route of any scope. */
+  RT_SCOPE_NOWHERE: 255,
+  FRA_IIFNAME: 3,
+  FRA_PRIORITY: 6,
+  FRA_TABLE: 15,
+  FRA_OIFNAME: 17,
+  FR_ACT_TO_TBL: 1,
+} as const;

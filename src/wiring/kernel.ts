@@ -23,6 +23,12 @@ import {
 import { createTap, type TapOptions } from "../kernel/tuntap.ts";
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { NetlinkSocket } from "../netlink/socket.ts";
+import { readSysctl, writeSysctl } from "../kernel/sysctl.ts";
+import {
+  nftUnavailable,
+  runNft,
+  type RunNftOptions,
+} from "../sys/libnftables.ts";
 
 export type { TapOptions } from "../kernel/tuntap.ts";
 export {
@@ -33,12 +39,35 @@ export {
 export { checkTunDevice } from "../kernel/tuntap.ts";
 export { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 
+/**
+ * The netns's own IP stack beyond rtnetlink: nftables and sysctls, which
+ * clone NICs need (docs/datapath.md, "Clone NICs").
+ */
+export interface NetnsStack {
+  /** Why nftables cannot be used (libnftables missing), or null. */
+  unavailable(): string | null;
+  /**
+   * Runs one nft batch (one transaction) in this netns and returns what it
+   * printed; throws `NftError` with libnftables' message.
+   */
+  nft(commands: string, opts?: RunNftOptions): string;
+  /** A sysctl of this netns (path parts under /proc/sys); null if absent. */
+  readSysctl(key: readonly string[]): string | null;
+  /** Sets a sysctl of this netns. */
+  writeSysctl(key: readonly string[], value: string): void;
+}
+
 /** What work inside one network namespace can use. */
 export interface NetnsScope {
   /** An rtnetlink connection bound to this netns. */
   readonly conn: NetlinkConn;
   /** Creates a persistent TAP device in this netns. */
   createTap(opts: TapOptions): void;
+  /**
+   * nftables and sysctls of this netns; absent where the kernel seam has
+   * none (then clone NICs are refused before anything changes).
+   */
+  readonly stack?: NetnsStack;
 }
 
 /** Named network namespaces and the work done inside them. */
@@ -79,11 +108,19 @@ export const hostKernel: Kernel = {
   inHost: (fn) => withSocket(fn),
 };
 
+/** The real netns stack: libnftables and /proc/sys of the thread's netns. */
+const hostStack: NetnsStack = {
+  unavailable: nftUnavailable,
+  nft: runNft,
+  readSysctl,
+  writeSysctl,
+};
+
 /** One socket opened in the thread's current netns for the whole of `fn`. */
 function withSocket<T>(fn: (scope: NetnsScope) => T): T {
   const conn = NetlinkSocket.open();
   try {
-    return fn({ conn, createTap });
+    return fn({ conn, createTap, stack: hostStack });
   } finally {
     conn.close();
   }

@@ -114,7 +114,7 @@ function handOverVeth(sock: NetlinkConn, veth: string): void {
  * A TAP, down, with everything set before the first packet can flow. If a
  * step after its creation fails, the TAP is deleted again.
  */
-function makeTap(
+export function makeTap(
   scope: NetnsScope,
   tap: string,
   queues: number,
