@@ -27,6 +27,9 @@ import type {
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
+/** The request header carrying `--wait` to the daemon (milliseconds). */
+const WAIT_HEADER = "vmnic-wait";
+
 type ProviderModule = typeof import("../provider/provider.ts");
 type TraceModule = typeof import("../provider/trace.ts");
 
@@ -343,6 +346,10 @@ function daemonTarget(
     headers: {
       ...(named ? { "vmnic-settings": JSON.stringify(install) } : {}),
       ...(traceparent ? { traceparent } : {}),
+      // How long this caller waits for a busy VM (--wait), not the daemon's.
+      ...(config.lockWaitMs !== undefined
+        ? { [WAIT_HEADER]: String(config.lockWaitMs) }
+        : {}),
     },
   };
 }

@@ -159,6 +159,7 @@ async function collect(
     plan.onProgress?.(vmId, ++done, total);
   }
   await removeStaleLocks(ctx, active);
+  await removeOrphanBackups(ctx, active);
   return report;
 }
 
@@ -297,6 +298,41 @@ async function collectUnknown(
       } catch { /* tidiness only */ }
     }
     lock.release();
+  }
+}
+
+/**
+ * Record backups of VMs the database has no record of and whose netns is
+ * gone: written before a COMMIT a crash cut off (a VM's first record is
+ * written before its netns is made). Each is removed under the VM's lock (a
+ * VM another process is adding right now holds it, and its backup is no
+ * orphan). Backups of netns still there are kept: with the database lost,
+ * they are what `restore-records` rebuilds it from.
+ */
+async function removeOrphanBackups(
+  ctx: ProviderContext,
+  active: ReadonlySet<string>,
+): Promise<void> {
+  const recorded = new Set(ctx.store.listVmIds());
+  for (const vmId of ctx.store.backups().vmIds) {
+    if (recorded.has(vmId) || active.has(vmId)) continue;
+    if (!vmId.startsWith(SLOT_PREFIX) && !isVmId(vmId)) continue;
+    const name = ctx.config.netnsPrefix + vmId;
+    if (ctx.kernel.netnsExists(name, ctx.config.netnsDir)) continue;
+    const lock = await lockVm(ctx, "gc", vmId, 0).catch(() => null);
+    if (!lock) continue; // in use: its backup may be about to be committed
+    try {
+      ctx.store.dropOrphanBackup(vmId);
+    } catch {
+      /* tidiness only */
+    } finally {
+      if (!hasRecords(ctx, vmId)) {
+        try {
+          lock.releaseAndRemove();
+        } catch { /* tidiness only */ }
+      }
+      lock.release();
+    }
   }
 }
 

@@ -38,6 +38,8 @@ export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** How long a client may take to send its body. */
 export const BODY_TIMEOUT_MS = 10_000;
+/** The request header carrying the caller's `--wait`, in milliseconds. */
+export const WAIT_HEADER = "vmnic-wait";
 /** The request header carrying the CLI's settings, checked against ours. */
 export const SETTINGS_HEADER = "vmnic-settings";
 /** The file that holds the daemon's lock in the root dir. */
@@ -94,7 +96,7 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
   let kernelWatch: Watcher | undefined;
   let watchError: string | undefined;
   try {
-    await clearStaleSocket(opts.socket);
+    await clearStaleSocket(opts.socket, opts.socketGroup !== undefined);
     const gid = opts.socketGroup === undefined
       ? undefined
       : groupId(opts.socketGroup);
@@ -141,16 +143,20 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
       }
     };
     const listening = Promise.withResolvers<void>();
+    // Made under another name, given its mode and group, then renamed into
+    // place: never reachable with the umask's looser mode.
+    const fresh = `${opts.socket}.${Deno.pid}.new`;
     server = Deno.serve({
       transport: "unix",
-      path: opts.socket,
+      path: fresh,
       onListen: () => listening.resolve(),
       onError: (e) => json(500, errorJson(e)),
     }, handler);
     await listening.promise;
     // Root (and the group named) only: the API can do what root can.
-    Deno.chmodSync(opts.socket, 0o660);
-    if (gid !== undefined) Deno.chownSync(opts.socket, 0, gid);
+    Deno.chmodSync(fresh, 0o660);
+    if (gid !== undefined) Deno.chownSync(fresh, 0, gid);
+    Deno.renameSync(fresh, opts.socket);
     log(`vmnic serve: listening on ${opts.socket} for root dir ${cfg.rootDir}`);
     // The watcher (docs/watcher.md) first looks at every VM, while the API
     // already serves. It is an addition: a kernel it cannot listen to
@@ -177,6 +183,9 @@ export async function startServer(opts: ServeOptions): Promise<Daemon> {
           streams.abort();
           await watch?.stop();
           await srv.shutdown();
+          try {
+            Deno.removeSync(opts.socket);
+          } catch { /* gone already */ }
           await metricsServer?.shutdown();
           metrics.close();
           await queues.idle();
@@ -246,8 +255,17 @@ function lockRootDir(rootDir: string): number {
  * A socket file left by a daemon that died is replaced; one another daemon
  * answers on, or anything that is not a socket, is refused.
  */
-async function clearStaleSocket(socket: string): Promise<void> {
-  ensureSecureDir(dirname(socket));
+async function clearStaleSocket(
+  socket: string,
+  forGroup: boolean,
+): Promise<void> {
+  // A group that may use the socket must be able to reach it: the dir
+  // gets search permission (0711: no listing), never write.
+  const dir = ensureSecureDir(dirname(socket), forGroup ? 0o711 : 0o700);
+  if (forGroup) {
+    const mode = Deno.statSync(dir).mode! & 0o777;
+    if ((mode & 0o011) !== 0o011) Deno.chmodSync(dir, mode | 0o011);
+  }
   let info: Deno.FileInfo;
   try {
     info = Deno.lstatSync(socket);
@@ -392,7 +410,19 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
     const given = req.headers.get("traceparent");
     if (given !== null) parseTraceparent(given, command.name);
     traceparent = given ?? newTraceparent();
-    const provider = h.provider.withTrace(traceparent);
+    let provider = h.provider.withTrace(traceparent);
+    const wait = req.headers.get(WAIT_HEADER);
+    if (wait !== null) {
+      // The caller's --wait for a busy VM, as in process.
+      if (!/^\d{1,9}$/.test(wait)) {
+        throw new UsageError(
+          `the ${WAIT_HEADER} header must be milliseconds, got ${
+            JSON.stringify(wait)
+          }`,
+        );
+      }
+      provider = provider.withLockWait(Number(wait));
+    }
     const traced = { traceparent };
     if (command.follow?.when(input)) {
       return streamItems(

@@ -52,9 +52,9 @@ export function checkDirChain(path: string, shown = path): void {
  * Creates `path` (mode 0700, parents as needed) when missing, then checks
  * it as {@linkcode checkDirChain} does. Returns the path.
  */
-export function ensureSecureDir(path: string): string {
+export function ensureSecureDir(path: string, mode = 0o700): string {
   try {
-    Deno.mkdirSync(path, { recursive: true, mode: 0o700 });
+    Deno.mkdirSync(path, { recursive: true, mode });
   } catch (err) {
     if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
   }

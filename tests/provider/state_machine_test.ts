@@ -764,6 +764,35 @@ Deno.test("gc collects recorded VMs; unknown netns only with includeUnknown", as
   });
 });
 
+Deno.test("gc removes a record backup a crash left before its COMMIT, never one whose netns is there", async () => {
+  await inWorld(async (w) => {
+    await withProvider(w, async (p) => {
+      await p.add("vm1", {});
+      const { Journal } = await import("../../src/store/journal.ts");
+      const journal = new Journal(w.config.rootDir!);
+      const [vm1] = journal.readAll();
+      // A backup of a VM whose first COMMIT never came (no netns yet), and
+      // one of a VM whose netns exists but whose record is gone.
+      for (const id of ["ghost", "keepme"]) {
+        journal.write(id, { ...vm1, vm: { ...vm1.vm, vmId: id }, nics: [] });
+      }
+      w.kernel.ensureNetns("t-keepme", w.config.netnsDir!);
+      const orch = new GcOrchestrator();
+      orch.register(p.gcModule());
+      await orch.run(["vm1", "keepme"]);
+      assert.deepEqual(journal.vmIds().sort(), ["keepme", "vm1"]);
+      const again = new GcOrchestrator();
+      again.register(p.gcModule());
+      await again.run(["vm1"]);
+      assert.deepEqual(
+        journal.vmIds().sort(),
+        ["keepme", "vm1"],
+        "a netns without a record keeps its backup (restore-records needs it)",
+      );
+    });
+  });
+});
+
 Deno.test("an emptied database is refused while the install's netns exist; restore-records brings the VMs back", async () => {
   await inWorld(async (w) => {
     let installId = "";

@@ -1,5 +1,5 @@
 /**
- * `vmnic list [--vm ID]` / `GET /v1/nics` and `GET /v1/vms/{vm}/nics`.
+ * `vmnic list [--vm ID | --pool]` / `GET /v1/vms/{vm}/nics`.
  *
  * @module
  */
