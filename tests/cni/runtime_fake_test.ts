@@ -14,6 +14,7 @@ import {
   CniVersionError,
   FileAttachmentCache,
   formatCniArgs,
+  MAX_PLUGIN_OUTPUT_BYTES,
   type NetworkConfigList,
   parseConfList,
 } from "../../src/cni/mod.ts";
@@ -521,7 +522,10 @@ Deno.test("plugin failures each get their own clear error", async () => {
     );
     await assert.rejects(
       () => add("flood"),
-      execErr("output-too-large", /printed more than 16777216 bytes/),
+      execErr(
+        "output-too-large",
+        new RegExp(`printed more than ${MAX_PLUGIN_OUTPUT_BYTES} bytes`),
+      ),
     );
     await assert.rejects(() => add("errobj"), (e: unknown) => {
       assert.ok(e instanceof CniPluginError);
