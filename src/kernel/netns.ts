@@ -339,6 +339,44 @@ export function withNetns<T>(path: string, fn: () => T): T {
 }
 
 /**
+ * Runs `fn` synchronously in a fresh network namespace of this thread that
+ * nothing names or mounts: it vanishes once `fn` is done and what `fn`
+ * opened there is closed. For probes (what the kernel supports) that must
+ * touch no real netns. The same rules as {@linkcode withNetns} hold: no
+ * await, no spawn inside.
+ *
+ * @throws {KernelError} when the netns cannot be made.
+ * @throws {Error} when `fn` returns a promise (after switching back).
+ */
+export function withFreshNetns<T>(fn: () => T): T {
+  const self = threadNetnsPath();
+  const original = check(
+    libc().open(cstr(self), O_RDONLY | O_CLOEXEC, 0),
+    "open current netns",
+    self,
+  );
+  try {
+    check(libc().unshare(CLONE_NEWNET), "create netns", "(unnamed)");
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      returnToNetns(original, self);
+    }
+    if (isThenable(result)) {
+      Promise.resolve(result).catch(() => {});
+      throw new Error(
+        "withFreshNetns: the callback returned a promise; only synchronous " +
+          "work is allowed while switched into a netns",
+      );
+    }
+    return result;
+  } finally {
+    libc().close(original);
+  }
+}
+
+/**
  * Whether netns bind mounts made in `dir` outlive this process, i.e. are
  * seen by the rest of the host.
  *

@@ -11,8 +11,9 @@
  *
  * @module
  */
-import { Attrs, nla } from "../netlink/codec.ts";
+import { type Attr, Attrs, nla } from "../netlink/codec.ts";
 import {
+  GenStats,
   IfEther,
   Netlink,
   PktCls,
@@ -20,6 +21,7 @@ import {
   Rtnl,
   Socket,
   TcMirred,
+  TcTbf,
 } from "../netlink/constants.ts";
 import { decodeTcMsg, encodeTcMsg, htons } from "../netlink/route.ts";
 import type { NetlinkConn } from "../netlink/conn.ts";
@@ -50,6 +52,38 @@ export const TcStruct = {
   TC_U32_SEL_FLAGS_OFF: 0,
   /** offsetof(struct tc_u32_sel, nkeys). */
   TC_U32_SEL_NKEYS_OFF: 2,
+  /** offsetof(struct tc_u32_key, mask): big-endian, as the packet. */
+  TC_U32_KEY_MASK_OFF: 0,
+  /** offsetof(struct tc_u32_key, val): big-endian, as the packet. */
+  TC_U32_KEY_VAL_OFF: 4,
+  /** offsetof(struct tc_u32_key, off): host order, from the network header. */
+  TC_U32_KEY_OFF_OFF: 8,
+  /** The bytes one u32 key compares. */
+  TC_U32_KEY_SPAN: 4,
+  /** sizeof(struct gnet_stats_basic): bytes (u64), packets (u32), padded. */
+  GNET_STATS_BASIC_LEN: 16,
+  /** offsetof(struct gnet_stats_basic, packets). */
+  GNET_STATS_BASIC_PACKETS_OFF: 8,
+  /** sizeof(struct gnet_stats_queue): qlen, backlog, drops, requeues, overlimits. */
+  GNET_STATS_QUEUE_LEN: 20,
+  /** offsetof(struct gnet_stats_queue, drops). */
+  GNET_STATS_QUEUE_DROPS_OFF: 8,
+  /** sizeof(struct tc_ratespec). */
+  TC_RATESPEC_LEN: 12,
+  /** offsetof(struct tc_ratespec, linklayer). */
+  TC_RATESPEC_LINKLAYER_OFF: 1,
+  /** offsetof(struct tc_ratespec, rate): bytes per second, 32 bits. */
+  TC_RATESPEC_RATE_OFF: 8,
+  /** sizeof(struct tc_tbf_qopt): rate, peakrate, limit, buffer, mtu. */
+  TC_TBF_QOPT_LEN: 36,
+  /** offsetof(struct tc_tbf_qopt, rate). */
+  TC_TBF_QOPT_RATE_OFF: 0,
+  /** offsetof(struct tc_tbf_qopt, limit): queue bytes. */
+  TC_TBF_QOPT_LIMIT_OFF: 24,
+  /** offsetof(struct tc_tbf_qopt, buffer): burst time in psched ticks. */
+  TC_TBF_QOPT_BUFFER_OFF: 28,
+  /** psched ticks are 2^PSCHED_SHIFT ns (net/pkt_sched.h). */
+  PSCHED_SHIFT: 6,
   /**
    * Nested action attributes are numbered by their order in the action
    * list, from 1 (the kernel's tcf_action_init loop starts at 1; order 0 is
@@ -87,6 +121,20 @@ export interface QdiscInfo {
   handle: number;
   /** Its parent (`TC_H_INGRESS` for ingress, `TC_H_ROOT` for a root qdisc). */
   parent: number;
+  /** A tbf qdisc's settings. */
+  tbf?: TbfOptions;
+  /** Frames it dropped (its queue statistics), when asked for (`stats`). */
+  drops?: number;
+}
+
+/** A tbf qdisc: a token bucket in front of the device. */
+export interface TbfOptions {
+  /** Bytes per second. */
+  rate: number;
+  /** Bucket size in bytes: what may leave at once. */
+  burst: number;
+  /** Queue size in bytes: what may wait for tokens (the rest is dropped). */
+  limit: number;
 }
 
 /** A decoded mirred action. */
@@ -101,6 +149,10 @@ export interface MirredActionInfo {
   ifindex: number;
   /** The action's own index in the kernel's mirred table. */
   index: number;
+  /** Frames it sent on (its basic statistics), when asked for (`stats`). */
+  packets?: number;
+  /** Bytes it sent on, when asked for (`stats`). */
+  bytes?: number;
 }
 
 /** An action this module does not decode: only its kind. */
@@ -126,8 +178,27 @@ export interface FilterInfo {
   chain: number;
   /** A u32 selector that matches every frame (`match u32 0 0`). */
   matchAll: boolean;
+  /** The u32 selector's keys, in order (`[]` for other kinds). */
+  keys: U32Key[];
+  /** The u32 node ends classification when it matches (TC_U32_TERMINAL). */
+  terminal: boolean;
   /** Its actions, in order. */
   actions: ActionInfo[];
+}
+
+/**
+ * One key of a u32 selector: the 32 bits at `off` (bytes from the network
+ * header, a multiple of 4; the Ethernet header is at negative offsets),
+ * masked with `mask`, must equal `val`. `mask` and `val` read the packet's
+ * bytes big-endian: `0x0a000001` is 10.0.0.1.
+ */
+export interface U32Key {
+  /** Offset from the network header, a multiple of 4. */
+  off: number;
+  /** Which bits count. */
+  mask: number;
+  /** What they must be (only bits in `mask`). */
+  val: number;
 }
 
 /** Options for naming a device in error messages. */
@@ -237,6 +308,7 @@ export function deleteIngressQdisc(
 export function listQdiscs(
   sock: NetlinkConn,
   ifindex?: number,
+  opts: { stats?: boolean } = {},
 ): QdiscInfo[] {
   const object = ifindex === undefined ? "*" : `ifindex ${ifindex}`;
   const out: QdiscInfo[] = [];
@@ -251,14 +323,189 @@ export function listQdiscs(
     const { msg, rest } = decodeTcMsg(m.body);
     // Older kernels dump every device regardless of tcm_ifindex.
     if (ifindex !== undefined && msg.ifindex !== ifindex) continue;
+    const attrs = Attrs.parse(rest);
+    const kind = attrs.str(Rtnl.TCA_KIND) ?? "";
+    const tbf = kind === TBF_KIND
+      ? decodeTbf(attrs.nested(Rtnl.TCA_OPTIONS))
+      : undefined;
+    const drops = opts.stats
+      ? decodeQueueDrops(attrs.nested(Rtnl.TCA_STATS2))
+      : undefined;
     out.push({
       ifindex: msg.ifindex,
-      kind: Attrs.parse(rest).str(Rtnl.TCA_KIND) ?? "",
+      kind,
       handle: msg.handle,
       parent: msg.parent,
+      ...(tbf ? { tbf } : {}),
+      ...(drops !== undefined ? { drops } : {}),
     });
   }
   return out;
+}
+
+/**
+ * Makes a tbf qdisc the device's root qdisc (`tc qdisc replace dev X root
+ * tbf rate R burst B limit L`): frames leaving the device wait for tokens,
+ * `rate` bytes a second, at most `burst` at once, at most `limit` queued.
+ * An existing root tbf is changed in place.
+ *
+ * @throws {InvalidArgumentError} for a rate, burst or limit out of range.
+ * @throws {KernelError} naming "set rate limit".
+ */
+export function setRootTbf(
+  sock: NetlinkConn,
+  ifindex: number,
+  opts: TbfOptions & DeviceLabel,
+): void {
+  const op = "set rate limit";
+  const device = deviceName(op, ifindex, opts.label);
+  checkTbf(op, device, opts);
+  sock.request({
+    type: Rtnl.RTM_NEWQDISC,
+    flags: Netlink.NLM_F_CREATE | Netlink.NLM_F_REPLACE,
+    header: encodeTcMsg({
+      family: Socket.AF_UNSPEC,
+      ifindex,
+      handle: 0,
+      parent: PktSched.TC_H_ROOT,
+    }),
+    attrs: [
+      nla.str(Rtnl.TCA_KIND, TBF_KIND),
+      nla.nested(Rtnl.TCA_OPTIONS, encodeTbfOptions(opts)),
+    ],
+  }, { op, object: device });
+}
+
+/**
+ * Deletes the device's root qdisc, giving it back its default one.
+ *
+ * @returns `true` when deleted; `false` when the root was the default (or
+ * the device has none) and `ignoreMissing` was set.
+ * @throws {KernelError} `ENOENT` for a default root (without
+ * `ignoreMissing`), `ENODEV` for an unknown ifindex.
+ */
+export function deleteRootQdisc(
+  sock: NetlinkConn,
+  ifindex: number,
+  opts: DeviceLabel & { ignoreMissing?: boolean } = {},
+): boolean {
+  const op = "delete root qdisc";
+  const device = deviceName(op, ifindex, opts.label);
+  try {
+    sock.request({
+      type: Rtnl.RTM_DELQDISC,
+      flags: 0,
+      header: encodeTcMsg({
+        family: Socket.AF_UNSPEC,
+        ifindex,
+        handle: 0,
+        parent: PktSched.TC_H_ROOT,
+      }),
+    }, { op, object: device });
+    return true;
+  } catch (err) {
+    // A default root qdisc has handle 0: "Cannot delete qdisc with handle
+    // of zero" (ENOENT); a device without any (noqueue) says EINVAL.
+    if (opts.ignoreMissing && isErrno(err, Errno.ENOENT, Errno.EINVAL)) {
+      return false;
+    }
+    throw err;
+  }
+}
+
+/** The tbf kind name. */
+const TBF_KIND = "tbf";
+
+/** The largest 32-bit value (tc_ratespec.rate, the limit, the burst). */
+const U32_MAX = 0xffffffff;
+
+function checkTbf(op: string, object: string, t: TbfOptions): void {
+  const bad = (what: string, v: number, range: string) => {
+    throw new InvalidArgumentError(op, object, `bad ${what} ${v} (${range})`);
+  };
+  if (!Number.isSafeInteger(t.rate) || t.rate < 1) {
+    bad("rate", t.rate, "bytes per second, at least 1");
+  }
+  if (!Number.isInteger(t.burst) || t.burst < 1 || t.burst > U32_MAX) {
+    bad("burst", t.burst, "bytes, 1..2^32-1");
+  }
+  if (!Number.isInteger(t.limit) || t.limit < 1 || t.limit > U32_MAX) {
+    bad("limit", t.limit, "bytes, 1..2^32-1");
+  }
+}
+
+/**
+ * TCA_OPTIONS of a tbf qdisc: struct tc_tbf_qopt (rate as far as 32 bits
+ * reach, an Ethernet link layer so no rate table is needed, the queue
+ * limit, the burst as a time), the full rate in TCA_TBF_RATE64 when it
+ * needs more bits, and the burst in bytes (TCA_TBF_BURST), which the kernel
+ * takes over the time.
+ */
+export function encodeTbfOptions(t: TbfOptions): Attr[] {
+  const qopt = new Uint8Array(TcStruct.TC_TBF_QOPT_LEN);
+  const v = new DataView(qopt.buffer);
+  const rate = TcStruct.TC_TBF_QOPT_RATE_OFF;
+  v.setUint8(
+    rate + TcStruct.TC_RATESPEC_LINKLAYER_OFF,
+    TcTbf.TC_LINKLAYER_ETHERNET,
+  );
+  v.setUint32(
+    rate + TcStruct.TC_RATESPEC_RATE_OFF,
+    Math.min(t.rate, U32_MAX),
+    true,
+  );
+  v.setUint32(TcStruct.TC_TBF_QOPT_LIMIT_OFF, t.limit, true);
+  const ticks = Math.min(
+    Math.ceil((t.burst * NS_PER_S / t.rate) / 2 ** TcStruct.PSCHED_SHIFT),
+    U32_MAX,
+  );
+  v.setUint32(TcStruct.TC_TBF_QOPT_BUFFER_OFF, ticks, true);
+  const attrs: Attr[] = [nla.bytes(TcTbf.TCA_TBF_PARMS, qopt)];
+  if (t.rate > U32_MAX) {
+    const r64 = new Uint8Array(8);
+    new DataView(r64.buffer).setBigUint64(0, BigInt(t.rate), true);
+    attrs.push(nla.bytes(TcTbf.TCA_TBF_RATE64, r64));
+  }
+  attrs.push(nla.u32(TcTbf.TCA_TBF_BURST, t.burst));
+  return attrs;
+}
+
+/** Nanoseconds in a second. */
+const NS_PER_S = 1e9;
+
+/** A tbf qdisc's settings from its dumped TCA_OPTIONS. */
+function decodeTbf(opts: Attrs | undefined): TbfOptions | undefined {
+  const parms = opts?.get(TcTbf.TCA_TBF_PARMS);
+  if (!parms || parms.length < TcStruct.TC_TBF_QOPT_LEN) return undefined;
+  const v = new DataView(parms.buffer, parms.byteOffset, parms.byteLength);
+  let rate = v.getUint32(
+    TcStruct.TC_TBF_QOPT_RATE_OFF + TcStruct.TC_RATESPEC_RATE_OFF,
+    true,
+  );
+  const r64 = opts!.get(TcTbf.TCA_TBF_RATE64);
+  if (r64 && r64.length >= 8) {
+    rate = Number(
+      new DataView(r64.buffer, r64.byteOffset, r64.byteLength)
+        .getBigUint64(0, true),
+    );
+  }
+  const ticks = v.getUint32(TcStruct.TC_TBF_QOPT_BUFFER_OFF, true);
+  return {
+    rate,
+    burst: Math.round(ticks * 2 ** TcStruct.PSCHED_SHIFT * rate / NS_PER_S),
+    limit: v.getUint32(TcStruct.TC_TBF_QOPT_LIMIT_OFF, true),
+  };
+}
+
+/** gnet_stats_queue.drops from a dumped TCA_STATS2, when present. */
+function decodeQueueDrops(stats: Attrs | undefined): number | undefined {
+  const q = stats?.get(GenStats.TCA_STATS_QUEUE);
+  // struct gnet_stats_queue: qlen, backlog, drops, requeues, overlimits.
+  if (!q || q.length < TcStruct.GNET_STATS_QUEUE_LEN) return undefined;
+  return new DataView(q.buffer, q.byteOffset, q.byteLength).getUint32(
+    TcStruct.GNET_STATS_QUEUE_DROPS_OFF,
+    true,
+  );
 }
 
 /**
@@ -273,16 +520,84 @@ export function addRedirectFilter(
   sock: NetlinkConn,
   opts: RedirectFilterOptions,
 ): void {
-  const op = "add redirect filter";
+  addU32Filter(sock, {
+    ifindex: opts.ifindex,
+    label: opts.label,
+    prio: opts.prio ?? DEFAULT_PRIO,
+    handle: opts.handle,
+    protocol: IfEther.ETH_P_ALL,
+    keys: [MATCH_ALL_KEY],
+    redirectTo: { ifindex: opts.toIfindex, label: opts.toLabel },
+  }, "add redirect filter");
+}
+
+/** `match u32 0 0 at 0`: the key that matches every frame. */
+export const MATCH_ALL_KEY: U32Key = Object.freeze({ off: 0, mask: 0, val: 0 });
+
+/** What {@linkcode addU32Filter} makes. */
+export interface U32FilterOptions extends DeviceLabel {
+  /** Device whose ingress gets the filter. */
+  ifindex: number;
+  /** Filter priority, 1..65535: lower runs first; one filter per priority. */
+  prio: number;
+  /** Ethernet protocol it sees (`ETH_P_ALL`, `ETH_P_IP`, …), host order. */
+  protocol: number;
+  /** The selector's keys, all of which must match; at least one. */
+  keys: readonly U32Key[];
+  /**
+   * Where a matching frame is redirected (sent out of, and stolen from the
+   * receiving stack). None: a match ends classification and the frame goes
+   * on into the device's own stack, as a frame no filter took.
+   */
+  redirectTo?: { ifindex: number; label?: string };
+  /** Filter handle; default 0 lets the kernel choose (`800::800`). */
+  handle?: number;
+}
+
+/**
+ * Adds a terminal u32 filter on the ingress of a device: frames of
+ * `protocol` whose bits match every key are redirected (`redirectTo`) or,
+ * without one, handed on to the device's stack with classification ended.
+ * The ingress qdisc must exist.
+ *
+ * @throws {InvalidArgumentError} for a bad ifindex, prio, handle or key.
+ * @throws {KernelError} naming `op` (default "add filter") and the device.
+ */
+export function addU32Filter(
+  sock: NetlinkConn,
+  opts: U32FilterOptions,
+  op = "add filter",
+): void {
   const from = deviceName(op, opts.ifindex, opts.label);
-  const to = deviceName(op, opts.toIfindex, opts.toLabel);
-  const object = `${from} -> ${to}`;
-  const prio = opts.prio ?? DEFAULT_PRIO;
-  checkPrio(op, object, prio);
+  const object = opts.redirectTo
+    ? `${from} -> ${
+      deviceName(op, opts.redirectTo.ifindex, opts.redirectTo.label)
+    }`
+    : from;
+  checkPrio(op, object, opts.prio);
   const handle = opts.handle ?? 0;
-  if (!Number.isInteger(handle) || handle < 0 || handle > 0xffffffff) {
+  if (!Number.isInteger(handle) || handle < 0 || handle > U32_MAX) {
     throw new InvalidArgumentError(op, object, `bad handle ${handle}`);
   }
+  const sel = encodeU32Selector(op, object, opts.keys);
+  const actions = opts.redirectTo
+    ? [
+      nla.nested(PktCls.TCA_U32_ACT, [
+        nla.nested(TcStruct.TCA_ACT_FIRST_ORDER, [
+          nla.str(PktCls.TCA_ACT_KIND, MIRRED_KIND),
+          nla.nested(PktCls.TCA_ACT_OPTIONS, [
+            nla.bytes(
+              TcMirred.TCA_MIRRED_PARMS,
+              encodeTcMirred(
+                TcMirred.TCA_EGRESS_REDIR,
+                opts.redirectTo.ifindex,
+              ),
+            ),
+          ]),
+        ]),
+      ]),
+    ]
+    : [];
   sock.request({
     type: Rtnl.RTM_NEWTFILTER,
     flags: Netlink.NLM_F_CREATE | Netlink.NLM_F_EXCL,
@@ -291,27 +606,113 @@ export function addRedirectFilter(
       ifindex: opts.ifindex,
       handle,
       parent: INGRESS_PARENT,
-      info: filterInfo(prio, IfEther.ETH_P_ALL),
+      info: filterInfo(opts.prio, opts.protocol),
     }),
     attrs: [
       nla.str(Rtnl.TCA_KIND, U32_KIND),
       // Same order as iproute2: the action list, then the selector.
       nla.nested(Rtnl.TCA_OPTIONS, [
-        nla.nested(PktCls.TCA_U32_ACT, [
-          nla.nested(TcStruct.TCA_ACT_FIRST_ORDER, [
-            nla.str(PktCls.TCA_ACT_KIND, MIRRED_KIND),
-            nla.nested(PktCls.TCA_ACT_OPTIONS, [
-              nla.bytes(
-                TcMirred.TCA_MIRRED_PARMS,
-                encodeTcMirred(TcMirred.TCA_EGRESS_REDIR, opts.toIfindex),
-              ),
-            ]),
-          ]),
-        ]),
-        nla.bytes(PktCls.TCA_U32_SEL, encodeMatchAllSelector()),
+        ...actions,
+        nla.bytes(PktCls.TCA_U32_SEL, sel),
       ]),
     ],
   }, { op, object });
+}
+
+/** The most keys one u32 selector may have (its nkeys is a byte). */
+export const MAX_U32_KEYS = 128;
+
+/**
+ * A terminal struct tc_u32_sel with `keys`. Each key's `val` must lie
+ * within its `mask` and its offset be a multiple of 4.
+ */
+export function encodeU32Selector(
+  op: string,
+  object: string,
+  keys: readonly U32Key[],
+): Uint8Array {
+  if (!keys.length || keys.length > MAX_U32_KEYS) {
+    throw new InvalidArgumentError(
+      op,
+      object,
+      `a u32 selector has 1..${MAX_U32_KEYS} keys, not ${keys.length}`,
+    );
+  }
+  const b = new Uint8Array(
+    TcStruct.TC_U32_SEL_LEN + keys.length * TcStruct.TC_U32_KEY_LEN,
+  );
+  const v = new DataView(b.buffer);
+  // flags, offshift, nkeys; offmask/off/offoff/hoff/hmask stay 0.
+  b[TcStruct.TC_U32_SEL_FLAGS_OFF] = PktCls.TC_U32_TERMINAL;
+  b[TcStruct.TC_U32_SEL_NKEYS_OFF] = keys.length;
+  for (const [i, k] of keys.entries()) {
+    if (
+      !Number.isInteger(k.off) || k.off % TcStruct.TC_U32_KEY_SPAN !== 0 ||
+      ((k.val & ~k.mask) >>> 0) !== 0
+    ) {
+      throw new InvalidArgumentError(
+        op,
+        object,
+        `bad u32 key ${
+          JSON.stringify(k)
+        } (offset a multiple of 4, value within the mask)`,
+      );
+    }
+    const at = TcStruct.TC_U32_SEL_LEN + i * TcStruct.TC_U32_KEY_LEN;
+    v.setUint32(at + TcStruct.TC_U32_KEY_MASK_OFF, k.mask >>> 0, false);
+    v.setUint32(at + TcStruct.TC_U32_KEY_VAL_OFF, k.val >>> 0, false);
+    v.setInt32(at + TcStruct.TC_U32_KEY_OFF_OFF, k.off, true);
+  }
+  return b;
+}
+
+/**
+ * The keys that match `bytes` at `off` (from the network header; any
+ * alignment), under `mask` (default: every bit), as aligned u32 keys.
+ * Keys at the same offset must be merged ({@linkcode mergeU32Keys}).
+ */
+export function u32Match(
+  off: number,
+  bytes: Uint8Array,
+  mask?: Uint8Array,
+): U32Key[] {
+  const span = TcStruct.TC_U32_KEY_SPAN;
+  const byKey = new Map<number, { mask: number; val: number }>();
+  for (let i = 0; i < bytes.length; i++) {
+    const m = mask ? mask[i] : 0xff;
+    if (!m) continue;
+    const at = off + i;
+    const base = Math.floor(at / span) * span;
+    const shift = (span - 1 - (at - base)) * 8;
+    const k = byKey.get(base) ?? { mask: 0, val: 0 };
+    k.mask = (k.mask | (m << shift)) >>> 0;
+    k.val = (k.val | ((bytes[i] & m) << shift)) >>> 0;
+    byKey.set(base, k);
+  }
+  return [...byKey.entries()].sort((a, b) => a[0] - b[0]).map((
+    [off, k],
+  ) => ({ off, ...k }));
+}
+
+/**
+ * One key per offset: keys at the same offset joined (both must hold).
+ * Null when two of them want different values of the same bits (nothing
+ * could match).
+ */
+export function mergeU32Keys(keys: readonly U32Key[]): U32Key[] | null {
+  const byOff = new Map<number, U32Key>();
+  for (const k of keys) {
+    const have = byOff.get(k.off);
+    if (!have) {
+      byOff.set(k.off, { ...k });
+      continue;
+    }
+    const common = (have.mask & k.mask) >>> 0;
+    if (((have.val & common) >>> 0) !== ((k.val & common) >>> 0)) return null;
+    have.mask = (have.mask | k.mask) >>> 0;
+    have.val = (have.val | k.val) >>> 0;
+  }
+  return [...byOff.values()].sort((a, b) => a.off - b.off);
 }
 
 /**
@@ -322,7 +723,7 @@ export function listFilters(
   sock: NetlinkConn,
   ifindex: number,
   parent: number = INGRESS_PARENT,
-  opts: DeviceLabel = {},
+  opts: DeviceLabel & { stats?: boolean } = {},
 ): FilterInfo[] {
   const op = "list filters";
   const device = deviceName(op, ifindex, opts.label);
@@ -351,8 +752,13 @@ export function listFilters(
       chain: attrs.u32(Rtnl.TCA_CHAIN) ?? 0,
       matchAll: kind === U32_KIND &&
         isMatchAllSelector(options?.get(PktCls.TCA_U32_SEL)),
+      keys: kind === U32_KIND
+        ? decodeU32Keys(options?.get(PktCls.TCA_U32_SEL))
+        : [],
+      terminal: kind === U32_KIND &&
+        isTerminal(options?.get(PktCls.TCA_U32_SEL)),
       actions: kind === U32_KIND && options
-        ? decodeActions(options.nested(PktCls.TCA_U32_ACT))
+        ? decodeActions(options.nested(PktCls.TCA_U32_ACT), opts.stats)
         : [],
     });
   }
@@ -400,20 +806,27 @@ function encodeTcMirred(eaction: number, ifindex: number): Uint8Array {
   return b;
 }
 
-/**
- * struct tc_u32_sel with one key that matches every frame (mask 0, val 0 at
- * offset 0), terminal so its actions run: `match u32 0 0`.
- */
-function encodeMatchAllSelector(): Uint8Array {
-  const nkeys = 1;
-  const b = new Uint8Array(
-    TcStruct.TC_U32_SEL_LEN + nkeys * TcStruct.TC_U32_KEY_LEN,
-  );
-  // flags, offshift, nkeys; offmask/off/offoff/hoff/hmask and the key's
-  // mask/val/off/offmask all stay 0.
-  b[TcStruct.TC_U32_SEL_FLAGS_OFF] = PktCls.TC_U32_TERMINAL;
-  b[TcStruct.TC_U32_SEL_NKEYS_OFF] = nkeys;
-  return b;
+/** The keys of a dumped struct tc_u32_sel. */
+function decodeU32Keys(sel: Uint8Array | undefined): U32Key[] {
+  if (!sel || sel.length < TcStruct.TC_U32_SEL_LEN) return [];
+  const nkeys = sel[TcStruct.TC_U32_SEL_NKEYS_OFF];
+  const v = new DataView(sel.buffer, sel.byteOffset, sel.byteLength);
+  const keys: U32Key[] = [];
+  for (let k = 0; k < nkeys; k++) {
+    const at = TcStruct.TC_U32_SEL_LEN + k * TcStruct.TC_U32_KEY_LEN;
+    if (at + TcStruct.TC_U32_KEY_LEN > sel.length) break;
+    keys.push({
+      off: v.getInt32(at + TcStruct.TC_U32_KEY_OFF_OFF, true),
+      mask: v.getUint32(at + TcStruct.TC_U32_KEY_MASK_OFF, false),
+      val: v.getUint32(at + TcStruct.TC_U32_KEY_VAL_OFF, false),
+    });
+  }
+  return keys;
+}
+
+function isTerminal(sel: Uint8Array | undefined): boolean {
+  return !!sel && sel.length >= TcStruct.TC_U32_SEL_LEN &&
+    (sel[TcStruct.TC_U32_SEL_FLAGS_OFF] & PktCls.TC_U32_TERMINAL) !== 0;
 }
 
 /** A terminal tc_u32_sel whose keys all have mask 0 (so match anything). */
@@ -439,7 +852,10 @@ function isMatchAllSelector(sel: Uint8Array | undefined): boolean {
 }
 
 /** The actions of a TCA_*_ACT list (nested by order 1..n). */
-function decodeActions(list: Attrs | undefined): ActionInfo[] {
+function decodeActions(
+  list: Attrs | undefined,
+  stats = false,
+): ActionInfo[] {
   if (!list) return [];
   const ordered = [...list.entries()].sort((a, b) => a[0] - b[0]);
   return ordered.map(([, payload]) => {
@@ -467,8 +883,26 @@ function decodeActions(list: Attrs | undefined): ActionInfo[] {
         : "redirect",
       ifindex: v.getUint32(TcStruct.TC_MIRRED_IFINDEX_OFF, true),
       index: v.getUint32(TcStruct.TC_MIRRED_INDEX_OFF, true),
+      ...(stats ? decodeBasicStats(act.nested(PktCls.TCA_ACT_STATS)) : {}),
     } satisfies MirredActionInfo;
   });
+}
+
+/** Packets and bytes of a dumped TCA_ACT_STATS (gnet_stats_basic). */
+function decodeBasicStats(
+  stats: Attrs | undefined,
+): { packets?: number; bytes?: number } {
+  const basic = stats?.get(GenStats.TCA_STATS_BASIC);
+  if (!basic || basic.length < TcStruct.GNET_STATS_BASIC_LEN) return {};
+  const v = new DataView(basic.buffer, basic.byteOffset, basic.byteLength);
+  const pkt64 = stats!.get(GenStats.TCA_STATS_PKT64);
+  const packets = pkt64 && pkt64.length >= 8
+    ? Number(
+      new DataView(pkt64.buffer, pkt64.byteOffset, pkt64.byteLength)
+        .getBigUint64(0, true),
+    )
+    : v.getUint32(TcStruct.GNET_STATS_BASIC_PACKETS_OFF, true);
+  return { packets, bytes: Number(v.getBigUint64(0, true)) };
 }
 
 function hasIngressQdisc(sock: NetlinkConn, ifindex: number): boolean {

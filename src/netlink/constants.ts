@@ -310,11 +310,101 @@ export const TcMirred = {
   TCA_INGRESS_MIRROR: 4,
 } as const;
 
+/**
+ * linux/pkt_sched.h: the tbf qdisc (vmnic's rate limits) and the link-layer
+ * types of a `struct tc_ratespec`.
+ */
+export const TcTbf = {
+  TCA_TBF_UNSPEC: 0,
+  TCA_TBF_PARMS: 1,
+  TCA_TBF_RTAB: 2,
+  TCA_TBF_PTAB: 3,
+  TCA_TBF_RATE64: 4,
+  TCA_TBF_PRATE64: 5,
+  TCA_TBF_BURST: 6,
+  TCA_TBF_PBURST: 7,
+  TCA_TBF_PAD: 8,
+  TC_LINKLAYER_UNAWARE: 0,
+  TC_LINKLAYER_ETHERNET: 1,
+  TC_LINKLAYER_ATM: 2,
+} as const;
+
+/** linux/pkt_sched.h: the htb qdisc (probed by `doctor`). */
+export const TcHtb = {
+  TCA_HTB_UNSPEC: 0,
+  TCA_HTB_PARMS: 1,
+  TCA_HTB_INIT: 2,
+  TCA_HTB_CTAB: 3,
+  TCA_HTB_RTAB: 4,
+  TCA_HTB_DIRECT_QLEN: 5,
+  TCA_HTB_RATE64: 6,
+  TCA_HTB_CEIL64: 7,
+  TCA_HTB_PAD: 8,
+  TCA_HTB_OFFLOAD: 9,
+  /** struct tc_htb_glob's version field. */
+  TC_HTB_PROTOVER: 3,
+} as const;
+
+/** linux/gen_stats.h: statistics nested in TCA_STATS2 / TCA_ACT_STATS. */
+export const GenStats = {
+  TCA_STATS_UNSPEC: 0,
+  TCA_STATS_BASIC: 1,
+  TCA_STATS_RATE_EST: 2,
+  TCA_STATS_QUEUE: 3,
+  TCA_STATS_APP: 4,
+  TCA_STATS_RATE_EST64: 5,
+  TCA_STATS_PAD: 6,
+  TCA_STATS_BASIC_HW: 7,
+  TCA_STATS_PKT64: 8,
+} as const;
+
+/** linux/tc_act/tc_gact.h: the generic action (drop, pass). */
+export const TcGact = {
+  TCA_GACT_UNSPEC: 0,
+  TCA_GACT_TM: 1,
+  TCA_GACT_PARMS: 2,
+  TCA_GACT_PROB: 3,
+} as const;
+
+/** linux/pkt_cls.h: the police action's attributes. */
+export const TcPolice = {
+  TCA_POLICE_UNSPEC: 0,
+  TCA_POLICE_TBF: 1,
+  TCA_POLICE_RATE: 2,
+  TCA_POLICE_PEAKRATE: 3,
+  TCA_POLICE_AVRATE: 4,
+  TCA_POLICE_RESULT: 5,
+} as const;
+
+/** linux/in.h, linux/in6.h: IP protocol numbers (next headers). */
+export const InProto = {
+  IPPROTO_HOPOPTS: 0,
+  IPPROTO_ICMP: 1,
+  IPPROTO_TCP: 6,
+  IPPROTO_UDP: 17,
+  IPPROTO_ROUTING: 43,
+  IPPROTO_FRAGMENT: 44,
+  IPPROTO_ICMPV6: 58,
+  IPPROTO_DSTOPTS: 60,
+} as const;
+
+/** net/ndisc.h: neighbor discovery message types and option types. */
+export const Ndisc = {
+  NDISC_ROUTER_SOLICITATION: 133,
+  NDISC_ROUTER_ADVERTISEMENT: 134,
+  NDISC_NEIGHBOUR_SOLICITATION: 135,
+  NDISC_NEIGHBOUR_ADVERTISEMENT: 136,
+  NDISC_REDIRECT: 137,
+  ND_OPT_SOURCE_LL_ADDR: 1,
+  ND_OPT_TARGET_LL_ADDR: 2,
+} as const;
+
 /** linux/if_ether.h */
 export const IfEther = {
   ETH_ALEN: 6,
   ETH_P_ALL: 0x0003,
   ETH_P_IP: 0x0800,
+  ETH_P_ARP: 0x0806,
   ETH_P_IPV6: 0x86dd,
 } as const;
 

@@ -29,7 +29,16 @@ import {
 import { addAddr, flushAddrs, listAddrs } from "../kernel/addr.ts";
 import { isErrno } from "../sys/errors.ts";
 import { Errno } from "../sys/errno.ts";
-import { describeWiring, unwireTap, wireTapToVeth } from "./tap_wiring.ts";
+import { unwireTap } from "./tap_wiring.ts";
+import {
+  applyTapPolicy,
+  compileTapPolicy,
+  describeTapPolicy,
+  OPEN_POLICY,
+  type PolicyChange,
+  type TapPolicy,
+} from "./tap_policy.ts";
+import { EthHdr } from "../kernel/packet.ts";
 import type { NetnsScope } from "./kernel.ts";
 
 /** IP text parsing, for the provider's checks of recovery IPs. */
@@ -59,6 +68,11 @@ export interface PlumbOptions {
   tapOwner?: number;
   /** Leave the veth down (a quiesced VM): no traffic until unquiesced. */
   down?: boolean;
+  /**
+   * The NIC's policy on its TAP path (docs/policy.md); none: redirect
+   * everything both ways, no rate limits.
+   */
+  policy?: TapPolicy;
 }
 
 /** What the guest must be given: the veth's MAC and MTU. */
@@ -82,7 +96,7 @@ export function plumbNic(scope: NetnsScope, opts: PlumbOptions): PlumbResult {
   try {
     makeTap(scope, opts.tap, opts.queues, veth.mtu, opts.tapOwner);
     tapCreated = true;
-    wireTapToVeth(sock, { veth: opts.veth, tap: opts.tap });
+    wirePolicy(sock, opts, opts.mac ?? veth.mac ?? "", veth.mtu);
     setLinkUp(sock, opts.tap);
     if (opts.down) setLinkDown(sock, opts.veth);
     else if (!veth.up) setLinkUp(sock, opts.veth);
@@ -98,6 +112,43 @@ export function plumbNic(scope: NetnsScope, opts: PlumbOptions): PlumbResult {
     throw err;
   }
   return { mac: opts.mac ?? veth.mac ?? "", mtu: veth.mtu };
+}
+
+/**
+ * The NIC's policy with what the devices tell: the guest's MAC (the
+ * veth's, unless the policy names one) and bursts of at least one frame of
+ * the veth's MTU (a tbf drops frames larger than its bucket).
+ */
+function withDevices(
+  policy: TapPolicy,
+  mac: string,
+  mtu: number,
+): TapPolicy & { mac: string } {
+  const frame = mtu + EthHdr.ETH_HLEN;
+  const fit = (r: TapPolicy["rateIn"]) =>
+    r && r.burst < frame ? { ...r, burst: frame } : r;
+  return {
+    ...policy,
+    mac: policy.mac ?? mac,
+    rateIn: fit(policy.rateIn),
+    rateOut: fit(policy.rateOut),
+  };
+}
+
+/** Puts the NIC's policy (or plain redirects) between veth and TAP. */
+function wirePolicy(
+  sock: NetlinkConn,
+  opts: { veth: string; tap: string; policy?: TapPolicy },
+  mac: string,
+  mtu: number,
+): PolicyChange {
+  const p = withDevices(opts.policy ?? OPEN_POLICY, mac, mtu);
+  return applyTapPolicy(
+    sock,
+    { veth: opts.veth, tap: opts.tap },
+    compileTapPolicy(p),
+    p,
+  );
 }
 
 /**
@@ -178,6 +229,11 @@ export interface NicState {
   vethPresent: boolean;
   /** Both redirects are in place. */
   wired: boolean;
+  /**
+   * Where the devices differ from the NIC's policy (a rule missing, one
+   * too many, a rate limit): one line each; absent when they match.
+   */
+  policyProblems?: string[];
   /** The veth's MAC, when it exists. */
   vethMac?: string;
   /** The veth is administratively up. */
@@ -190,18 +246,38 @@ export interface NicState {
   peerIndex?: number;
 }
 
-/** Reports the NIC's devices: presence, wiring, MAC, link states, addresses. */
+/**
+ * Reports the NIC's devices: presence, wiring and policy (`policy`, or
+ * plain redirects without one), MAC, link states, addresses.
+ */
 export function inspectNic(
   sock: NetlinkConn,
-  opts: { veth: string; tap: string },
+  opts: { veth: string; tap: string; policy?: TapPolicy },
 ): NicState {
-  const w = describeWiring(sock, opts);
-  const veth = w.vethIndex === null ? null : getLinkByIndex(sock, w.vethIndex);
-  const tap = w.tapIndex === null ? null : getLinkByIndex(sock, w.tapIndex);
+  const veth = getLinkByName(sock, opts.veth);
+  const tap = getLinkByName(sock, opts.tap);
+  let wired = false;
+  let policyProblems: string[] = [];
+  if (veth && tap) {
+    const p = withDevices(
+      opts.policy ?? OPEN_POLICY,
+      veth.mac ?? "",
+      veth.mtu,
+    );
+    const w = describeTapPolicy(
+      sock,
+      { veth: opts.veth, tap: opts.tap },
+      compileTapPolicy(p),
+      p,
+    );
+    wired = w.wired;
+    policyProblems = w.problems;
+  }
   return {
     tapPresent: tap !== null,
     vethPresent: veth !== null,
-    wired: w.wired,
+    wired,
+    ...(policyProblems.length ? { policyProblems } : {}),
     ...(veth?.mac ? { vethMac: veth.mac } : {}),
     vethUp: veth?.up ?? false,
     tapUp: tap?.up ?? false,
@@ -257,8 +333,14 @@ export function repairNic(
     setMtu(sock, opts.tap, veth.mtu);
     repaired.push(`TAP ${opts.tap} MTU set to ${veth.mtu}`);
   }
-  if (wireTapToVeth(sock, { veth: opts.veth, tap: opts.tap }).changed) {
-    repaired.push(`redirects between ${opts.veth} and ${opts.tap} re-made`);
+  const wiring = wirePolicy(sock, opts, opts.mac, veth.mtu);
+  if (wiring.changed) {
+    repaired.push(
+      `redirects between ${opts.veth} and ${opts.tap} re-made` +
+        (opts.policy
+          ? ` with the NIC's policy (${wiring.actions.join("; ")})`
+          : ""),
+    );
   }
   if (!tap.up) {
     setLinkUp(sock, opts.tap);

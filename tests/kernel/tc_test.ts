@@ -240,6 +240,8 @@ rootTest(
           handle: 0x80000800,
           chain: 0,
           matchAll: true,
+          keys: [{ off: 0, mask: 0, val: 0 }],
+          terminal: true,
           actions: [{
             kind: "mirred",
             direction: "egress",
