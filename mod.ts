@@ -35,6 +35,8 @@ export {
   DEFAULTS,
   type DeleteResult,
   type DnsConfig,
+  type GuestIdentity,
+  type GuestSpec,
   type IpConfig,
   type ListFilter,
   type NicConfig,
@@ -98,7 +100,13 @@ export {
 export { VERSION } from "./src/version.ts";
 // The seams `CniProvider.open` takes besides the settings: the kernel it
 // works on, how CNI plugins run, and crash points (tests pass fakes).
-export type { Kernel, NetnsScope, TapOptions } from "./src/wiring/kernel.ts";
+export type {
+  Kernel,
+  NetnsScope,
+  NetnsStack,
+  TapOptions,
+} from "./src/wiring/kernel.ts";
+export type { RunNftOptions } from "./src/sys/libnftables.ts";
 export type {
   NetlinkConn,
   Request,

@@ -19,10 +19,12 @@ done < /lib/modules/load-order
 
 spec=""
 iperf=""
+connect=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ip=*) spec="${arg#ip=}" ;;
     vmnic.iperf=1) iperf=1 ;;
+    vmnic.connect=*) connect="${arg#vmnic.connect=}" ;;
   esac
 done
 if [ -z "$spec" ]; then
@@ -66,6 +68,16 @@ if [ -n "$gw" ] && ping -c 3 -W 2 "$gw" > /dev/null 2>&1; then
   say "VMNIC-GUEST-GW-PING ok"
 else
   say "VMNIC-GUEST-GW-PING fail"
+fi
+
+# tests/clone: a TCP connection the guest opens to HOST:PORT, a line with
+# its address in it, so the host sees which source address arrives.
+if [ -n "$connect" ]; then
+  if echo "VMNIC-HELLO $addr" | nc -w 5 "${connect%:*}" "${connect##*:}"; then
+    say "VMNIC-GUEST-CONNECT ok"
+  else
+    say "VMNIC-GUEST-CONNECT fail"
+  fi
 fi
 
 # Stay up so the host can reach the guest; the host kills QEMU.

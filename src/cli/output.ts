@@ -32,6 +32,19 @@ export function nicTable(nics: NicConfig[]): string {
     "QUEUES",
     "ID",
   ];
+  // Clone NICs: the guest's identity beside the network's.
+  if (nics.some((n) => n.guest)) {
+    head.push("GUEST");
+    nics.forEach((n, i) =>
+      rows[i].push(
+        n.guest
+          ? `${n.guest.mac} ${
+            n.guest.ips.map((ip) => `${ip.address}/${ip.prefix}`).join(",")
+          }`
+          : "-",
+      )
+    );
+  }
   const table = [head, ...rows];
   const widths = head.map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) =>

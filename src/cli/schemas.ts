@@ -55,6 +55,17 @@ export const ipConfig = obj({
   version: { type: "integer", enum: [4, 6] },
 }, ["address", "prefix", "version"]);
 
+/** A route of a NIC (the CNI result's, or a clone NIC's guest's). */
+const routeConfig = obj({ dst: str, gw: str }, ["dst"]);
+
+/** A clone NIC's guest identity (docs/clones.md). */
+export const guestIdentity = obj({
+  mac: str,
+  ips: arr(ipConfig),
+  routes: arr(routeConfig),
+  cloneOf: str,
+}, ["mac", "ips", "routes"]);
+
 /** A NIC config: what `add`, `list`, `inspect` give. */
 export const nicConfig = obj({
   id: str,
@@ -69,7 +80,7 @@ export const nicConfig = obj({
   queueSize: int,
   mtu: int,
   ips: arr(ipConfig),
-  routes: arr(obj({ dst: str, gw: str }, ["dst"])),
+  routes: arr(routeConfig),
   dns: {
     type: "object",
     properties: {
@@ -81,6 +92,7 @@ export const nicConfig = obj({
   },
   state: nicState,
   error: str,
+  guest: guestIdentity,
   createdAt: str,
 }, [
   "id",
@@ -152,7 +164,26 @@ export const verifyResult = obj({
       ["present"],
     ),
     check: oneOf("ok", "failed", "skipped"),
-  })),
+    translation: obj({
+      rules: bool,
+      routes: bool,
+      forwarding: bool,
+      proxyArp: bool,
+    }),
+  }, [
+    "index",
+    "tap",
+    "ifName",
+    "state",
+    "tapPresent",
+    "vethPresent",
+    "wired",
+    "macOk",
+    "vethUp",
+    "strayAddresses",
+    "host",
+    "check",
+  ])),
   problems: arr(str),
 });
 

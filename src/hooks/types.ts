@@ -66,6 +66,21 @@ export interface HookContext {
   queueSize?: number;
   /** MTU. */
   mtu?: number;
+  /**
+   * A clone NIC's guest identity (its snapshot's MAC, IPs, routes, and the
+   * VM it was cloned from): what the guest has, while `mac` and `ips` are
+   * what the network sees.
+   */
+  guest?: {
+    /** The guest's MAC. */
+    mac: string;
+    /** The guest's IPs. */
+    ips: HookIp[];
+    /** The guest's routes. */
+    routes: { dst: string; gw?: string }[];
+    /** The VM it was cloned from. */
+    cloneOf?: string;
+  };
   /** The CNI result (after an add). */
   cniResult?: unknown;
   /**

@@ -10,7 +10,12 @@ import { CniPluginNotFoundError } from "../cni/errors.ts";
 import type { NetworkConfigList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { HookOperation } from "../hooks/types.ts";
-import { newNicId, type NicRecord, type VmRecord } from "../store/types.ts";
+import {
+  type GuestRecord,
+  newNicId,
+  type NicRecord,
+  type VmRecord,
+} from "../store/types.ts";
 import type { VmLock } from "../store/locks.ts";
 import {
   getLinkByName,
@@ -56,6 +61,15 @@ import {
 } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
 import { claimSlot } from "./pool.ts";
+import {
+  checkSameGuest,
+  clonePathSpec,
+  cloneSource,
+  resolveGuest,
+  sourceSpecs,
+  toGuestIdentity,
+} from "./clone.ts";
+import { plumbClonePath, repairClonePath } from "../wiring/clone_path.ts";
 import type {
   AddSpec,
   DeleteResult,
@@ -96,6 +110,11 @@ export interface NicPlan {
   rebuild?: NicRecord;
   /** The netns was made by this call: no device in it can be foreign. */
   freshNetns?: boolean;
+  /**
+   * A clone NIC's guest identity (docs/clones.md): the NIC gets the routed
+   * path that translates it, not the TC redirects.
+   */
+  guest?: GuestRecord | null;
 }
 
 // ------------------------------------------------------------------ prepare
@@ -247,9 +266,16 @@ export async function add(
   const op = "add";
   validateVmId(op, vmId);
   validateVmConfig(op, vmId, vmCfg);
-  if (!specs.length) specs = [{}];
   for (const s of specs) validateSpec(op, vmId, s);
+  // A clone without specs gets every NIC of the VM it was cloned from.
+  const src = vmCfg.cloneOf === undefined
+    ? null
+    : cloneSource(ctx, op, vmId, vmCfg.cloneOf);
+  if (!specs.length) specs = src ? sourceSpecs(src) : [{}];
   const indices = specIndices(op, vmId, specs);
+  const guests = specs.map((s, i) =>
+    resolveGuest(op, vmId, indices[i], s, src)
+  );
   return await withVmLock(ctx, op, vmId, async (ctx) => {
     mayMakeNetnsCheck(ctx, op);
     let vm = await finishCrashedDelete(ctx, vmId);
@@ -263,8 +289,10 @@ export async function add(
     for (const [i, spec] of specs.entries()) {
       const index = indices[i];
       const have = existing.get(index);
+      const source = src?.nics.get(index);
       if (have) {
         checkSameNic(op, vmId, have, spec, vmCfg);
+        checkSameGuest(op, `${vmId}/${index}`, have, guests[i]);
         kept.push(have);
         continue;
       }
@@ -276,7 +304,7 @@ export async function add(
           ctx.networks.resolve(
             op,
             object,
-            spec.network ?? vmCfg.network ?? vm?.network ?? undefined,
+            spec.network ?? vmCfg.network ?? vm?.network ?? source?.network,
           ),
       );
       const mac = spec.mac ? normalizeMac(op, object, spec.mac) : undefined;
@@ -290,14 +318,17 @@ export async function add(
       plans.push({
         index,
         list,
-        queues: spec.queues ?? vmCfg.cpu ?? 1,
-        queueSize: vmCfg.queueSize ?? DEFAULT_QUEUE_SIZE,
+        // A clone's virtio devices are its snapshot's: the source's counts.
+        queues: spec.queues ?? vmCfg.cpu ?? source?.numQueues ?? 1,
+        queueSize: vmCfg.queueSize ?? source?.queueSize ?? DEFAULT_QUEUE_SIZE,
         request,
+        guest: guests[i],
       });
     }
     await announceKept(ctx, op, kept);
     if (!plans.length) return sortByIndex(kept).map(toNicConfig);
     checkMacsFree(ctx, op, vmId, plans);
+    if (plans.some((p) => p.guest)) checkCloneSupport(ctx, op, vmId);
     await timePhase(ctx, "cni:find", async () => {
       for (const p of plans) await ctx.cni.findPlugins(p.list);
     });
@@ -307,7 +338,7 @@ export async function add(
     const [first] = plans;
     if (
       !vm && ctx.pool && plans.length === 1 && first.index === 0 &&
-      !first.request.mac && !first.request.ips
+      !first.request.mac && !first.request.ips && !first.guest
     ) {
       const claimed = await claimSlot(
         ctx,
@@ -331,6 +362,7 @@ export async function add(
         numQueues: p.queues,
         queueSize: p.queueSize,
         ...(p.request.mac ? { mac: p.request.mac } : {}),
+        ...(p.guest ? { guest: toGuestIdentity(p.guest) } : {}),
       });
     }
     checkpoint(ctx, op, vmId);
@@ -420,6 +452,7 @@ export async function addNic(
     error: old ? REBUILDING : null,
     announced: old?.announced ?? false,
     createdAt: old?.createdAt ?? new Date().toISOString(),
+    ...((p.guest ?? old?.guest) ? { guest: p.guest ?? old?.guest } : {}),
   };
   if (old) store.updateNic(record);
   else store.insertNic(record);
@@ -456,7 +489,17 @@ export async function addNic(
     record.dns = (result.dns ?? {}) as Record<string, unknown>;
     store.updateNic(record);
     await ctx.fault("add:cni-added");
+    // A clone NIC: the routed path that translates its guest's identity.
+    const path = record.guest
+      ? clonePathSpec(record, { down: vm.quiesced, op })
+      : null;
     const plumbed = kernel.inNetns(vm.netnsPath, (scope) => {
+      if (path) {
+        if (!old) return plumbClonePath(scope, path);
+        repairClonePath(scope, path);
+        const veth = getLinkByName(scope.conn, ifName)!;
+        return { mac: veth.mac ?? "", mtu: veth.mtu };
+      }
       if (!old) {
         return plumbNic(scope, {
           veth: ifName,
@@ -700,6 +743,27 @@ function checkMacsFree(
           `NICs with one MAC on a network break both`,
       );
     }
+  }
+}
+
+/**
+ * Clone NICs need nftables in the VM's netns (libnftables through FFI):
+ * refused before anything changes where the kernel cannot.
+ */
+function checkCloneSupport(
+  ctx: ProviderContext,
+  op: string,
+  vmId: string,
+): void {
+  const why = ctx.kernel.inHost((s) =>
+    s.stack ? s.stack.unavailable() : "this kernel has no nftables seam"
+  );
+  if (why !== null) {
+    throw new OperationError(
+      op,
+      vmId,
+      `clone NICs translate with nftables, which is not usable here: ${why}`,
+    );
   }
 }
 

@@ -9,6 +9,9 @@ import { parseConfList } from "../cni/config.ts";
 import type { CniResult } from "../cni/result.ts";
 import type { NicRecord } from "../store/types.ts";
 import { inspectHostSide, inspectNic, type NicState } from "../wiring/nic.ts";
+import { type ClonePathState, inspectClonePath } from "../wiring/clone_path.ts";
+import type { NetnsScope } from "../wiring/kernel.ts";
+import { clonePathSpec, guestView } from "./clone.ts";
 import {
   netnsPathOf,
   pluginRunOptions,
@@ -152,11 +155,10 @@ export async function verify(
       vethAddrs: [],
     };
     // One entry into the netns, one look at the host side, for all NICs.
-    const states = present
+    const states: (NicState & { clone?: ClonePathState })[] = present
       ? ctx.kernel.inNetns(
         path,
-        (s) =>
-          recs.map((r) => inspectNic(s.conn, { veth: r.ifName, tap: r.tap })),
+        (s) => recs.map((r) => inspectAny(s, r, quiesced)),
       )
       : recs.map(() => absent);
     const hosts = ctx.kernel.inHost((s) =>
@@ -186,7 +188,20 @@ export async function verify(
           problems.push(`${nic}: veth ${rec.ifName} is missing`);
         }
         if (st.tapPresent && st.vethPresent && !st.wired) {
-          problems.push(`${nic}: ${rec.ifName} and ${rec.tap} are not wired`);
+          problems.push(
+            st.clone
+              ? `${nic}: the translation between ${rec.ifName} and ${rec.tap} ` +
+                `is incomplete (${missingParts(st.clone)})`
+              : `${nic}: ${rec.ifName} and ${rec.tap} are not wired`,
+          );
+        }
+        if (st.clone && st.vethPresent && !st.clone.netAddress) {
+          problems.push(
+            `${nic}: ${rec.ifName} lacks its CNI address ` +
+              rec.ips.filter((ip) => ip.version === 4).map((ip) =>
+                `${ip.address}/${ip.prefix}`
+              ).join(", "),
+          );
         }
         if (st.vethPresent && st.vethMac !== rec.mac) {
           problems.push(
@@ -241,6 +256,7 @@ export async function verify(
         macOk: st.vethPresent && st.vethMac === rec.mac,
         vethUp: st.vethUp,
         strayAddresses: st.vethAddrs,
+        ...(st.clone ? { translation: st.clone.translation } : {}),
         host: {
           present: host.present,
           ...(host.name ? { name: host.name } : {}),
@@ -260,6 +276,48 @@ export async function verify(
       problems,
     };
   }, { record: false });
+}
+
+/**
+ * One NIC's devices: the TC path's, or a clone NIC's routed path (then
+ * `wired` means its translation is whole, and the addresses that count as
+ * stray are those besides its CNI address).
+ */
+function inspectAny(
+  scope: NetnsScope,
+  rec: NicRecord,
+  quiesced: boolean,
+): NicState & { clone?: ClonePathState } {
+  if (!rec.guest) {
+    return inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
+  }
+  let spec;
+  try {
+    spec = clonePathSpec(rec, { down: quiesced, op: "verify" });
+  } catch {
+    // Not plumbed yet (no CNI address): seen as the TC path sees it.
+    return inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
+  }
+  const c = inspectClonePath(scope, spec);
+  // The devices as for any NIC; what "wired" and "stray" mean, the clone's.
+  return {
+    ...inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap }),
+    wired: c.wired,
+    vethAddrs: c.vethAddrs,
+    clone: c,
+  };
+}
+
+/** The parts of a clone NIC's translation that are missing, as text. */
+function missingParts(c: ClonePathState): string {
+  const t = c.translation;
+  return [
+    ...(t.rules ? [] : ["nft rules"]),
+    ...(t.routes ? [] : ["routes"]),
+    ...(t.forwarding ? [] : ["ip_forward off"]),
+    ...(t.proxyArp ? [] : ["proxy ARP"]),
+    ...(c.tapUp ? [] : ["TAP down"]),
+  ].join(", ") || "its CNI address";
 }
 
 /**
@@ -311,9 +369,10 @@ export function guestConfig(
 ): GuestConfigFile[] {
   const op = "guest-config";
   validateVmId(op, vmId);
+  // A clone NIC's guest keeps its snapshot's identity.
   const nics = list(ctx, { vmId }).filter((n) =>
     n.state === "active" || n.state === "quiesced"
-  );
+  ).map(guestView);
   if (!nics.length) {
     throw new NotFoundError(op, vmId, "no NICs recorded");
   }
@@ -335,7 +394,8 @@ export function hvArgs(
   if (!(HYPERVISORS as readonly string[]).includes(hypervisor)) {
     return hypervisorArgs(vmId, [], hypervisor, opts); // refuses, naming them
   }
-  const nics = list(ctx, { vmId });
+  // A clone NIC's guest keeps its snapshot's MAC.
+  const nics = list(ctx, { vmId }).map(guestView);
   const stuck = nics.filter((n) =>
     n.state !== "active" && n.state !== "quiesced"
   );

@@ -7,6 +7,8 @@
  * @module
  */
 import { setNicQuiesced } from "../wiring/nic.ts";
+import { restoreCloneRoutes } from "../wiring/clone_path.ts";
+import { clonePathSpec } from "./clone.ts";
 import { type ProviderContext, withVmLock } from "./context.ts";
 import { NotFoundError, OperationError } from "./errors.ts";
 import { toNicConfig } from "./records.ts";
@@ -51,8 +53,14 @@ export async function quiesce(
       ? ctx.kernel.inNetns(
         vm.netnsPath,
         (s) =>
-          live.filter((r) => !setNicQuiesced(s.conn, r.ifName, quiesced))
-            .map((r) => r.ifName),
+          live.filter((r) => {
+            if (!setNicQuiesced(s.conn, r.ifName, quiesced)) return true;
+            // A clone NIC's routes through its veth went down with it.
+            if (!quiesced && r.guest) {
+              restoreCloneRoutes(s, clonePathSpec(r, { op }));
+            }
+            return false;
+          }).map((r) => r.ifName),
       )
       : [];
     if (missing.length) {

@@ -18,6 +18,7 @@ import type {
   VmInfo,
 } from "./types.ts";
 import { parseIpArg } from "./validate.ts";
+import { toGuestIdentity } from "./clone.ts";
 
 /** What a NIC asks of IPAM and the plugins besides the defaults. */
 export interface NicRequest {
@@ -138,6 +139,7 @@ export function toNicConfig(rec: NicRecord): NicConfig {
     dns: rec.dns as DnsConfig,
     state: rec.state,
     ...(rec.error ? { error: rec.error } : {}),
+    ...(rec.guest ? { guest: toGuestIdentity(rec.guest) } : {}),
     createdAt: rec.createdAt,
   };
 }
@@ -174,5 +176,6 @@ export function hookFields(rec: NicRecord): Omit<HookInput, "operation"> {
     numQueues: rec.numQueues,
     queueSize: rec.queueSize,
     ...(rec.mtu ? { mtu: rec.mtu } : {}),
+    ...(rec.guest ? { guest: toGuestIdentity(rec.guest) } : {}),
   };
 }

@@ -41,6 +41,8 @@ import {
   toNicConfig,
 } from "./records.ts";
 import { releaseNic, retireNic } from "./retire.ts";
+import { clonePathSpec } from "./clone.ts";
+import { repairClonePath } from "../wiring/clone_path.ts";
 import type { RecoverResult } from "./types.ts";
 import { validateVmId } from "./validate.ts";
 
@@ -158,13 +160,18 @@ function repairInPlace(
   const { repaired } = ctx.kernel.inNetns(
     vm.netnsPath,
     (scope) =>
-      repairNic(scope, {
-        veth: rec.ifName,
-        tap: rec.tap,
-        queues: rec.numQueues,
-        mac: rec.mac,
-        down: vm.quiesced,
-      }),
+      rec.guest
+        ? repairClonePath(
+          scope,
+          clonePathSpec(rec, { down: vm.quiesced, op: "recover" }),
+        )
+        : repairNic(scope, {
+          veth: rec.ifName,
+          tap: rec.tap,
+          queues: rec.numQueues,
+          mac: rec.mac,
+          down: vm.quiesced,
+        }),
   );
   const state = vm.quiesced ? "quiesced" : "active";
   if (rec.state !== state) {

@@ -18,6 +18,8 @@ import {
   unplumbNic,
   unwireTap,
 } from "../wiring/nic.ts";
+import { unplumbClonePath } from "../wiring/clone_path.ts";
+import type { NetnsScope } from "../wiring/kernel.ts";
 import { pluginRunOptions, type ProviderContext, runHook } from "./context.ts";
 import { messageOf, reasonOf } from "./errors.ts";
 import { hookFields } from "./records.ts";
@@ -104,7 +106,7 @@ export async function retireNic(
       const dir = dirname(rec.netnsPath);
       if (ctx.kernel.netnsExists(basename(rec.netnsPath), dir)) {
         ctx.kernel.inNetns(rec.netnsPath, (scope) => {
-          unplumbNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
+          unplumbAny(scope, rec, false);
           deleteLink(scope.conn, rec.ifName, { ignoreMissing: true });
         });
       }
@@ -142,6 +144,24 @@ export async function retireNic(
 }
 
 /**
+ * Removes a NIC's plumbing: the TC redirects (and the TAP), or for a clone
+ * NIC its routed path (nft tables, routes, rule, and the TAP). `keepTap`
+ * leaves the TAP (a rebuild around a TAP a hypervisor holds).
+ */
+function unplumbAny(scope: NetnsScope, rec: NicRecord, keepTap: boolean): void {
+  const pair = { veth: rec.ifName, tap: rec.tap };
+  if (rec.guest) {
+    const guest = rec.guest.ips.find((ip) => ip.version === 4);
+    unplumbClonePath(scope, {
+      ...pair,
+      index: rec.index,
+      ...(guest ? { guest } : {}),
+    }, { keepTap });
+  } else if (keepTap) unwireTap(scope.conn, pair);
+  else unplumbNic(scope.conn, pair);
+}
+
+/**
  * Undoes a NIC in the kernel and in the plugins, leaving its record as it
  * is: plumbing (optionally), the veth's addresses put back for the
  * plugins' DEL, then CNI DEL with the recorded config. When that fails and
@@ -159,11 +179,9 @@ export async function releaseNic(
   if (ctx.kernel.netnsExists(basename(rec.netnsPath), dir)) {
     try {
       ctx.kernel.inNetns(rec.netnsPath, (scope) => {
-        if (opts.unplumb === "redirects") {
-          // The TAP stays (a hypervisor may hold it): only the redirects go.
-          unwireTap(scope.conn, { veth: rec.ifName, tap: rec.tap });
-        } else if (opts.unplumb) {
-          unplumbNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
+        if (opts.unplumb) {
+          // "redirects": the TAP stays (a hypervisor may hold it).
+          unplumbAny(scope, rec, opts.unplumb === "redirects");
         }
         try {
           restoreVethAddrs(

@@ -21,6 +21,29 @@ export interface VmConfig {
   queueSize?: number;
   /** Network (conflist name) for NICs whose spec names none. */
   network?: string;
+  /**
+   * `add` only: the VM is a clone of this one (restored from its
+   * snapshot). Each NIC's guest keeps that VM's NIC's identity (MAC, IP,
+   * gateway, routes) while the network sees the clone at its own CNI
+   * address (docs/clones.md). Without specs, the clone gets every NIC of
+   * that VM (same indices, networks and queue counts unless given).
+   */
+  cloneOf?: string;
+}
+
+/**
+ * A clone NIC's guest identity given explicitly (`--guest-mac`,
+ * `--guest-ip`, `--guest-gateway`). With `cloneOf`, what is given must be
+ * the source NIC's, and what is not comes from it; without, `mac` and `ip`
+ * are needed.
+ */
+export interface GuestSpec {
+  /** The guest's MAC (its snapshot's). */
+  mac?: string;
+  /** The guest's IPv4 address with its prefix (`10.88.0.5/16`). */
+  ip?: string;
+  /** The guest's gateway (IPv4, inside `ip`'s subnet). */
+  gateway?: string;
 }
 
 /**
@@ -41,6 +64,11 @@ export interface AddSpec {
   mac?: string;
   /** IPs (`10.88.0.5` or `10.88.0.5/16`) to re-request (recovery). */
   ips?: readonly string[];
+  /**
+   * Make it a clone NIC whose guest has this identity (see
+   * {@linkcode GuestSpec}); `mac`/`ips` stay the network side's.
+   */
+  guest?: GuestSpec;
 }
 
 /** One IP of a NIC, from the CNI result. */
@@ -73,6 +101,21 @@ export interface DnsConfig {
   search?: string[];
   /** resolv.conf options. */
   options?: string[];
+}
+
+/**
+ * The identity a clone NIC's guest has (its snapshot's), which its TAP
+ * presents to it; the NIC's own `mac` and `ips` are what the network sees.
+ */
+export interface GuestIdentity {
+  /** The guest's MAC. */
+  mac: string;
+  /** The guest's IPs (one IPv4), with prefix and gateway. */
+  ips: IpConfig[];
+  /** The guest's routes. */
+  routes: RouteConfig[];
+  /** The VM it was cloned from (`cloneOf`), when it was. */
+  cloneOf?: string;
 }
 
 /** A NIC as `add`, `inspect` and `list` return it (docs/cli.md, "JSON"). */
@@ -116,6 +159,11 @@ export interface NicConfig {
   state: NicState;
   /** Why the NIC is `failed`. */
   error?: string;
+  /**
+   * A clone NIC's guest identity: what the guest has and `hv-args` and
+   * `guest-config` give it (the network sees `mac` and `ips`).
+   */
+  guest?: GuestIdentity;
   /** ISO 8601 creation time. */
   createdAt: string;
 }
@@ -270,6 +318,20 @@ export interface NicVerdict {
   };
   /** CNI CHECK: `ok`, `failed`, or `skipped` where the chain has none. */
   check: "ok" | "failed" | "skipped";
+  /**
+   * A clone NIC's translation (then `wired` means all of it is in place,
+   * there being no redirects): its nft rules, routes, forwarding, proxy ARP.
+   */
+  translation?: {
+    /** The NAT and filter rules of its nft tables. */
+    rules: boolean;
+    /** The guest's route, the NIC's table and rule. */
+    routes: boolean;
+    /** IPv4 forwarding on in the netns. */
+    forwarding: boolean;
+    /** Proxy ARP on the TAP. */
+    proxyArp: boolean;
+  };
 }
 
 /** Result of `verify`. */

@@ -7,7 +7,7 @@
  */
 import { InvalidInputError } from "./errors.ts";
 import { parseIP } from "../wiring/errors.ts";
-import type { AddSpec, VmConfig } from "./types.ts";
+import type { AddSpec, GuestSpec, VmConfig } from "./types.ts";
 
 /** VM ids: nothing that could escape the netns dir or a lock file name. */
 export const VM_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -133,6 +133,17 @@ export function validateVmConfig(
     );
   }
   if (cfg.network !== undefined) validateNetworkName(op, vmId, cfg.network);
+  if (cfg.cloneOf !== undefined) {
+    validateVmId(op, cfg.cloneOf);
+    if (cfg.cloneOf === vmId) {
+      throw new InvalidInputError(
+        op,
+        vmId,
+        "a VM cannot be a clone of itself: cloneOf names the VM whose " +
+          "snapshot this one was restored from",
+      );
+    }
+  }
 }
 
 /** Checks one add spec (index, queues, MAC, IPs, network). */
@@ -155,7 +166,111 @@ export function validateSpec(op: string, vmId: string, spec: AddSpec): void {
     seen.add(address);
   }
   if (spec.network !== undefined) validateNetworkName(op, vmId, spec.network);
+  if (spec.guest !== undefined) validateGuestSpec(op, vmId, spec.guest);
 }
+
+/**
+ * Checks a clone NIC's explicit guest identity: a unicast MAC, an IPv4
+ * address with its prefix, a gateway inside that subnet (not the address
+ * itself). Which fields must be there depends on `cloneOf`: the provider
+ * says.
+ */
+export function validateGuestSpec(
+  op: string,
+  vmId: string,
+  guest: GuestSpec,
+): void {
+  if (typeof guest !== "object" || guest === null) {
+    throw new InvalidInputError(op, vmId, "guest must be an object");
+  }
+  for (const k of Object.keys(guest)) {
+    if (!GUEST_FIELDS.includes(k)) {
+      throw new InvalidInputError(
+        op,
+        vmId,
+        `unknown guest field ${JSON.stringify(k)}: allowed ${
+          GUEST_FIELDS.join(", ")
+        }`,
+      );
+    }
+  }
+  if (guest.mac !== undefined) {
+    if (typeof guest.mac !== "string") {
+      throw new InvalidInputError(op, vmId, "guest mac must be a string");
+    }
+    normalizeMac(op, vmId, guest.mac);
+  }
+  const ip = guest.ip === undefined
+    ? undefined
+    : guestIpv4(op, vmId, "ip", guest.ip);
+  if (ip && ip.prefix === undefined) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `guest IP ${guest.ip} has no prefix: give it as the guest has it, ` +
+        `e.g. ${guest.ip}/24`,
+    );
+  }
+  if (guest.gateway === undefined) return;
+  const gw = guestIpv4(op, vmId, "gateway", guest.gateway);
+  if (gw.prefix !== undefined) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `guest gateway ${guest.gateway}: an address, without a prefix`,
+    );
+  }
+  if (!ip) return;
+  if (gw.address === ip.address) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `guest gateway ${gw.address} is the guest's own address`,
+    );
+  }
+  if (!sameSubnet(ip.address, gw.address, ip.prefix!)) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `guest gateway ${gw.address} is outside the guest's subnet ` +
+        `(${guest.ip}): a gateway must be on-link`,
+    );
+  }
+}
+
+/** The fields of a {@linkcode GuestSpec}. */
+const GUEST_FIELDS = ["mac", "ip", "gateway"];
+
+function guestIpv4(
+  op: string,
+  vmId: string,
+  what: string,
+  text: unknown,
+): { address: string; prefix?: number } {
+  if (typeof text !== "string") {
+    throw new InvalidInputError(op, vmId, `guest ${what} must be a string`);
+  }
+  const ip = parseIpArg(op, vmId, text);
+  if (ip.version !== 4) {
+    throw new InvalidInputError(
+      op,
+      vmId,
+      `guest ${what} ${text} is IPv6: clone NICs translate IPv4 only`,
+    );
+  }
+  return ip;
+}
+
+/** Whether two IPv4 addresses share the first `prefix` bits. */
+export function sameSubnet(a: string, b: string, prefix: number): boolean {
+  const bits = (x: string) =>
+    x.split(".").reduce((n, o) => (n << 8 | Number(o)) >>> 0, 0);
+  const mask = prefix === 0 ? 0 : (~0 << (IPV4_BITS - prefix)) >>> 0;
+  return ((bits(a) & mask) >>> 0) === ((bits(b) & mask) >>> 0);
+}
+
+/** Bits in an IPv4 address. */
+const IPV4_BITS = 32;
 
 /**
  * The NIC index each spec stands for: its own, or its position among the

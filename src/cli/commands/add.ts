@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AddSpec, VmConfig } from "../../provider/types.ts";
+import type { AddSpec, GuestSpec, VmConfig } from "../../provider/types.ts";
 import { InvalidInputError } from "../../provider/errors.ts";
 import {
   validateSpec,
@@ -33,6 +33,10 @@ interface AddFields {
   queueSize?: number;
   mac?: string;
   ips?: string[];
+  cloneOf?: string;
+  guestMac?: string;
+  guestIp?: string;
+  guestGateway?: string;
 }
 
 interface AddInput {
@@ -50,6 +54,10 @@ const BODY_FIELDS = [
   "queueSize",
   "mac",
   "ips",
+  "cloneOf",
+  "guestMac",
+  "guestIp",
+  "guestGateway",
 ] as const;
 
 /** The fields as the provider's arguments, with every rule checked. */
@@ -64,12 +72,34 @@ function toInput(
   if (f.cpu !== undefined) vmCfg.cpu = f.cpu;
   if (f.queueSize !== undefined) vmCfg.queueSize = f.queueSize;
   if (f.network !== undefined) vmCfg.network = f.network;
+  if (f.cloneOf !== undefined) vmCfg.cloneOf = f.cloneOf;
   validateVmConfig(op, vmId, vmCfg);
   if (f.index !== undefined && f.nics !== undefined) {
     throw bad("index names one NIC: give nics or index, not both");
   }
   if ((f.mac !== undefined || f.ips?.length) && f.index === undefined) {
     throw bad("mac and ips need index");
+  }
+  const guest: GuestSpec = {};
+  if (f.guestMac !== undefined) guest.mac = f.guestMac;
+  if (f.guestIp !== undefined) guest.ip = f.guestIp;
+  if (f.guestGateway !== undefined) guest.gateway = f.guestGateway;
+  const guestGiven = Object.keys(guest).length > 0;
+  if (guestGiven && f.index === undefined) {
+    throw bad("guestMac, guestIp and guestGateway need index");
+  }
+  if (guestGiven && f.cloneOf === undefined) {
+    const missing = [
+      ...(guest.mac === undefined ? ["guestMac"] : []),
+      ...(guest.ip === undefined ? ["guestIp"] : []),
+    ];
+    if (missing.length) {
+      throw bad(
+        `a clone NIC's guest identity needs ${
+          missing.join(" and ")
+        } (or cloneOf a VM to take it from)`,
+      );
+    }
   }
   const one = (spec: AddSpec): AddSpec => {
     for (const k of Object.keys(spec) as (keyof AddSpec)[]) {
@@ -83,7 +113,11 @@ function toInput(
       mac: f.mac,
       ips: f.ips?.length ? f.ips : undefined,
       queues: f.queues,
+      guest: guestGiven ? guest : undefined,
     })]
+    : f.cloneOf !== undefined && f.nics === undefined
+    // A clone without --nics: every NIC of the VM it was cloned from.
+    ? []
     : Array.from({ length: f.nics ?? 1 }, () => one({ queues: f.queues }));
   for (const spec of specs) validateSpec(op, vmId, spec);
   return { vmId, vmCfg, specs };
@@ -93,7 +127,10 @@ export default defineCommand({
   name: "add",
   usage: "vmnic add <vm> [--nics N] [--network NAME] [--cpu N] [--queues N] " +
     "[--queue-size N]\n       vmnic add <vm> --index I [--network NAME] " +
-    "[--queues N] [--mac MAC] [--ip CIDR]...",
+    "[--queues N] [--mac MAC] [--ip CIDR]...\n" +
+    "       vmnic add <clone> --clone-of <vm> [--nics N | --index I] …\n" +
+    "       vmnic add <clone> --index I --guest-mac MAC --guest-ip CIDR " +
+    "[--guest-gateway IP] …",
   positionals: [1, 1],
   options: {
     nics: {
@@ -137,12 +174,40 @@ export default defineCommand({
       value: "CIDR",
       help: "ask IPAM for this address (repeatable, with --index)",
     },
+    "clone-of": {
+      type: "string",
+      value: "VM",
+      help: "a clone of VM (restored from its snapshot): each NIC's guest " +
+        "keeps VM's NIC's MAC, IP and gateway; the network sees the " +
+        "clone's own address",
+    },
+    "guest-mac": {
+      type: "string",
+      value: "MAC",
+      help: "the clone NIC's guest MAC (with --index)",
+    },
+    "guest-ip": {
+      type: "string",
+      value: "CIDR",
+      help: "the clone NIC's guest IPv4 address/prefix (with --index)",
+    },
+    "guest-gateway": {
+      type: "string",
+      value: "IP",
+      help: "the clone NIC's guest gateway (with --index)",
+    },
   },
   details: [
     "A retried add is harmless: NICs that exist are returned unchanged, and",
     "one that contradicts the request (another network, MAC, IPs or queue",
     "count) is a conflict (exit 2). Several addresses need the chain's",
     '"ips" capability.',
+    "",
+    "A clone NIC (--clone-of, or --guest-*) gets its own netns, CNI",
+    "attachment and IP; its TAP presents the guest identity, and the VM's",
+    "netns translates between the two with nftables (docs/clones.md).",
+    "--clone-of an unknown VM is not found (exit 3); a --guest-* value",
+    "that contradicts it is a conflict (exit 2).",
   ].join("\n"),
   parse(p) {
     const ips = strs(p, "ip");
@@ -157,10 +222,21 @@ export default defineCommand({
         queueSize: int(p, "queue-size", 1, 32768),
         mac: str(p, "mac"),
         ips: ips.length ? ips : undefined,
+        cloneOf: str(p, "clone-of"),
+        guestMac: str(p, "guest-mac"),
+        guestIp: str(p, "guest-ip"),
+        guestGateway: str(p, "guest-gateway"),
       },
       (msg) =>
         new UsageError(
-          `add: ${msg.replace(/\b(nics|index|mac|ips)\b/g, "--$1")}`,
+          `add: ${
+            msg.replace(/\b(nics|index|mac|ips)\b/g, "--$1")
+              .replace(/\bcloneOf\b/g, "--clone-of")
+              .replace(
+                /\bguest(Mac|Ip|Gateway)\b/g,
+                (_, w: string) => `--guest-${w.toLowerCase()}`,
+              )
+          }`,
           "add",
         ),
     );
@@ -179,6 +255,10 @@ export default defineCommand({
       queueSize: intS,
       mac: strS,
       ips: arr(strS),
+      cloneOf: strS,
+      guestMac: strS,
+      guestIp: strS,
+      guestGateway: strS,
     }, []),
     response: nicList,
     input({ params, query, body }) {
@@ -194,6 +274,10 @@ export default defineCommand({
         queueSize: intField(op, params.vm, f, "queueSize", 1, 32768),
         mac: strField(op, params.vm, f, "mac"),
         ips: strsField(op, params.vm, f, "ips"),
+        cloneOf: strField(op, params.vm, f, "cloneOf"),
+        guestMac: strField(op, params.vm, f, "guestMac"),
+        guestIp: strField(op, params.vm, f, "guestIp"),
+        guestGateway: strField(op, params.vm, f, "guestGateway"),
       }, (msg) => new InvalidInputError(op, params.vm, msg));
     },
     request(i) {
@@ -201,11 +285,19 @@ export default defineCommand({
       if (i.vmCfg.cpu !== undefined) body.cpu = i.vmCfg.cpu;
       if (i.vmCfg.queueSize !== undefined) body.queueSize = i.vmCfg.queueSize;
       if (i.vmCfg.network !== undefined) body.network = i.vmCfg.network;
+      if (i.vmCfg.cloneOf !== undefined) body.cloneOf = i.vmCfg.cloneOf;
       const [first] = i.specs;
+      // A clone without specs takes every NIC of its source: no nics.
+      if (!first) return { params: { vm: i.vmId }, query: {}, body };
       if (first.index !== undefined) {
         body.index = first.index;
         if (first.mac !== undefined) body.mac = first.mac;
         if (first.ips !== undefined) body.ips = [...first.ips];
+        if (first.guest?.mac !== undefined) body.guestMac = first.guest.mac;
+        if (first.guest?.ip !== undefined) body.guestIp = first.guest.ip;
+        if (first.guest?.gateway !== undefined) {
+          body.guestGateway = first.guest.gateway;
+        }
       } else body.nics = i.specs.length;
       if (first.queues !== undefined) body.queues = first.queues;
       return { params: { vm: i.vmId }, query: {}, body };
