@@ -298,6 +298,8 @@ class VmWatcher implements Watcher {
   readonly #bridgeUsers = new Map<string, Set<WatchedVm>>();
   readonly #bridgeIndex = new Map<string, number | null>();
   readonly #limit = new Limit(MAX_PARALLEL);
+  /** Work queued or running (checks, reactions, discoveries). */
+  readonly #pending = new Set<Promise<unknown>>();
   #monitor?: NetlinkMonitor;
   #host?: NetlinkSocket;
   #wake?: Wakeup;
@@ -395,7 +397,8 @@ class VmWatcher implements Watcher {
     this.#fsWatcher?.close();
     this.#wake?.wake();
     await this.#loop;
-    await Promise.all([...this.#vms.values()].map((vm) => vm.chain));
+    // What runs ends (a repair in progress is not cut short).
+    while (this.#pending.size) await Promise.all([...this.#pending]);
     this.#close();
   }
 
@@ -573,9 +576,16 @@ class VmWatcher implements Watcher {
   #sweep(): void {
     if (this.#stopped) return;
     this.#watchNetnsDir();
-    void this.#discover().then((fresh) => {
+    this.#discoverAndRead();
+  }
+
+  /** Discovers, then reads in the VMs new to the watcher. */
+  #discoverAndRead(): void {
+    const p = this.#discover().then((fresh) => {
       for (const vm of fresh) this.#scheduleRefresh(vm, 0);
     });
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
   }
 
   // ------------------------------------------------------------ the VMs
@@ -584,9 +594,7 @@ class VmWatcher implements Watcher {
     if (this.#discoverTimer !== undefined || this.#stopped) return;
     this.#discoverTimer = setTimeout(() => {
       this.#discoverTimer = undefined;
-      void this.#discover().then((fresh) => {
-        for (const vm of fresh) this.#scheduleRefresh(vm, 0);
-      });
+      this.#discoverAndRead();
     }, this.#o.settleMs);
   }
 
@@ -645,10 +653,17 @@ class VmWatcher implements Watcher {
 
   /** Runs `task` after the VM's earlier work, a few VMs at a time. */
   #enqueue(vm: WatchedVm, task: () => Promise<void>): Promise<void> {
-    vm.chain = vm.chain.then(() =>
-      this.#stopped || vm.forgotten ? undefined : this.#limit.run(task)
+    // Asked again once a slot is free: nothing starts after stop().
+    const live = () => !this.#stopped && !vm.forgotten;
+    const chain = vm.chain.then(() =>
+      live()
+        ? this.#limit.run(() => live() ? task() : Promise.resolve())
+        : undefined
     ).catch((e) => this.#log(`vmnic watch: ${vm.vmId}: ${reasonOf(e)}`));
-    return vm.chain;
+    vm.chain = chain;
+    this.#pending.add(chain);
+    void chain.finally(() => this.#pending.delete(chain));
+    return chain;
   }
 
   #scheduleCheck(vm: WatchedVm, delay = this.#o.settleMs): void {
@@ -701,13 +716,10 @@ class VmWatcher implements Watcher {
     vm.checkRetries = 0;
     this.#refresh(vm, v);
     if (v.nics.some((n) => n.state === "deleting")) {
-      // Never touched: the next operation on it finishes the delete.
-      const info = await this.#vmInfo(vm.vmId);
-      if (!info) return this.#forget(vm);
-      if (info.deleting) {
-        this.counters.skippedDeleting++;
-        return;
-      }
+      // Being deleted (or a delete or remove was cut short): never
+      // touched; the next operation on it finishes the teardown.
+      this.counters.skippedDeleting++;
+      return;
     }
     const findings = this.#findings(v).filter((f) =>
       this.#modes[f.kind] !== "off"
@@ -727,9 +739,9 @@ class VmWatcher implements Watcher {
       return;
     }
     vm.heldOnce = findings.some((f) => f.noRepair);
-    const info = await this.#vmInfo(vm.vmId);
-    if (!info) return this.#forget(vm);
-    if (info.deleting) {
+    const state = await this.#vmState(vm.vmId);
+    if (!state.nics) return;
+    if (state.deleting) {
       // Marked since it was looked at: left alone all the same.
       this.counters.skippedDeleting++;
       return;
@@ -1006,15 +1018,15 @@ class VmWatcher implements Watcher {
     const live = vm.nics.filter((n) => n.live);
     if (!live.length) return;
     const carrier = live.some((n) => n.carrier === true);
-    const info = await this.#vmInfo(vm.vmId);
-    if (!info) return this.#forget(vm);
-    const kind: ReactionKind | null = !carrier && !info.quiesced
+    const state = await this.#vmState(vm.vmId);
+    if (!state.nics) return;
+    const kind: ReactionKind | null = !carrier && !state.quiesced
       ? "carrier-lost"
-      : carrier && info.quiesced
+      : carrier && state.quiesced
       ? "carrier-back"
       : null;
     if (!kind) return; // a flap, or the VM is already as it should be
-    if (info.deleting) {
+    if (state.deleting) {
       this.counters.skippedDeleting++;
       return;
     }
@@ -1058,10 +1070,22 @@ class VmWatcher implements Watcher {
 
   // ------------------------------------------------------------ helpers
 
-  /** The VM's record as `vms` gives it, or null when it is gone. */
-  async #vmInfo(vmId: string): Promise<VmInfo | null> {
-    const list = await this.#provider.vms();
-    return list.find((v) => v.vmId === vmId) ?? null;
+  /**
+   * The VM as its NICs' records say, read for it alone (what `vms` tells
+   * costs a look at every VM's netns): quiesced when its live NICs are,
+   * being deleted when a NIC is (a delete marks them all; a remove or
+   * delete cut short leaves one so), and how many NICs it has.
+   */
+  async #vmState(
+    vmId: string,
+  ): Promise<{ quiesced: boolean; deleting: boolean; nics: number }> {
+    const nics = await this.#provider.list({ vmId });
+    const live = nics.filter((n) => isLive(n.state));
+    return {
+      quiesced: live.length > 0 && live.every((n) => n.state === "quiesced"),
+      deleting: nics.some((n) => n.state === "deleting"),
+      nics: nics.length,
+    };
   }
 
   /**
