@@ -109,7 +109,7 @@ rootTest(
       const human = await fx.cli(["events", "--op", "add"], { json: false });
       assert.match(
         human.stdout,
-        /add +vm1 +ok +\d+\.\d ms +\[plugin:bridge:ADD/,
+        /add +vm1 +ok +\d+\.\d ms +\[[^\]]*plugin:bridge:ADD[^\]]*\] +trace [0-9a-f]{32}/,
       );
       // The same session in a long-lived process (a daemon, a VM manager
       // using the library), once warm: what no phase covers is vmnic's own

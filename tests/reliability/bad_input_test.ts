@@ -410,7 +410,7 @@ async function cliInputCases(
   for (const [i, { kind, id }] of ids.entries()) {
     const n = (op: string) => `cli ${op} id(${kind}) ${JSON.stringify(id)}`;
     // Ids starting with "-" are taken for flags: a usage error, also exit 2.
-    const vmRule = /invalid VM id|Unknown option|ambiguous|argument/;
+    const vmRule = /invalid VM id|unknown option|ambiguous|argument/i;
     switch (i % 5) {
       case 0:
       case 1:
@@ -464,7 +464,7 @@ async function cliInputCases(
       `cli remove index ${JSON.stringify(idx)}`,
       await env.cli(["remove", anchor, idx]),
       [2],
-      /index|Unknown option|argument/,
+      /index|unknown option|argument/i,
     );
   }
   for (const idx of ["-1", "32", "1.5", "x", "", "3 "]) {
