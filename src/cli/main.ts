@@ -30,7 +30,7 @@ import { COMMANDS, isCommand } from "./table.ts";
 /** The request header carrying `--wait` to the daemon (milliseconds). */
 const WAIT_HEADER = "vmnic-wait";
 
-type ProviderModule = typeof import("../provider/provider.ts");
+type ProviderModule = typeof import("../provider/mod.ts");
 type TraceModule = typeof import("../provider/trace.ts");
 
 /**
@@ -168,10 +168,10 @@ async function execute(
       }
       throw new DaemonError(viaDaemon.body);
     }
-    let provider: import("../provider/provider.ts").CniProvider | undefined;
+    let provider: import("../provider/mod.ts").CniProvider | undefined;
     if (mode !== "none") {
       const { CniProvider } = await onDemand<ProviderModule>(
-        "../provider/provider.ts",
+        "../provider/mod.ts",
       );
       const { tsHooks } = await import("../../hooks/registry.ts");
       const opened = await CniProvider.open(config, {
@@ -287,7 +287,7 @@ async function follow(
     }
   }
   const { CniProvider } = await onDemand<ProviderModule>(
-    "../provider/provider.ts",
+    "../provider/mod.ts",
   );
   const provider = await CniProvider.open(config, {
     signal,

@@ -10,7 +10,7 @@
  */
 import type { AnyCommand, RunContext } from "../cli/command.ts";
 import { UsageError } from "../cli/args.ts";
-import { CniProvider, type OpenOptions } from "../provider/provider.ts";
+import { CniProvider, type OpenOptions } from "../provider/mod.ts";
 import { resolveConfig } from "../provider/config.ts";
 import { newTraceparent, parseTraceparent } from "../provider/trace.ts";
 import { Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
