@@ -47,6 +47,11 @@ const TEST_PACKAGES = [
   // Real validators of guest-config's output (tests/provider/guest_config_test.ts).
   "netplan.io",
   "cloud-init",
+  // Clone NICs: libnftables through FFI (product code), nft as the tests'
+  // oracle (tests/clone), iperf3 for bench/clone.ts and its guest.
+  "libnftables1",
+  "nftables",
+  "iperf3",
 ];
 
 const deno = Deno.execPath();

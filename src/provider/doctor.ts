@@ -1,12 +1,14 @@
 /**
  * Prerequisite checks (`vmnic doctor`): root, /dev/net/tun, CNI plugins,
- * the netns dir and its mount propagation, conflists, the state dirs. With
+ * the netns dir and its mount propagation, libnftables (clone NICs),
+ * conflists, the state dirs. With
  * `fix`, installs Debian's CNI plugins and creates missing dirs.
  *
  * @module
  */
 import { checkTunDevice, hostKernel } from "../wiring/kernel.ts";
 import { loadConfDir } from "../cni/config.ts";
+import { LIBNFTABLES, nftUnavailable } from "../sys/libnftables.ts";
 import type { ResolvedConfig } from "./config.ts";
 
 /** One check's outcome. */
@@ -89,6 +91,15 @@ export async function doctor(
       ...(made ? { fixed: made } : {}),
     });
   }
+
+  const nft = nftUnavailable();
+  checks.push({
+    name: "libnftables",
+    ok: nft === null,
+    detail: nft === null
+      ? `${LIBNFTABLES} loads (clone NICs translate with it)`
+      : `${nft}: clone NICs (add --clone-of) cannot be made`,
+  });
 
   const prop = hostKernel.netnsDirPropagates(cfg.netnsDir);
   checks.push({

@@ -298,12 +298,18 @@ function inspectAny(
     // Not plumbed yet (no CNI address): seen as the TC path sees it.
     return inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
   }
+  // No redirects, so no TAP-path policy: "wired" and "stray" are the
+  // clone's (its translation whole; addresses besides its CNI address).
   const c = inspectClonePath(scope, spec);
-  // The devices as for any NIC; what "wired" and "stray" mean, the clone's.
   return {
-    ...inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap }),
+    tapPresent: c.tapPresent,
+    vethPresent: c.vethPresent,
     wired: c.wired,
+    ...(c.vethMac ? { vethMac: c.vethMac } : {}),
+    vethUp: c.vethUp,
+    tapUp: c.tapUp,
     vethAddrs: c.vethAddrs,
+    ...(c.peerIndex !== undefined ? { peerIndex: c.peerIndex } : {}),
     clone: c,
   };
 }

@@ -299,6 +299,8 @@ export function plumbClonePath(
 ): { mac: string; mtu: number } {
   const op = "plumb clone nic";
   const stack = stackOf(scope, op, spec.tap);
+  // Checked before anything is made: what the rules will say.
+  cloneRuleset(spec);
   const sock = scope.conn;
   let veth = requireLink(sock, spec.veth, op);
   if (spec.mac && spec.mac !== veth.mac) {

@@ -30,6 +30,8 @@ import {
 } from "../../src/wiring/clone_path.ts";
 import { ipJson, rootTest, run, sh } from "../support/harness.ts";
 import { readLines, writeScript } from "../hooks/hook_fixtures.ts";
+import { schemaProblems } from "../server/_schema.ts";
+import { nicConfig, verifyResult } from "../../src/cli/schemas.ts";
 
 /** Second octet of this file's test subnets (10.247.x.0/24). */
 const OCTET = 247;
@@ -146,6 +148,7 @@ rootTest(
         routes: src.routes,
         cloneOf: "src",
       });
+      assert.deepEqual(schemaProblems(nicConfig, c1), []);
       assert.deepEqual(await fx.cliOk(["inspect", c1.id]), c1);
       assert.deepEqual(await fx.cliOk(["list", "--vm", "c1"]), [c1]);
       const table = await fx.cli(["list"], { json: false });
@@ -220,6 +223,7 @@ rootTest(
       let v = await fx.cliOk<VerifyResult>(["verify", "c1"]);
       assert.ok(v.ok, v.problems.join("; "));
       assert.equal(v.nics[0].wired, true);
+      assert.deepEqual(schemaProblems(verifyResult, v), []);
       await inNs(fx, "c1", "nft", "delete", "table", "ip", "vmnic_tap0");
       let r = await fx.cli(["verify", "c1"]);
       assert.equal(r.code, 1, r.stdout);
@@ -249,6 +253,34 @@ rootTest(
       assert.match(rec.repaired[0].actions.join("\n"), /TAP tap0 re-made/);
       assert.ok((await fx.cliOk<VerifyResult>(["verify", "c1"])).ok);
 
+      // The veth deleted by hand: rebuilt (CNI DEL and ADD, the same IP and
+      // MAC, the same guest identity, the TAP kept), its hooks told.
+      const tapNow = (await linksOf(`${fx.prefix}c1`)).get("tap0")!.ifindex;
+      await sh("ip", "-n", `${fx.prefix}c1`, "link", "del", "eth0");
+      rec = await fx.cliOk<RecoverResult>(["recover", "c1"]);
+      assert.deepEqual(rec.rebuilt, [0]);
+      assert.deepEqual(rec.problems, []);
+      assert.equal(rec.nics[0].ips[0].address, c1.ips[0].address);
+      assert.equal(rec.nics[0].mac, c1.mac);
+      assert.deepEqual(rec.nics[0].guest, c1.guest);
+      const told = (await recorded(log)).filter((c) =>
+        c.ctx.vmId === "c1" && c.ctx.operation === "recover"
+      );
+      assert.deepEqual(told.map((c) => c.event), [
+        "beforeRemove",
+        "beforeAdd",
+        "afterRemove",
+        "afterAdd",
+      ]);
+      assert.ok(told.every((c) => c.ctx.guest?.mac === src.mac));
+      assert.equal(
+        (await linksOf(`${fx.prefix}c1`)).get("tap0")!.ifindex,
+        tapNow,
+        "the TAP a hypervisor holds is kept",
+      );
+      v = await fx.cliOk<VerifyResult>(["verify", "c1"]);
+      assert.ok(v.ok, v.problems.join("; "));
+
       // quiesce takes the veth (and its routes) down; unquiesce brings both.
       await fx.cliOk(["quiesce", "c1"]);
       assert.ok((await fx.cliOk<VerifyResult>(["verify", "c1"])).ok);
@@ -271,7 +303,8 @@ rootTest(
       assert.ok(!left.has("tap0") && !left.has("eth0"), "TAP and veth gone");
       assert.deepEqual(await fx.leasedIps(), [src.ips[0].address]);
       const removed = (await recorded(log)).filter((c) =>
-        c.ctx.vmId === "c1" && c.event === "afterRemove"
+        c.ctx.vmId === "c1" && c.event === "afterRemove" &&
+        c.ctx.operation === "remove"
       );
       assert.equal(removed.length, 1);
       assert.equal(removed[0].ctx.guest?.mac, src.mac);
