@@ -31,6 +31,13 @@ import {
 import { ipJson, rootTest, run, sh } from "../support/harness.ts";
 import { readLines, writeScript } from "../hooks/hook_fixtures.ts";
 import { schemaProblems } from "../server/_schema.ts";
+import {
+  at,
+  curl,
+  killDaemons,
+  socketDir,
+  startDaemon,
+} from "../server/_daemon.ts";
 import { nicConfig, verifyResult } from "../../src/cli/schemas.ts";
 
 /** Second octet of this file's test subnets (10.247.x.0/24). */
@@ -545,4 +552,59 @@ rootTest(
       assert.ok((await fx.cliOk<VerifyResult>(["verify", "mix"])).ok);
       await run("true", []);
     }),
+);
+
+rootTest(
+  "clone NICs through the API (vmnic serve): POST cloneOf and an explicit identity, the same answers and exit codes; gc collects a clone like any VM",
+  async () => {
+    const fx = await makeFixture("ca", { octet: OCTET });
+    const dir = await socketDir();
+    try {
+      const socket = at(dir, "vmnic.sock");
+      await startDaemon(fx, { socket });
+      let r = await curl(socket, "POST", "/v1/vms/src/nics", { body: {} });
+      assert.equal(r.status, 200, r.text);
+      const [src] = r.json as NicConfig[];
+      r = await curl(socket, "POST", "/v1/vms/c1/nics", {
+        body: { cloneOf: "src" },
+      });
+      assert.equal(r.status, 200, r.text);
+      const [c1] = r.json as NicConfig[];
+      assert.deepEqual(schemaProblems(nicConfig, c1), []);
+      assert.equal(c1.guest?.mac, src.mac);
+      assert.equal(c1.guest?.cloneOf, "src");
+      r = await curl(socket, "POST", "/v1/vms/c2/nics", {
+        body: { cloneOf: "nope" },
+      });
+      assert.equal(r.status, 404, r.text);
+      r = await curl(socket, "POST", "/v1/vms/c2/nics", {
+        body: { index: 0, guestIp: "10.9.9.9/24" },
+      });
+      assert.equal(r.status, 400, r.text);
+      // The CLI through the daemon: the same NIC, exit 0.
+      const viaCli = await fx.cli([
+        "--socket",
+        socket,
+        "add",
+        "c1",
+        "--clone-of",
+        "src",
+      ]);
+      assert.equal(viaCli.code, 0, viaCli.stderr);
+      assert.deepEqual(JSON.parse(viaCli.stdout), [c1]);
+      const gc = await fx.cliOk<{ collected: string[] }>([
+        "--no-daemon",
+        "gc",
+        "--active",
+        "src",
+      ]);
+      assert.deepEqual(gc.collected, ["c1"]);
+      assert.deepEqual(await fx.netns(), ["src"]);
+      assert.deepEqual(await fx.leasedIps(), [src.ips[0].address]);
+    } finally {
+      await killDaemons();
+      await fx.cleanup();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 );
