@@ -54,6 +54,29 @@ export {
 } from "./src/provider/types.ts";
 export type { VerifyOptions } from "./src/provider/queries.ts";
 export {
+  BUILTIN_EGRESS,
+  DEFAULT_POLICY_FILE,
+  EGRESS_PROTOCOLS,
+  type EgressProtocol,
+  type EgressRule,
+  type NicPolicy,
+  type NormalizedSpec,
+  type PolicySpec,
+  type RateLimit,
+  type RuleSource,
+} from "./src/provider/policy.ts";
+export {
+  type PolicyChange,
+  type PolicyResult,
+  UNSETTABLE,
+} from "./src/provider/policy_op.ts";
+export type {
+  CapabilityArgs,
+  CniBandwidth,
+  CniDns,
+  PortMapping,
+} from "./src/provider/capabilities.ts";
+export {
   ConflictError,
   InterruptedError,
   InvalidInputError,

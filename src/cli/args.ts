@@ -34,6 +34,8 @@ export interface Parsed {
   json: boolean;
   /** `--help` was given. */
   help: boolean;
+  /** Options with values, in the order given (for flags whose order counts). */
+  sequence?: [string, string][];
 }
 
 /** Options every command accepts: output, help, and the settings. */
@@ -81,6 +83,12 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec & { env?: string }> = {
     value: "DIR",
     env: "VMNIC_HOOKS_DIR",
     help: "executable hooks: /etc/vmnic/hooks.d",
+  },
+  "policy-file": {
+    type: "string",
+    value: "FILE",
+    env: "VMNIC_POLICY_FILE",
+    help: "per-network policy defaults: /etc/vmnic/policy.json",
   },
   "plugin-timeout": {
     type: "string",
@@ -155,6 +163,7 @@ export function parse(
     values,
     json: values.json === true,
     help: values.help === true,
+    sequence: out.sequence,
   };
   if (command !== null && !parsed.help) {
     const [min, max] = positionals;
@@ -182,8 +191,13 @@ function scan(
   argv: string[],
   table: Record<string, OptionSpec>,
   command: string | null,
-): { values: Record<string, OptionValue>; positionals: string[] } {
+): {
+  values: Record<string, OptionValue>;
+  positionals: string[];
+  sequence: [string, string][];
+} {
   const values: Record<string, OptionValue> = {};
+  const sequence: [string, string][] = [];
   const positionals: string[] = [];
   const fail = (msg: string) => {
     throw new UsageError(msg, command ?? undefined);
@@ -236,6 +250,7 @@ function scan(
       value = next;
       i++;
     }
+    sequence.push([name, value!]);
     if (spec.multiple) {
       const prev = values[name];
       values[name] = [...(Array.isArray(prev) ? prev : []), value!];
@@ -243,7 +258,7 @@ function scan(
       values[name] = value; // the last one wins, as with most tools
     }
   }
-  return { values, positionals };
+  return { values, positionals, sequence };
 }
 
 /** A string option, or undefined. */
@@ -316,6 +331,7 @@ export function providerConfig(
     netnsDir: pick("netns-dir"),
     netnsPrefix: pick("netns-prefix"),
     hooksDir: pick("hooks-dir"),
+    policyFile: pick("policy-file"),
     pluginTimeoutMs: seconds("plugin-timeout", 0.001, 3600),
     lockWaitMs: seconds("wait", 0, 3600),
   };

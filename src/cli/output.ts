@@ -4,6 +4,7 @@
  * @module
  */
 import type { NicConfig } from "../provider/types.ts";
+import { policySummary } from "../provider/policy.ts";
 
 /** NICs as a table, one row each. */
 export function nicTable(nics: NicConfig[]): string {
@@ -44,6 +45,11 @@ export function nicTable(nics: NicConfig[]): string {
           : "-",
       )
     );
+  }
+  // The policy in effect, in a few words (docs/policy.md).
+  if (nics.some((n) => n.policy)) {
+    head.push("POLICY");
+    nics.forEach((n, i) => rows[i].push(policySummary(n.policy)));
   }
   const table = [head, ...rows];
   const widths = head.map((_, i) => Math.max(...table.map((r) => r[i].length)));

@@ -66,6 +66,74 @@ export const guestIdentity = obj({
   cloneOf: str,
 }, ["mac", "ips", "routes"]);
 
+/** A rate limit of one direction, or null: unlimited. */
+export const rateLimit: JsonSchema = {
+  type: ["object", "null"],
+  properties: { bitsPerSecond: int, burstBytes: int },
+  required: ["bitsPerSecond", "burstBytes"],
+  additionalProperties: false,
+};
+
+/** An egress rule as asked for. */
+export const egressRule = obj({
+  action: oneOf("allow", "deny"),
+  cidr: str,
+  protocol: oneOf("tcp", "udp", "icmp"),
+  port: int,
+}, ["action", "cidr"]);
+
+/** A NIC's policy in effect (docs/policy.md). */
+export const nicPolicy = obj({
+  rateIn: rateLimit,
+  rateOut: rateLimit,
+  antiSpoofing: bool,
+  egress: arr(obj({
+    action: oneOf("allow", "deny"),
+    cidr: str,
+    protocol: oneOf("tcp", "udp", "icmp"),
+    port: int,
+    source: oneOf("call", "network", "default"),
+  }, ["action", "cidr", "source"])),
+  isolate: bool,
+});
+
+/** A policy as asked for (the call's fields, rates parsed). */
+export const askedPolicy = obj({
+  rate: rateLimit,
+  rateIn: rateLimit,
+  rateOut: rateLimit,
+  antiSpoofing: bool,
+  egress: arr(egressRule),
+  isolate: bool,
+}, []);
+
+/** CNI capability args recorded with a NIC. */
+export const capabilityArgs = obj({
+  portMappings: arr(obj({
+    hostPort: int,
+    containerPort: int,
+    protocol: oneOf("tcp", "udp"),
+    hostIP: str,
+  }, ["hostPort", "containerPort", "protocol"])),
+  bandwidth: obj({
+    ingressRate: int,
+    ingressBurst: int,
+    egressRate: int,
+    egressBurst: int,
+  }, []),
+  dns: obj({ servers: arr(str), searches: arr(str), options: arr(str) }, []),
+}, []);
+
+/** `policy`'s result. */
+export const policyResult = obj({
+  vmId,
+  index: int,
+  changed: bool,
+  actions: arr(str),
+  asked: askedPolicy,
+  policy: nicPolicy,
+});
+
 /** A NIC config: what `add`, `list`, `inspect` give. */
 export const nicConfig = obj({
   id: str,
@@ -90,6 +158,8 @@ export const nicConfig = obj({
       options: arr(str),
     },
   },
+  policy: nicPolicy,
+  capabilityArgs,
   state: nicState,
   error: str,
   guest: guestIdentity,
@@ -156,6 +226,7 @@ export const verifyResult = obj({
     tapPresent: bool,
     vethPresent: bool,
     wired: bool,
+    policy: oneOf("ok", "mismatch", "none"),
     macOk: bool,
     vethUp: bool,
     strayAddresses: arr(str),
@@ -178,6 +249,7 @@ export const verifyResult = obj({
     "tapPresent",
     "vethPresent",
     "wired",
+    "policy",
     "macOk",
     "vethUp",
     "strayAddresses",
@@ -244,7 +316,26 @@ export const networksResult = obj({
     isDefault: bool,
     cniVersion: str,
     plugins: arr(str),
-  })),
+    subnets: arr(str),
+    gateways: arr(str),
+    mtu: int,
+    chain: arr(obj({ type: str, capabilities: arr(str), ipam: str }, [
+      "type",
+      "capabilities",
+    ])),
+    status: oneOf("ok", "not-ready", "skipped"),
+    statusError: str,
+  }, [
+    "name",
+    "source",
+    "embedded",
+    "isDefault",
+    "cniVersion",
+    "plugins",
+    "subnets",
+    "gateways",
+    "chain",
+  ])),
   errors: arr(obj({ source: str, error: str })),
 });
 

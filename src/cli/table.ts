@@ -54,6 +54,15 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: "list NIC records with their states",
     load: () => onDemand("./commands/list.ts"),
   },
+  policy: {
+    summary:
+      "change a live NIC's policy: rates, anti-spoofing, egress rules, isolation",
+    load: () => onDemand("./commands/policy.ts"),
+  },
+  find: {
+    summary: "the NIC holding an address (list --ip over every VM)",
+    load: () => onDemand("./commands/find.ts"),
+  },
   vms: {
     summary: "list the VMs this install holds, with or without NICs",
     load: () => onDemand("./commands/vms.ts"),

@@ -28,6 +28,7 @@ export function resolveConfig(cfg: ProviderConfig = {}): ResolvedConfig {
     netnsDir: cfg.netnsDir ?? DEFAULTS.netnsDir,
     netnsPrefix: cfg.netnsPrefix ?? DEFAULTS.netnsPrefix,
     hooksDir: cfg.hooksDir ?? DEFAULTS.hooksDir,
+    policyFile: cfg.policyFile ?? DEFAULTS.policyFile,
     pluginTimeoutMs: cfg.pluginTimeoutMs ?? DEFAULTS.pluginTimeoutMs,
     hookTimeoutMs: cfg.hookTimeoutMs ?? DEFAULTS.hookTimeoutMs,
     lockWaitMs: cfg.lockWaitMs ?? DEFAULTS.lockWaitMs,

@@ -7,7 +7,12 @@
  * @module
  */
 import { checkTunDevice, hostKernel } from "../wiring/kernel.ts";
-import { loadConfDir } from "../cni/config.ts";
+import { loadConfDir, type NetworkConfigList } from "../cni/config.ts";
+import { CniRuntime } from "../cni/runtime.ts";
+import { versionAtLeast } from "../cni/version.ts";
+import { probeTcFeatures, type TcFeatures } from "../wiring/tap_policy.ts";
+import { loadPolicyFile } from "./policy.ts";
+import { networkStatus } from "./cni_verbs.ts";
 import { LIBNFTABLES, nftUnavailable } from "../sys/libnftables.ts";
 import type { ResolvedConfig } from "./config.ts";
 
@@ -52,11 +57,14 @@ export async function doctor(
       : "present",
   });
 
-  let missing = missingPlugins(cfg.cniBinDirs);
+  // Every plugin a conflist names (and its IPAM), besides the embedded
+  // network's.
+  const named = await namedPlugins(cfg.cniConfDir);
+  let missing = missingPlugins(cfg.cniBinDirs, named);
   let fixed: string | undefined;
   if (missing.length && fix) {
     fixed = await installPlugins();
-    missing = missingPlugins(cfg.cniBinDirs);
+    missing = missingPlugins(cfg.cniBinDirs, named);
   }
   checks.push({
     name: "cni plugins",
@@ -64,7 +72,7 @@ export async function doctor(
     detail: missing.length
       ? `not found in ${cfg.cniBinDirs.join(":")}: ${missing.join(", ")} ` +
         "(apt-get install containernetworking-plugins, or vmnic doctor --fix)"
-      : `${REQUIRED_PLUGINS.join(", ")} found`,
+      : `${named.join(", ")} found`,
     ...(fixed ? { fixed } : {}),
   });
 
@@ -125,6 +133,92 @@ export async function doctor(
         }`
         : ""),
   });
+  checks.push(...await policyChecks(cfg, nets.networks, root));
+  return checks;
+}
+
+/**
+ * What the policy needs (docs/policy.md): the TC kinds this kernel has
+ * (u32, mirred and ingress are required; tbf makes rates; police, gact,
+ * flower, matchall are reported), the policy file, and CNI STATUS of the
+ * chains that speak 1.1.
+ */
+async function policyChecks(
+  cfg: ResolvedConfig,
+  lists: readonly NetworkConfigList[],
+  root: boolean,
+): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  if (!root) {
+    checks.push({
+      name: "policy features",
+      ok: false,
+      detail: "not probed: needs root (a throwaway netns)",
+    });
+  } else {
+    try {
+      const f = probeTcFeatures();
+      const yes = (k: keyof TcFeatures) => `${k} ${f[k] ? "yes" : "no"}`;
+      const required = f.ingress && f.u32 && f.mirred;
+      checks.push({
+        name: "policy features",
+        ok: required,
+        detail: [
+          `allow-lists (${yes("ingress")}, ${yes("u32")}, ${yes("mirred")})`,
+          `rates (${yes("tbf")}, ${yes("htb")})`,
+          `not used, reported: ${yes("police")}, ${yes("gact")}, ${
+            yes("flower")
+          }, ${yes("matchall")}`,
+        ].join("; ") +
+          (required ? "" : ": the TAP path cannot be wired without them") +
+          (f.tbf ? "" : "; without tbf, rate limits are refused"),
+      });
+    } catch (e) {
+      checks.push({
+        name: "policy features",
+        ok: false,
+        detail: `probe failed: ${(e as Error).message}`,
+      });
+    }
+  }
+  try {
+    const file = await loadPolicyFile("doctor", cfg.policyFile);
+    const n = Object.keys(file.networks).length;
+    checks.push({
+      name: "policy file",
+      ok: true,
+      detail: n
+        ? `${cfg.policyFile}: defaults for ${
+          Object.keys(file.networks).join(", ")
+        }`
+        : `${cfg.policyFile}: none (built-in defaults: anti-spoofing on, ` +
+          `169.254.169.254 denied)`,
+    });
+  } catch (e) {
+    checks.push({
+      name: "policy file",
+      ok: false,
+      detail: (e as { reason?: string }).reason ?? (e as Error).message,
+    });
+  }
+  const v11 = lists.filter((l) => versionAtLeast(l.cniVersion, "1.1.0"));
+  if (v11.length) {
+    const cni = new CniRuntime({
+      binDirs: cfg.cniBinDirs,
+      timeoutMs: cfg.pluginTimeoutMs,
+    });
+    const states = await Promise.all(
+      v11.map(async (l) => [l.name, await networkStatus(cni, l)] as const),
+    );
+    const bad = states.filter(([, s]) => s.status === "not-ready");
+    checks.push({
+      name: "cni status",
+      ok: bad.length === 0,
+      detail: states.map(([n, s]) =>
+        `${n}: ${s.status}${s.error ? ` (${s.error})` : ""}`
+      ).join("; "),
+    });
+  }
   return checks;
 }
 
@@ -136,10 +230,25 @@ function statOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-function missingPlugins(dirs: string[]): string[] {
-  return REQUIRED_PLUGINS.filter((p) =>
+function missingPlugins(dirs: string[], plugins: string[]): string[] {
+  return plugins.filter((p) =>
     !dirs.some((d) => statOrNull(`${d}/${p}`)?.isFile)
   );
+}
+
+/** The embedded network's plugins and every one a conflist names. */
+async function namedPlugins(confDir: string): Promise<string[]> {
+  const out = new Set<string>(REQUIRED_PLUGINS);
+  try {
+    for (const list of (await loadConfDir(confDir)).networks) {
+      for (const p of list.plugins) {
+        out.add(p.type);
+        const ipam = (p.conf.ipam as { type?: unknown } | undefined)?.type;
+        if (typeof ipam === "string" && ipam) out.add(ipam);
+      }
+    }
+  } catch { /* the conflists check says why */ }
+  return [...out];
 }
 
 async function installPlugins(): Promise<string> {

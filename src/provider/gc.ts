@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { gcNetworks } from "./cni_verbs.ts";
 import { lockedVmIds } from "../store/locks.ts";
 import { netnsTag } from "../wiring/nic.ts";
 import {
@@ -160,6 +161,15 @@ async function collect(
   }
   await removeStaleLocks(ctx, active);
   await removeOrphanBackups(ctx, active);
+  // CNI GC (1.1): the plugins drop what no recorded NIC holds any more.
+  for (const g of await gcNetworks(ctx)) {
+    if (g.error !== undefined) {
+      report.warnings.push({
+        id: `network ${g.network}`,
+        warning: `CNI GC failed: ${g.error}`,
+      });
+    }
+  }
   return report;
 }
 

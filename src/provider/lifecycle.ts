@@ -62,6 +62,17 @@ import {
 import { releaseNic, retireNic } from "./retire.ts";
 import { claimSlot } from "./pool.ts";
 import {
+  askedPolicy,
+  asRecord,
+  checkSamePolicy,
+  planNicPolicy,
+  policyFileOf,
+  withCapabilityArgs,
+} from "./nic_policy.ts";
+import type { CapabilityArgs } from "./capabilities.ts";
+import { type PolicyRecord, tapPolicyOf } from "./policy.ts";
+import { checkReady } from "./cni_verbs.ts";
+import {
   checkSameGuest,
   clonePathSpec,
   cloneSource,
@@ -110,6 +121,12 @@ export interface NicPlan {
   rebuild?: NicRecord;
   /** The netns was made by this call: no device in it can be foreign. */
   freshNetns?: boolean;
+  /** Its policy (docs/policy.md); none: the network's and built-in defaults. */
+  policy?: PolicyRecord;
+  /** CNI capability args for its plugins (`portMappings`, …). */
+  capabilityArgs?: CapabilityArgs;
+  /** The add call asked for a policy or capability args (no pool slot then). */
+  policyAsked?: boolean;
   /**
    * A clone NIC's guest identity (docs/clones.md): the NIC gets the routed
    * path that translates it, not the TC redirects.
@@ -273,6 +290,9 @@ export async function add(
     : cloneSource(ctx, op, vmId, vmCfg.cloneOf);
   if (!specs.length) specs = src ? sourceSpecs(src) : [{}];
   const indices = specIndices(op, vmId, specs);
+  const asked = specs.map((s, i) =>
+    askedPolicy(op, `${vmId}/${indices[i]}`, s)
+  );
   const guests = specs.map((s, i) =>
     resolveGuest(op, vmId, indices[i], s, src)
   );
@@ -286,6 +306,7 @@ export async function add(
     );
     const kept: NicRecord[] = [];
     const plans: NicPlan[] = [];
+    const policyFile = await policyFileOf(ctx, op);
     for (const [i, spec] of specs.entries()) {
       const index = indices[i];
       const have = existing.get(index);
@@ -293,6 +314,7 @@ export async function add(
       if (have) {
         checkSameNic(op, vmId, have, spec, vmCfg);
         checkSameGuest(op, `${vmId}/${index}`, have, guests[i]);
+        checkSamePolicy(op, `${vmId}/${index}`, have, asked[i], policyFile);
         kept.push(have);
         continue;
       }
@@ -323,6 +345,7 @@ export async function add(
         queueSize: vmCfg.queueSize ?? source?.queueSize ?? DEFAULT_QUEUE_SIZE,
         request,
         guest: guests[i],
+        ...planNicPolicy(policyFile, list.name, asked[i]),
       });
     }
     await announceKept(ctx, op, kept);
@@ -332,13 +355,20 @@ export async function add(
     await timePhase(ctx, "cni:find", async () => {
       for (const p of plans) await ctx.cni.findPlugins(p.list);
     });
+    // A chain that speaks CNI 1.1 and says it is not ready: refused here.
+    await timePhase(
+      ctx,
+      "cni:status",
+      () => checkReady(ctx, op, vmId, plans.map((p) => p.list)),
+    );
     // Fails closed on an unsafe hooks dir before anything changes.
     const hooks = await timePhase(ctx, "hooks", () => ctx.hooks.list());
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (
       !vm && ctx.pool && plans.length === 1 && first.index === 0 &&
-      !first.request.mac && !first.request.ips && !first.guest
+      !first.request.mac && !first.request.ips && !first.guest &&
+      !first.policyAsked
     ) {
       const claimed = await claimSlot(
         ctx,
@@ -453,6 +483,13 @@ export async function addNic(
     announced: old?.announced ?? false,
     createdAt: old?.createdAt ?? new Date().toISOString(),
     ...((p.guest ?? old?.guest) ? { guest: p.guest ?? old?.guest } : {}),
+    // A rebuild keeps what was recorded; a slot gets the network's defaults.
+    policy: p.policy ? asRecord(p.policy) : old ? old.policy ?? null : asRecord(
+      planNicPolicy(await policyFileOf(ctx, op), p.list.name).policy,
+    ),
+    capabilityArgs: p.capabilityArgs
+      ? asRecord(p.capabilityArgs)
+      : old?.capabilityArgs ?? null,
   };
   if (old) store.updateNic(record);
   else store.insertNic(record);
@@ -479,7 +516,10 @@ export async function addNic(
       containerId: record.containerId,
       netns: vm.netnsPath,
       ifName,
-      ...ipRequest(p.list, p.request, op, object),
+      ...withCapabilityArgs(
+        ipRequest(p.list, p.request, op, object),
+        record.capabilityArgs,
+      ),
       ...pluginRunOptions(ctx, vm.vmId),
     });
     // Kept before plumbing flushes the veth: any teardown from here on has
@@ -507,6 +547,7 @@ export async function addNic(
           queues: p.queues,
           mac: p.request.mac,
           down: vm.quiesced,
+          policy: tapPolicyOf(record),
         });
       }
       // A rebuild keeps the TAP a hypervisor may hold: mended around it.
@@ -516,6 +557,7 @@ export async function addNic(
         queues: p.queues,
         mac: p.request.mac ?? getLinkByName(scope.conn, ifName)?.mac ?? "",
         down: vm.quiesced,
+        policy: tapPolicyOf(record),
       });
       const veth = getLinkByName(scope.conn, ifName)!;
       return { mac: veth.mac ?? "", mtu: veth.mtu };

@@ -12,6 +12,11 @@ import {
 } from "../cni/config.ts";
 import { EMBEDDED_NETWORK_NAME, embeddedConflist } from "./default_network.ts";
 import { InvalidInputError, OperationError } from "./errors.ts";
+import {
+  type ChainPlugin,
+  networkDetails,
+  type NetworkStatus,
+} from "./cni_verbs.ts";
 
 /** A network the provider can use, as `vmnic networks` lists it. */
 export interface NetworkInfo {
@@ -27,6 +32,21 @@ export interface NetworkInfo {
   cniVersion: string;
   /** Plugin types, in ADD order. */
   plugins: string[];
+  /** Subnets its IPAM hands addresses from. */
+  subnets: string[];
+  /** Gateways its IPAM names. */
+  gateways: string[];
+  /** The MTU a plugin sets, when one does. */
+  mtu?: number;
+  /** The chain: each plugin's type, declared capabilities and IPAM. */
+  chain: ChainPlugin[];
+  /**
+   * CNI STATUS (1.1): `ok`, `not-ready` (see `statusError`), or `skipped`
+   * for a chain below 1.1.
+   */
+  status?: NetworkStatus["status"];
+  /** Why STATUS says it is not ready. */
+  statusError?: string;
 }
 
 /** Networks, and conflist files that could not be loaded. */
@@ -84,6 +104,7 @@ export class Networks {
         isDefault: i === 0 && hasDefault,
         cniVersion: n.cniVersion,
         plugins: n.plugins.map((p) => p.type),
+        ...networkDetails(n),
       })),
       errors: set.errors.map((e) => ({ source: e.source, error: e.message })),
     };

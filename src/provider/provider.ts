@@ -36,6 +36,12 @@ import * as queries from "./queries.ts";
 import { quiesce } from "./quiesce.ts";
 import { recover } from "./recover.ts";
 import { tracedOp } from "./oplog.ts";
+import { networkStatus } from "./cni_verbs.ts";
+import {
+  type PolicyChange,
+  type PolicyResult,
+  setPolicy,
+} from "./policy_op.ts";
 import type {
   AddSpec,
   DeleteResult,
@@ -467,6 +473,25 @@ export class CniProvider {
   }
 
   /**
+   * Changes NIC `index`'s policy in place (docs/policy.md): the fields of
+   * `change.set` replace those asked for before, `change.unset` puts
+   * fields back to the network's or built-in default; with neither, the
+   * policy is resolved and applied again (a policy file changed since).
+   * What both the old and the new policy allow keeps flowing.
+   */
+  policy(
+    vmId: string,
+    index: number,
+    change: PolicyChange = {},
+  ): Promise<PolicyResult> {
+    return this.#run(
+      "policy",
+      `${vmId}/${index}`,
+      () => setPolicy(this.#ctx, vmId, index, change),
+    );
+  }
+
+  /**
    * Brings the VM's veths down while it is stopped (`true`) or up before
    * it starts (`false`), and records it. Returns the NICs concerned.
    */
@@ -518,11 +543,18 @@ export class CniProvider {
 
   /** The conflists loaded (or the embedded network), and the broken files. */
   networks(): Promise<NetworksReport> {
-    return this.#run(
-      "networks",
-      this.config.cniConfDir,
-      () => this.#ctx.networks.report(),
-    );
+    return this.#run("networks", this.config.cniConfDir, async () => {
+      const report = await this.#ctx.networks.report();
+      // CNI STATUS of each chain that speaks 1.1 (the others: skipped).
+      for (const n of report.networks) {
+        const list = await this.#ctx.networks.current(n.name);
+        if (!list) continue;
+        const s = await networkStatus(this.#ctx.cni, list);
+        n.status = s.status;
+        if (s.error !== undefined) n.statusError = s.error;
+      }
+      return report;
+    });
   }
 
   /** The hooks in effect, in run order. */

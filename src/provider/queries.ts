@@ -24,6 +24,7 @@ import {
   NotFoundError,
   toVmnicError,
 } from "./errors.ts";
+import { InvalidInputError } from "./errors.ts";
 import {
   type GuestConfigFile,
   type GuestConfigFormat,
@@ -46,6 +47,8 @@ import type {
   VmInfo,
 } from "./types.ts";
 import { validateVmId } from "./validate.ts";
+import { tapPolicyOf } from "./policy.ts";
+import { formatIP, parseIP } from "../wiring/tap_policy.ts";
 
 /** One NIC by record id, or null. */
 export function inspect(ctx: ProviderContext, id: string): NicConfig | null {
@@ -71,12 +74,44 @@ export function list(
     const slots = new Set(
       ctx.store.listVms().filter(isSlot).map((v) => v.vmId),
     );
+    const ip = filter.ip === undefined ? null : ipFilter(filter.ip);
     return ctx.store.listNics(filter.vmId ? { vmId: filter.vmId } : {})
       .filter((n) => slots.has(n.vmId) === (filter.pool === true))
+      .filter((n) => ip === null || holdsIp(n, ip))
       .map(toNicConfig);
   } catch (e) {
     throw toVmnicError("list", filter.vmId ?? "*", e);
   }
+}
+
+/** The address `list --ip` looks for, canonical (`fd00::5`), or bad input. */
+function ipFilter(text: string): string {
+  try {
+    const bare = text.trim();
+    if (bare.includes("/")) throw new Error("an address, without /prefix");
+    return formatIP(parseIP(bare).bytes);
+  } catch (e) {
+    throw new InvalidInputError(
+      "list",
+      text,
+      `--ip ${JSON.stringify(text)}: ${
+        (e as Error).message
+      }; allowed: one IPv4 or IPv6 address, e.g. 10.88.0.5 or fd00::5`,
+    );
+  }
+}
+
+/** Whether the NIC holds the address (its own, or its clone guest's). */
+function holdsIp(n: NicRecord, ip: string): boolean {
+  const same = (a: string) => {
+    try {
+      return formatIP(parseIP(a).bytes) === ip;
+    } catch {
+      return false;
+    }
+  };
+  return n.ips.some((x) => same(x.address)) ||
+    (n.guest?.ips ?? []).some((x) => same(x.address));
 }
 
 /** Every VM this install holds, NICs or not. */
@@ -222,6 +257,9 @@ export async function verify(
               : `${nic}: ${rec.ifName} is down (quiesced link) although the VM is not quiesced`,
           );
         }
+        for (const p of st.policyProblems ?? []) {
+          problems.push(`${nic}: ${p} (run \`vmnic recover ${vmId}\`)`);
+        }
         if (!host.present) {
           problems.push(`${nic}: its host veth is missing`);
         } else if (bridge && host.master !== bridge) {
@@ -253,6 +291,12 @@ export async function verify(
         tapPresent: st.tapPresent,
         vethPresent: st.vethPresent,
         wired: st.wired,
+        policy: !tapPolicyOf(rec) || !(present && live && st.tapPresent &&
+            st.vethPresent)
+          ? "none"
+          : st.policyProblems?.length
+          ? "mismatch"
+          : "ok",
         macOk: st.vethPresent && st.vethMac === rec.mac,
         vethUp: st.vethUp,
         strayAddresses: st.vethAddrs,
@@ -289,7 +333,11 @@ function inspectAny(
   quiesced: boolean,
 ): NicState & { clone?: ClonePathState } {
   if (!rec.guest) {
-    return inspectNic(scope.conn, { veth: rec.ifName, tap: rec.tap });
+    return inspectNic(scope.conn, {
+      veth: rec.ifName,
+      tap: rec.tap,
+      policy: tapPolicyOf(rec),
+    });
   }
   let spec;
   try {
@@ -350,6 +398,8 @@ async function cniCheck(
       containerId: rec.containerId,
       netns: rec.netnsPath,
       ifName: rec.ifName,
+      // The capability args of its ADD (bandwidth checks its rates by them).
+      ...(rec.capabilityArgs ? { capabilityArgs: rec.capabilityArgs } : {}),
       ...pluginRunOptions(ctx, rec.vmId),
     }, {
       ...result,

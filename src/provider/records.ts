@@ -10,6 +10,7 @@ import type { CniResult } from "../cni/result.ts";
 import type { HookInput } from "../hooks/types.ts";
 import type { NicRecord, VmRecord } from "../store/types.ts";
 import { InvalidInputError } from "./errors.ts";
+import { policyFields } from "./nic_policy.ts";
 import type {
   DnsConfig,
   IpConfig,
@@ -137,6 +138,7 @@ export function toNicConfig(rec: NicRecord): NicConfig {
       ...(r.gw ? { gw: r.gw } : {}),
     })) as RouteConfig[],
     dns: rec.dns as DnsConfig,
+    ...policyFields(rec),
     state: rec.state,
     ...(rec.error ? { error: rec.error } : {}),
     ...(rec.guest ? { guest: toGuestIdentity(rec.guest) } : {}),

@@ -44,6 +44,7 @@ import { releaseNic, retireNic } from "./retire.ts";
 import { clonePathSpec } from "./clone.ts";
 import { repairClonePath } from "../wiring/clone_path.ts";
 import type { RecoverResult } from "./types.ts";
+import { tapPolicyOf } from "./policy.ts";
 import { validateVmId } from "./validate.ts";
 
 /** Recovers the VM's NICs; per-NIC failures are reported, not thrown. */
@@ -171,6 +172,7 @@ function repairInPlace(
           queues: rec.numQueues,
           mac: rec.mac,
           down: vm.quiesced,
+          policy: tapPolicyOf(rec),
         }),
   );
   const state = vm.quiesced ? "quiesced" : "active";

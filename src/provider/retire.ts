@@ -203,6 +203,8 @@ export async function releaseNic(
     containerId: rec.containerId,
     netns: rec.netnsPath,
     ifName: rec.ifName,
+    // What ADD got, again (portmap finds its rules by them).
+    ...(rec.capabilityArgs ? { capabilityArgs: rec.capabilityArgs } : {}),
     ...pluginRunOptions(ctx, rec.vmId),
   };
   const prev = (rec.cniResult as CniResult | null) ?? undefined;

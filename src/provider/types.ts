@@ -10,6 +10,13 @@ import { DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_HOOKS_DIR } from "../hooks/runner.ts";
 import { DEFAULT_NETNS_DIR } from "../wiring/kernel.ts";
 import type { NicState } from "../store/types.ts";
 import type { EventRetention } from "../store/events.ts";
+import type { NicPolicy, PolicySpec } from "./policy.ts";
+import type {
+  CapabilityArgs,
+  CniBandwidth,
+  CniDns,
+  PortMapping,
+} from "./capabilities.ts";
 
 export type { NicState } from "../store/types.ts";
 
@@ -64,6 +71,18 @@ export interface AddSpec {
   mac?: string;
   /** IPs (`10.88.0.5` or `10.88.0.5/16`) to re-request (recovery). */
   ips?: readonly string[];
+  /**
+   * The NIC's policy on its TAP path (docs/policy.md): what is given
+   * overrides the network's defaults in the policy file and the built-in
+   * ones (anti-spoofing on, 169.254.169.254 denied).
+   */
+  policy?: PolicySpec;
+  /** CNI `portMappings` for the portmap plugin (host port to guest port). */
+  portMappings?: PortMapping[];
+  /** CNI `bandwidth` for the bandwidth plugin (bits/s and bits). */
+  bandwidth?: CniBandwidth;
+  /** CNI `dns` for plugins that take it. */
+  dns?: CniDns;
   /**
    * Make it a clone NIC whose guest has this identity (see
    * {@linkcode GuestSpec}); `mac`/`ips` stay the network side's.
@@ -151,6 +170,10 @@ export interface NicConfig {
   routes: RouteConfig[];
   /** DNS settings from the CNI result. */
   dns: DnsConfig;
+  /** Its policy in effect (docs/policy.md); absent for a NIC made before policies. */
+  policy?: NicPolicy;
+  /** The CNI capability args its ADD was given (`portMappings`, `bandwidth`, `dns`). */
+  capabilityArgs?: CapabilityArgs;
   /**
    * Where the NIC is in its life cycle (docs/state-machine.md): `adding`,
    * `active`, `quiesced` (veth down while the VM is stopped), `deleting`,
@@ -172,6 +195,8 @@ export interface NicConfig {
 export interface ListFilter {
   /** The VM. */
   vmId?: string;
+  /** Only the NIC holding this address (`10.88.0.5`). */
+  ip?: string;
   /** The warm pool's slots instead of VMs' NICs. */
   pool?: boolean;
 }
@@ -244,6 +269,8 @@ export interface ProviderConfig {
   netnsPrefix?: string;
   /** Executable hooks: default `/etc/vmnic/hooks.d`. */
   hooksDir?: string;
+  /** Per-network policy defaults (docs/policy.md): default `/etc/vmnic/policy.json`. */
+  policyFile?: string;
   /** Timeout per CNI plugin call in ms: default 60000. */
   pluginTimeoutMs?: number;
   /** Default timeout per hook in ms: default 10000. */
@@ -268,6 +295,7 @@ export const DEFAULTS = {
   netnsDir: DEFAULT_NETNS_DIR,
   netnsPrefix: "vmnic-",
   hooksDir: DEFAULT_HOOKS_DIR,
+  policyFile: "/etc/vmnic/policy.json",
   pluginTimeoutMs: DEFAULT_TIMEOUT_MS,
   hookTimeoutMs: DEFAULT_HOOK_TIMEOUT_MS,
   lockWaitMs: 30_000,
@@ -299,6 +327,12 @@ export interface NicVerdict {
   vethPresent: boolean;
   /** Both redirects join them. */
   wired: boolean;
+  /**
+   * The NIC's policy in the kernel: `ok`, `mismatch` (a rule or rate
+   * missing or extra: see the problems), `none` (a NIC without a recorded
+   * policy, or not checked).
+   */
+  policy: "ok" | "mismatch" | "none";
   /** The veth has the recorded MAC. */
   macOk: boolean;
   /** The veth is up (down is right only while quiesced). */

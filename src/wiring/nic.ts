@@ -152,6 +152,20 @@ function wirePolicy(
 }
 
 /**
+ * Changes the policy of a plumbed NIC in place (`vmnic policy`): the new
+ * filters go in before the old ones go, so what both allow keeps flowing.
+ *
+ * @throws {KernelError} `ENODEV` when the veth or the TAP is missing.
+ */
+export function applyNicPolicy(
+  sock: NetlinkConn,
+  opts: { veth: string; tap: string; policy?: TapPolicy },
+): PolicyChange {
+  const veth = requireLink(sock, opts.veth, "apply policy");
+  return wirePolicy(sock, opts, veth.mac ?? "", veth.mtu);
+}
+
+/**
  * Silences the netns stack on the veth: the guest owns its MAC, so nothing
  * the netns sends (link-local, DAD, RS, MLD) may go out with it, and the
  * guest's addresses must not live here too.

@@ -65,6 +65,10 @@ import {
 import { InvalidArgumentError } from "../sys/errors.ts";
 
 export type { TbfOptions, U32Key } from "../kernel/tc.ts";
+/** What traffic control this kernel has (for `doctor`). */
+export { probeTcFeatures, type TcFeatures } from "../kernel/tc_probe.ts";
+/** Address text parsing, for the provider's checks of policy input. */
+export { formatIP, parseCidr, parseIP } from "../kernel/ipaddr.ts";
 
 /** A protocol an egress rule may name. */
 export type EgressProtocol = "tcp" | "udp" | "icmp";

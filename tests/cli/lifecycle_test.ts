@@ -33,6 +33,7 @@ const NIC_KEYS = [
   "ips",
   "routes",
   "dns",
+  "policy",
   "state",
   "createdAt",
 ].sort();
@@ -46,6 +47,7 @@ const VERDICT_KEYS = [
   "tapPresent",
   "vethPresent",
   "wired",
+  "policy",
   "macOk",
   "vethUp",
   "strayAddresses",
@@ -66,11 +68,16 @@ async function redirectTargets(ns: string, dev: string): Promise<string[]> {
     dev,
     "ingress",
   );
-  return filters.flatMap((f) =>
-    ((f.options as { actions?: Json[] } | undefined)?.actions ?? [])
-      .filter((a) => a.kind === "mirred" && a.mirred_action === "redirect")
-      .map((a) => String(a.to_dev))
-  );
+  // Every filter that redirects, to one device (the TAP's allow-list has many).
+  return [
+    ...new Set(
+      filters.flatMap((f) =>
+        ((f.options as { actions?: Json[] } | undefined)?.actions ?? [])
+          .filter((a) => a.kind === "mirred" && a.mirred_action === "redirect")
+          .map((a) => String(a.to_dev))
+      ),
+    ),
+  ];
 }
 
 /** The first address of `subnet` (10.x.y.0/24 → 10.x.y.1). */

@@ -107,6 +107,7 @@ rootTest(
         "every documented route answers 200 with its schema",
         async () => {
           let nicId = "";
+          let nicIp = "";
           // How to call each documented operation, in an order that works:
           // what makes VMs first, what removes them last.
           const calls: [string, () => { path: string; body?: unknown }][] = [
@@ -131,6 +132,14 @@ rootTest(
             ["GET /metrics", () => ({ path: "/metrics" })],
             ["GET /v1/vms/{vm}/nics", () => ({ path: "/v1/vms/vmA/nics" })],
             ["GET /v1/nics/{id}", () => ({ path: `/v1/nics/${nicId}` })],
+            ["GET /v1/nics", () => ({ path: `/v1/nics?ip=${nicIp}` })],
+            ["POST /v1/vms/{vm}/nics/{index}/policy", () => ({
+              path: "/v1/vms/vmA/nics/0/policy",
+              body: {
+                rate: "50mbit",
+                egress: [{ action: "deny", cidr: "10.66.0.0/16" }],
+              },
+            })],
             ["GET /v1/vms/{vm}/guest-config", () => ({
               path: "/v1/vms/vmA/guest-config?format=netplan",
             })],
@@ -194,6 +203,7 @@ rootTest(
               const nics = r.json as NicConfig[];
               assert.deepEqual(nics.map((n) => n.index), [0, 1]);
               nicId = nics[0].id;
+              nicIp = nics[0].ips[0].address;
             }
           }
           // What the calls made, they removed.
@@ -282,7 +292,7 @@ rootTest(
               "/",
               "/v1",
               "/v1/",
-              "/v1/nics",
+              "/v1/nicz",
               "/v2/health",
               "/v1/healthz",
               "/v1/vms/vmA/bogus",

@@ -21,6 +21,16 @@ import {
   strsField,
 } from "../http_input.ts";
 import { nicTable } from "../output.ts";
+import {
+  CAPABILITY_OPTIONS,
+  EXTRA_BODY_FIELDS,
+  EXTRA_BODY_SCHEMAS,
+  extrasFromBody,
+  extrasFromFlags,
+  extrasToBody,
+  POLICY_OPTIONS,
+  withExtras,
+} from "../policy_flags.ts";
 import { arr, int as intS, nicList, obj, str as strS } from "../schemas.ts";
 
 /** What `add` is asked, from either front end. */
@@ -127,7 +137,7 @@ export default defineCommand({
   name: "add",
   usage: "vmnic add <vm> [--nics N] [--network NAME] [--cpu N] [--queues N] " +
     "[--queue-size N]\n       vmnic add <vm> --index I [--network NAME] " +
-    "[--queues N] [--mac MAC] [--ip CIDR]...\n" +
+    "[--queues N] [--mac MAC] [--ip CIDR]... [policy flags]\n" +
     "       vmnic add <clone> --clone-of <vm> [--nics N | --index I] …\n" +
     "       vmnic add <clone> --index I --guest-mac MAC --guest-ip CIDR " +
     "[--guest-gateway IP] …",
@@ -174,6 +184,8 @@ export default defineCommand({
       value: "CIDR",
       help: "ask IPAM for this address (repeatable, with --index)",
     },
+    ...POLICY_OPTIONS,
+    ...CAPABILITY_OPTIONS,
     "clone-of": {
       type: "string",
       value: "VM",
@@ -211,34 +223,40 @@ export default defineCommand({
   ].join("\n"),
   parse(p) {
     const ips = strs(p, "ip");
-    return toInput(
-      p.positionals[0],
-      {
-        nics: int(p, "nics", 1, 32),
-        index: int(p, "index", 0, 31),
-        network: str(p, "network"),
-        cpu: int(p, "cpu", 1, 256),
-        queues: int(p, "queues", 1, 256),
-        queueSize: int(p, "queue-size", 1, 32768),
-        mac: str(p, "mac"),
-        ips: ips.length ? ips : undefined,
-        cloneOf: str(p, "clone-of"),
-        guestMac: str(p, "guest-mac"),
-        guestIp: str(p, "guest-ip"),
-        guestGateway: str(p, "guest-gateway"),
-      },
-      (msg) =>
-        new UsageError(
-          `add: ${
-            msg.replace(/\b(nics|index|mac|ips)\b/g, "--$1")
-              .replace(/\bcloneOf\b/g, "--clone-of")
-              .replace(
-                /\bguest(Mac|Ip|Gateway)\b/g,
-                (_, w: string) => `--guest-${w.toLowerCase()}`,
-              )
-          }`,
-          "add",
-        ),
+    const usage = (msg: string) => new UsageError(`add: ${msg}`, "add");
+    const extras = extrasFromFlags("add", p.positionals[0], p);
+    return withExtras(
+      toInput(
+        p.positionals[0],
+        {
+          nics: int(p, "nics", 1, 32),
+          index: int(p, "index", 0, 31),
+          network: str(p, "network"),
+          cpu: int(p, "cpu", 1, 256),
+          queues: int(p, "queues", 1, 256),
+          queueSize: int(p, "queue-size", 1, 32768),
+          mac: str(p, "mac"),
+          ips: ips.length ? ips : undefined,
+          cloneOf: str(p, "clone-of"),
+          guestMac: str(p, "guest-mac"),
+          guestIp: str(p, "guest-ip"),
+          guestGateway: str(p, "guest-gateway"),
+        },
+        (msg) =>
+          new UsageError(
+            `add: ${
+              msg.replace(/\b(nics|index|mac|ips)\b/g, "--$1")
+                .replace(/\bcloneOf\b/g, "--clone-of")
+                .replace(
+                  /\bguest(Mac|Ip|Gateway)\b/g,
+                  (_, w: string) => `--guest-${w.toLowerCase()}`,
+                )
+            }`,
+            "add",
+          ),
+      ),
+      extras,
+      usage,
     );
   },
   run: (i, { provider }) => provider.add(i.vmId, i.vmCfg, ...i.specs),
@@ -255,6 +273,7 @@ export default defineCommand({
       queueSize: intS,
       mac: strS,
       ips: arr(strS),
+      ...EXTRA_BODY_SCHEMAS,
       cloneOf: strS,
       guestMac: strS,
       guestIp: strS,
@@ -264,21 +283,29 @@ export default defineCommand({
     input({ params, query, body }) {
       const op = "add";
       onlyQuery(op, params.vm, query, []);
-      const f = bodyFields(op, params.vm, body, BODY_FIELDS);
-      return toInput(params.vm, {
-        nics: intField(op, params.vm, f, "nics", 1, 32),
-        index: intField(op, params.vm, f, "index", 0, 31),
-        network: strField(op, params.vm, f, "network"),
-        cpu: intField(op, params.vm, f, "cpu", 1, 256),
-        queues: intField(op, params.vm, f, "queues", 1, 256),
-        queueSize: intField(op, params.vm, f, "queueSize", 1, 32768),
-        mac: strField(op, params.vm, f, "mac"),
-        ips: strsField(op, params.vm, f, "ips"),
-        cloneOf: strField(op, params.vm, f, "cloneOf"),
-        guestMac: strField(op, params.vm, f, "guestMac"),
-        guestIp: strField(op, params.vm, f, "guestIp"),
-        guestGateway: strField(op, params.vm, f, "guestGateway"),
-      }, (msg) => new InvalidInputError(op, params.vm, msg));
+      const f = bodyFields(op, params.vm, body, [
+        ...BODY_FIELDS,
+        ...EXTRA_BODY_FIELDS,
+      ]);
+      const bad = (msg: string) => new InvalidInputError(op, params.vm, msg);
+      return withExtras(
+        toInput(params.vm, {
+          nics: intField(op, params.vm, f, "nics", 1, 32),
+          index: intField(op, params.vm, f, "index", 0, 31),
+          network: strField(op, params.vm, f, "network"),
+          cpu: intField(op, params.vm, f, "cpu", 1, 256),
+          queues: intField(op, params.vm, f, "queues", 1, 256),
+          queueSize: intField(op, params.vm, f, "queueSize", 1, 32768),
+          mac: strField(op, params.vm, f, "mac"),
+          ips: strsField(op, params.vm, f, "ips"),
+          cloneOf: strField(op, params.vm, f, "cloneOf"),
+          guestMac: strField(op, params.vm, f, "guestMac"),
+          guestIp: strField(op, params.vm, f, "guestIp"),
+          guestGateway: strField(op, params.vm, f, "guestGateway"),
+        }, bad),
+        extrasFromBody(op, params.vm, f),
+        bad,
+      );
     },
     request(i) {
       const body: AddFields = {};
@@ -300,6 +327,7 @@ export default defineCommand({
         }
       } else body.nics = i.specs.length;
       if (first.queues !== undefined) body.queues = first.queues;
+      Object.assign(body, extrasToBody(first));
       return { params: { vm: i.vmId }, query: {}, body };
     },
   },

@@ -39,6 +39,7 @@ const OPS = [
   "unquiesce",
   "gc",
   "pool-fill",
+  "policy",
 ];
 
 /** `10m`, `2h`, `1d`, `30s`, or an ISO 8601 time, as an ISO time. */
