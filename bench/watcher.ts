@@ -3,8 +3,8 @@
  *
  * 1. Its first look: from `vmnic serve` starting to its watcher watching
  *    every VM (`GET /v1/health`), at `BENCH_WATCHER_VMS` VMs (default 100).
- * 2. The daemon's CPU while idle, in three windows of 10 s (they hold one
- *    sweep of the records, every 30 s), with those VMs watched, against the
+ * 2. The daemon's CPU while idle, in six windows of 10 s (they hold two
+ *    sweeps of the records, every 30 s), with those VMs watched, against the
  *    same daemon with every reaction off (utime + stime of /proc/PID/stat).
  * 3. Reaction latency: a TAP's descriptor closed (its hypervisor stopping)
  *    → the VM quiesced, and opened again → unquiesced, each measured to the
@@ -38,7 +38,7 @@ import {
 const N = benchIterations(20);
 const VMS = Number(Deno.env.get("BENCH_WATCHER_VMS") ?? 100);
 const IDLE_SECONDS = 10;
-const IDLE_WINDOWS = 3;
+const IDLE_WINDOWS = 6;
 /** USER_HZ on Linux: /proc/PID/stat counts CPU time in 1/100 s. */
 const USER_HZ = 100;
 /** How long a TAP stays open before it is closed (past any settle time). */
@@ -148,7 +148,7 @@ async function stopDaemon(): Promise<void> {
 
 /**
  * The daemon's CPU in IDLE_WINDOWS windows of IDLE_SECONDS of idling, in
- * % of one core (three windows of 10 s hold one sweep of the records).
+ * % of one core (six windows of 10 s hold two sweeps of the records).
  */
 async function idleCpu(): Promise<number[]> {
   const pid = daemon!.pid;
