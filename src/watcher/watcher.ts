@@ -359,12 +359,19 @@ class VmWatcher implements Watcher {
     this.#running = true;
     // Listening before anything is read: no change falls in between.
     this.#loop = this.#listen();
-    this.#unsubscribe = this.#provider.onEvent((e) => this.#onProviderEvent(e));
-    this.#watchNetnsDir();
-    const fresh = await this.#discover();
-    await Promise.all(
-      fresh.map((vm) => this.#enqueue(vm, () => this.#check(vm))),
-    );
+    try {
+      this.#unsubscribe = this.#provider.onEvent((e) =>
+        this.#onProviderEvent(e)
+      );
+      this.#watchNetnsDir();
+      const fresh = await this.#discover();
+      await Promise.all(
+        fresh.map((vm) => this.#enqueue(vm, () => this.#check(vm))),
+      );
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     this.#sweepTimer = setInterval(() => this.#sweep(), this.#o.sweepMs);
     this.#log(
       `vmnic watch: carrier ${this.#modes.carrier}, netns ${this.#modes.netns}, ` +
@@ -435,7 +442,14 @@ class VmWatcher implements Watcher {
           more = got.more;
           this.counters.notifications += got.notifications.length;
           if (got.overrun) this.#overrun();
-          for (const n of got.notifications) this.#onNotification(n);
+          for (const n of got.notifications) {
+            try {
+              this.#onNotification(n);
+            } catch (e) {
+              // One message the decoder refuses costs only itself.
+              this.#log(`vmnic watch: a notification: ${reasonOf(e)}`);
+            }
+          }
         }
       } catch (e) {
         this.#log(`vmnic watch: receive: ${reasonOf(e)}`);
