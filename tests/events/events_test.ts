@@ -129,17 +129,23 @@ rootTest(
         await session("warm2");
         const warm = await p.events({ vmId: "warm2" });
         assert.equal(warm.length, 6);
-        for (const e of warm) {
+        const covered = warm.map((e) => {
           const sum = e.phases.reduce((a, x) => a + x.ms, 0);
-          assert.ok(
-            // A few percent, or half a millisecond of a very short one.
-            e.durationMs - sum <= Math.max(e.durationMs * 0.05, 0.5) &&
-              sum <= e.durationMs * 1.001,
-            `${e.op}: phases ${sum.toFixed(2)} ms of ${e.durationMs} ms: ${
-              JSON.stringify(e.phases)
-            }`,
-          );
-        }
+          assert.ok(sum <= e.durationMs * 1.001, `${e.op}: ${sum} > whole`);
+          return { e, sum, share: sum / e.durationMs };
+        });
+        // Typically a few percent uncovered; a GC pause or a preemption
+        // between two phases may leave one short operation less covered,
+        // so the median operation and the session as a whole are held to it.
+        const shares = covered.map((c) => c.share).sort((a, b) => a - b);
+        const median = (shares[2] + shares[3]) / 2;
+        const total = covered.reduce((a, c) => a + c.sum, 0) /
+          covered.reduce((a, c) => a + c.e.durationMs, 0);
+        const detail = covered.map((c) =>
+          `${c.e.op} ${c.sum.toFixed(2)}/${c.e.durationMs.toFixed(2)} ms`
+        ).join(", ");
+        assert.ok(median >= 0.95, `median coverage ${median}: ${detail}`);
+        assert.ok(total >= 0.95, `session coverage ${total}: ${detail}`);
       } finally {
         p.close();
       }
