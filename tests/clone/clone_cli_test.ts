@@ -157,6 +157,13 @@ rootTest(
       });
       assert.deepEqual(schemaProblems(nicConfig, c1), []);
       assert.deepEqual(await fx.cliOk(["inspect", c1.id]), c1);
+      // Traced and recorded like any add.
+      const events = await fx.cliOk<
+        { op: string; outcome: string; phases: { name: string }[] }[]
+      >(["events", "--vm", "c1", "--op", "add"]);
+      assert.equal(events.length, 1);
+      assert.equal(events[0].outcome, "ok");
+      assert.ok(events[0].phases.some((p) => p.name === "netlink"));
       assert.deepEqual(await fx.cliOk(["list", "--vm", "c1"]), [c1]);
       const table = await fx.cli(["list"], { json: false });
       assert.match(table.stdout, /GUEST/);
