@@ -49,6 +49,7 @@ export class NftError extends Error {
   /** libnftables' error text (its error buffer), trimmed. */
   readonly detail: string;
 
+  /** `op` on `object` failed; `detail` is libnftables' message. */
   constructor(op: string, object: string, detail: string) {
     super(`${op} ${object}: ${detail}`);
     this.name = "NftError";
