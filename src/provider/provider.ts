@@ -34,7 +34,7 @@ import { Networks, type NetworksReport } from "./networks.ts";
 import { checkRecordsNotLost, previousInstallId } from "./ownership.ts";
 import * as queries from "./queries.ts";
 import { quiesce } from "./quiesce.ts";
-import { recover } from "./recover.ts";
+import { recover, type RecoverOptions } from "./recover.ts";
 import { tracedOp } from "./oplog.ts";
 import { networkStatus } from "./cni_verbs.ts";
 import {
@@ -468,8 +468,8 @@ export class CniProvider {
    * broken in place, rebuilds NICs whose veth is gone with the same id,
    * MAC and IPs. Per-NIC failures are reported, never destructive.
    */
-  recover(vmId: string): Promise<RecoverResult> {
-    return this.#run("recover", vmId, () => recover(this.#ctx, vmId));
+  recover(vmId: string, opts: RecoverOptions = {}): Promise<RecoverResult> {
+    return this.#run("recover", vmId, () => recover(this.#ctx, vmId, opts));
   }
 
   /**

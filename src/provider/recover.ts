@@ -25,7 +25,12 @@ import {
   runHook,
   withVmLock,
 } from "./context.ts";
-import { NotFoundError, OperationError, reasonOf } from "./errors.ts";
+import {
+  ConflictError,
+  NotFoundError,
+  OperationError,
+  reasonOf,
+} from "./errors.ts";
 import {
   addNic,
   ensureVmNetns,
@@ -47,16 +52,35 @@ import type { RecoverResult } from "./types.ts";
 import { tapPolicyOf } from "./policy.ts";
 import { validateVmId } from "./validate.ts";
 
+/** What {@linkcode recover} may do besides repairing. */
+export interface RecoverOptions {
+  /**
+   * False: a VM whose delete a crash cut short is refused
+   * ({@linkcode ConflictError}) instead of having its delete finished (an
+   * automatic repair must never complete a delete nobody asked it for).
+   */
+  finishDelete?: boolean;
+}
+
 /** Recovers the VM's NICs; per-NIC failures are reported, not thrown. */
 export async function recover(
   ctx: ProviderContext,
   vmId: string,
+  opts: RecoverOptions = {},
 ): Promise<RecoverResult> {
   const op = "recover";
   validateVmId(op, vmId);
   return await withVmLock(ctx, op, vmId, async (ctx) => {
     mayMakeNetnsCheck(ctx, op);
     const before = ctx.store.getVm(vmId);
+    if (opts.finishDelete === false && before?.deleting) {
+      throw new ConflictError(
+        op,
+        vmId,
+        "it is being deleted (a delete was cut short): run `vmnic delete " +
+          `${vmId}\` to finish it`,
+      );
+    }
     const vm = await finishCrashedDelete(ctx, vmId);
     if (!vm) {
       throw new NotFoundError(

@@ -781,7 +781,7 @@ class VmWatcher implements Watcher {
     }
     if (vm.repairFailures >= this.#o.repairAttempts) return;
     const out = await this.#record("watch:repair", vm, index, async (p) => {
-      const r = await p.recover(vm.vmId);
+      const r = await p.recover(vm.vmId, { finishDelete: false });
       if (r.problems.length) {
         throw new RepairIncompleteError(
           vm.vmId,

@@ -563,6 +563,24 @@ Deno.test("recover repairs only what is broken, keeps NIC ids, MACs, IPs and TAP
   });
 });
 
+Deno.test("an automatic repair never finishes a delete nobody asked it for; recover by hand does", async () => {
+  await inWorld(async (w) => {
+    await withProvider(w, (p) => p.add("vm1", {}));
+    await w.crashAt("delete:marked", (p) => p.delete(["vm1"]));
+    await withProvider(w, async (p) => {
+      await assert.rejects(
+        p.recover("vm1", { finishDelete: false }),
+        (e: unknown) =>
+          e instanceof ConflictError && /being deleted/.test(e.message),
+      );
+      assert.deepEqual((await p.vms()).map((v) => v.vmId), ["vm1"]);
+      await assert.rejects(p.recover("vm1"), /the delete is finished now/);
+      assert.deepEqual(await p.vms(), []);
+    });
+    assert.deepEqual(await w.leaks(), []);
+  });
+});
+
 Deno.test("recover never tears down what it cannot rebuild", async () => {
   await inWorld(async (w) => {
     await w.conflist(
