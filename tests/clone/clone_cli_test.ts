@@ -295,6 +295,16 @@ rootTest(
       v = await fx.cliOk<VerifyResult>(["verify", "c1"]);
       assert.ok(v.ok, v.problems.join("; "));
 
+      // The whole netns gone (a host reboot): made again, the NIC rebuilt.
+      await sh("ip", "netns", "del", `${fx.prefix}c1`);
+      rec = await fx.cliOk<RecoverResult>(["recover", "c1"]);
+      assert.deepEqual(rec.rebuilt, [0]);
+      assert.deepEqual(rec.problems, []);
+      assert.equal(rec.nics[0].ips[0].address, c1.ips[0].address);
+      v = await fx.cliOk<VerifyResult>(["verify", "c1"]);
+      assert.ok(v.ok, v.problems.join("; "));
+      assert.equal(await forwarding(fx, "c1"), "1");
+
       // quiesce takes the veth (and its routes) down; unquiesce brings both.
       await fx.cliOk(["quiesce", "c1"]);
       assert.ok((await fx.cliOk<VerifyResult>(["verify", "c1"])).ok);
