@@ -48,7 +48,8 @@ const TEST_PACKAGES = [
   "netplan.io",
   "cloud-init",
   // Clone NICs: libnftables through FFI (product code), nft as the tests'
-  // oracle (tests/clone), iperf3 for bench/clone.ts and its guest.
+  // oracle (tests/clone), iperf3 for bench/clone.ts, tests/e2e/policy_test.ts
+  // and their guests.
   "libnftables1",
   "nftables",
   "iperf3",

@@ -18,11 +18,13 @@ while read -r mod; do
 done < /lib/modules/load-order
 
 spec=""
+shell=""
 iperf=""
 connect=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ip=*) spec="${arg#ip=}" ;;
+    vmnic.shell=1) shell=1 ;;
     vmnic.iperf=1) iperf=1 ;;
     vmnic.connect=*) connect="${arg#vmnic.connect=}" ;;
   esac
@@ -81,4 +83,5 @@ if [ -n "$connect" ]; then
 fi
 
 # Stay up so the host can reach the guest; the host kills QEMU.
+[ -n "$shell" ] && exec sh # tests/e2e/policy_test.ts: commands on the console
 while true; do sleep 3600; done

@@ -37,17 +37,27 @@ export interface GuestSpec {
   /** Kernel `ip=` parameter from `vmnic guest-config --format cmdline`. */
   ipParam: string;
   accel: Accel;
+  /**
+   * A shell on the serial console after boot (`vmnic.shell=1`): commands
+   * go in with {@linkcode QemuGuest.sh}.
+   */
+  console?: boolean;
+  /** Memory in MiB (default 256). */
+  memoryMb?: number;
 }
 
 /** One running QEMU; kill it by its PID with {@linkcode QemuGuest.kill}. */
 export class QemuGuest {
   #serial = "";
   #stderr = "";
+  #stdin?: WritableStreamDefaultWriter<Uint8Array>;
+  #commands = 0;
   #exited: Promise<Deno.CommandStatus>;
   #done = false;
   readonly startedAt = performance.now();
 
-  private constructor(readonly child: Deno.ChildProcess) {
+  private constructor(readonly child: Deno.ChildProcess, console = false) {
+    if (console) this.#stdin = child.stdin.getWriter();
     this.#exited = child.status.then((s) => {
       this.#done = true;
       return s;
@@ -74,7 +84,7 @@ export class QemuGuest {
       "-smp",
       String(spec.vcpus),
       "-m",
-      "256",
+      String(spec.memoryMb ?? 256),
       "-nodefaults",
       "-no-user-config",
       "-display",
@@ -89,16 +99,54 @@ export class QemuGuest {
       "-initrd",
       spec.image.initrd,
       "-append",
-      `console=ttyS0 ${spec.ipParam} quiet panic=-1`,
+      `console=ttyS0 ${spec.ipParam} quiet panic=-1${
+        spec.console ? " vmnic.shell=1" : ""
+      }`,
       ...spec.hv.args,
     ];
     const child = new Deno.Command(nsenter, {
       args,
-      stdin: "null",
+      stdin: spec.console ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return new QemuGuest(child);
+    return new QemuGuest(child, spec.console);
+  }
+
+  /**
+   * Runs a command in the guest's console shell (a guest started with
+   * `console`) and returns its exit code and what it printed.
+   */
+  async sh(
+    cmd: string,
+    timeoutMs = 60_000,
+  ): Promise<{ code: number; out: string }> {
+    if (!this.#stdin) throw new Error("the guest has no console shell");
+    const tag = 7000 + ++this.#commands;
+    const from = this.#serial.length;
+    // The echo of the typed line shows $((tag)) unexpanded: only the
+    // shell's own output matches.
+    await this.#stdin.write(
+      new TextEncoder().encode(`${cmd}; echo "@@$((${tag}))@@ $?"\n`),
+    );
+    const re = new RegExp(`@@${tag}@@ (\\d+)`);
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const text = this.#serial.slice(from);
+      const m = text.match(re);
+      if (m) {
+        const echoEnd = text.indexOf("\n");
+        return {
+          code: Number(m[1]),
+          out: text.slice(echoEnd + 1, m.index).replace(/\r/g, ""),
+        };
+      }
+      if (this.#done) throw this.#failure(`QEMU exited during ${cmd}`);
+      if (performance.now() > deadline) {
+        throw this.#failure(`${cmd}: no answer in ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** The serial console so far. */
@@ -133,6 +181,8 @@ export class QemuGuest {
 
   /** SIGKILLs QEMU by its PID (if still running) and waits for it. */
   async kill(): Promise<void> {
+    // Not waited for: a QEMU that reads nothing must not hold the kill up.
+    this.#stdin?.close().catch(() => {});
     if (!this.#done) {
       try {
         Deno.kill(this.child.pid, "SIGKILL");
