@@ -465,6 +465,27 @@ export function renameLink(
 }
 
 /**
+ * Sets IPv4 per-device values (`IPV4_DEVCONF_*` index, value), as
+ * `sysctl net.ipv4.conf.<dev>.*` would, through IFLA_AF_SPEC/AF_INET.
+ */
+export function setIpv4Devconf(
+  sock: NetlinkConn,
+  name: string,
+  values: readonly (readonly [number, number])[],
+): void {
+  setLink(sock, "set ipv4 devconf", name, [
+    nla.nested(IfLink.IFLA_AF_SPEC, [
+      nla.nested(Socket.AF_INET, [
+        nla.nested(
+          IfLink.IFLA_INET_CONF,
+          values.map(([k, v]) => nla.u32(k, v)),
+        ),
+      ]),
+    ]),
+  ]);
+}
+
+/**
  * Sets IPv6 address generation (IN6_ADDR_GEN_MODE_*); NONE keeps the link
  * silent: no link-local address, hence no DAD, RS or MLD from it.
  *

@@ -200,6 +200,8 @@ export const IfLink = {
   IFLA_INFO_XSTATS: 3,
   IFLA_INFO_SLAVE_KIND: 4,
   IFLA_INFO_SLAVE_DATA: 5,
+  // IFLA_AF_SPEC / AF_INET nested (IPv4 devconf values by IPV4_DEVCONF_*)
+  IFLA_INET_CONF: 1,
   // IFLA_AF_SPEC / AF_INET6 nested
   IFLA_INET6_FLAGS: 1,
   IFLA_INET6_CONF: 2,
@@ -217,6 +219,14 @@ export const IfLink = {
   IF_OPER_TESTING: 4,
   IF_OPER_DORMANT: 5,
   IF_OPER_UP: 6,
+} as const;
+
+/** linux/ip.h: IPv4 per-device settings (IFLA_INET_CONF entries). */
+export const Ipv4Devconf = {
+  IPV4_DEVCONF_FORWARDING: 1,
+  IPV4_DEVCONF_RP_FILTER: 8,
+  /** rp_filter: strict reverse-path check (RFC 3704). */
+  RP_FILTER_STRICT: 1,
 } as const;
 
 /** linux/veth.h */

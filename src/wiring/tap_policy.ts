@@ -32,12 +32,18 @@ import {
   IfArp,
   IfEther,
   InProto,
+  Ipv4Devconf,
   Ndisc,
   PktSched,
 } from "../netlink/constants.ts";
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { IPV4_LEN, parseCidr, parseIP } from "../kernel/ipaddr.ts";
-import { getLinkByName, type Link, requireLink } from "../kernel/link.ts";
+import {
+  getLinkByName,
+  type Link,
+  requireLink,
+  setIpv4Devconf,
+} from "../kernel/link.ts";
 import {
   ArpHdr,
   EthHdr,
@@ -777,6 +783,15 @@ export function applyTapPolicy(
   ) {
     const did = ensureProgram(sock, from, to, rules);
     if (did) actions.push(`${from.name}: ${did}`);
+    if (!isRedirectAll(rules)) {
+      // What the filters leave to the netns' stack must die there, even
+      // where the netns forwards (a clone NIC's routes): a source that is
+      // not routed back out of this device fails the reverse-path check.
+      setIpv4Devconf(sock, from.name, [[
+        Ipv4Devconf.IPV4_DEVCONF_RP_FILTER,
+        Ipv4Devconf.RP_FILTER_STRICT,
+      ]]);
+    }
   }
   for (
     const [dev, want, dir] of [
@@ -860,6 +875,11 @@ function ensureProgram(
   return current.length
     ? `${current.length} filter(s) replaced by ${rules.length}`
     : `${rules.length} filter(s) added`;
+}
+
+/** The program of the plain wiring: one redirect of everything. */
+function isRedirectAll(rules: readonly FilterRule[]): boolean {
+  return rules.length === 1 && rules[0] === REDIRECT_ALL;
 }
 
 function removeFilters(sock: NetlinkConn, dev: Link, filters: FilterInfo[]) {

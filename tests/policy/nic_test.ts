@@ -96,6 +96,14 @@ rootTest(
       assert.equal(vethRoot?.kind, "tbf");
       assert.equal((vethRoot?.options as Json).rate, 2_500_000);
       assert.ok(await filterCount(ns, "tap0") > 10, "the guest's allow-list");
+      // What no filter takes fails the reverse-path check in the netns.
+      for (const dev of ["tap0", "eth0"]) {
+        assert.match(
+          await sh("ip", "-n", ns, "netconf", "show", "dev", dev),
+          /rp_filter strict/,
+          dev,
+        );
+      }
       assert.ok(await filterCount(ns, "eth0") > 1, "isolation toward it");
 
       // inspect and list show it; list's table says it in words.
