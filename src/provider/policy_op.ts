@@ -133,40 +133,42 @@ export async function setPolicy(
       effective: resolvePolicy(spec, networkDefaults(file, rec.network)),
     };
     const updated = { ...rec, policy: asRecord(next) };
-    const applied = ctx.kernel.inNetns(
-      rec.netnsPath,
-      (s) =>
-        applyNicPolicy(s.conn, {
-          veth: rec.ifName,
-          tap: rec.tap,
-          policy: tapPolicyOf(updated),
-        }),
-    );
-    try {
-      ctx.store.updateNic(updated);
-    } catch (e) {
-      // The kernel goes back to what the record says.
+    const apply = (r: typeof rec) =>
+      ctx.kernel.inNetns(
+        rec.netnsPath,
+        (s) =>
+          applyNicPolicy(s.conn, {
+            veth: rec.ifName,
+            tap: rec.tap,
+            policy: tapPolicyOf(r),
+          }),
+      );
+    /** The kernel back to what the record says, after `err`. */
+    const putBack = (err: unknown): never => {
       try {
-        ctx.kernel.inNetns(
-          rec.netnsPath,
-          (s) =>
-            applyNicPolicy(s.conn, {
-              veth: rec.ifName,
-              tap: rec.tap,
-              policy: tapPolicyOf(rec),
-            }),
-        );
+        apply(rec);
       } catch (undo) {
         throw new OperationError(
           op,
           object,
-          `${reasonOf(e)}; the new policy is in the kernel but not ` +
-            `recorded, and putting the old one back failed (${
-              reasonOf(undo)
-            }): run \`vmnic recover ${vmId}\``,
+          `${reasonOf(err)}; putting the recorded policy back failed too ` +
+            `(${reasonOf(undo)}): run \`vmnic recover ${vmId}\``,
+          err,
         );
       }
-      throw e;
+      throw err;
+    };
+    let applied: ReturnType<typeof apply>;
+    try {
+      // One direction, or the rates, may be in when a later step fails.
+      applied = apply(updated);
+    } catch (e) {
+      return putBack(e);
+    }
+    try {
+      ctx.store.updateNic(updated);
+    } catch (e) {
+      return putBack(e);
     }
     return {
       vmId,
