@@ -75,6 +75,7 @@ export {
   formatCniArgs,
   type GcAttachment,
   type GcOutcome,
+  ipamTypeOf,
   type PluginVersionCache,
   type PluginVersionInfo,
   type RuntimeConf,

@@ -138,6 +138,15 @@ export interface CniRuntimeOptions {
   killProcessGroup?: boolean;
   /** How plugins are found and run; default: the binaries in `binDirs`. */
   exec?: PluginExec;
+  /**
+   * IPAM types whose DEL is run on its own before a DEL of the chain (and
+   * before the rollback of a failed ADD): IPAM that must let go while the
+   * interface still exists, such as CNI's `dhcp` (its daemon sends the
+   * DHCPRELEASE out of the interface, which the bridge plugin's DEL deletes
+   * before it runs its IPAM). See {@linkcode CniRuntime.delIpam}. Default:
+   * none.
+   */
+  ipamDelFirst?: readonly string[];
 }
 
 const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
@@ -156,6 +165,7 @@ export class CniRuntime {
   /** VERSION answers per plugin binary path, for the runtime's life. */
   readonly #versions = new Map<string, Promise<PluginVersionInfo>>();
   readonly #versionCache?: PluginVersionCache;
+  readonly #ipamDelFirst: ReadonlySet<string>;
 
   /** A runtime; with no options: default bin path, no cache, 60 s timeout. */
   constructor(opts: CniRuntimeOptions = {}) {
@@ -169,6 +179,7 @@ export class CniRuntime {
     this.#killProcessGroup = opts.killProcessGroup ?? true;
     this.#plugins = opts.exec ?? binaryPluginExec;
     this.#env = { ...(opts.env ?? {}) };
+    this.#ipamDelFirst = new Set(opts.ipamDelFirst ?? []);
   }
 
   /**
@@ -209,7 +220,13 @@ export class CniRuntime {
       });
       return result;
     } catch (e) {
-      const errors = await this.#delAll(list, rt, paths, prev, true);
+      const errors: unknown[] = [];
+      try {
+        await this.#delIpam(list, rt, this.#ipamDelFirst, prev);
+      } catch (first) {
+        errors.push(first);
+      }
+      errors.push(...await this.#delAll(list, rt, paths, prev, true));
       if (errors.length && e instanceof CniError) {
         e.rollbackError = errors.length === 1
           ? errors[0]
@@ -239,9 +256,33 @@ export class CniRuntime {
     const prev = prevResult && versionAtLeast(list.cniVersion, "0.4.0")
       ? resultForVersion(prevResult, list.cniVersion)
       : undefined;
+    await this.#delIpam(list, rt, this.#ipamDelFirst, prev);
     const errors = await this.#delAll(list, rt, paths, prev, false);
     if (errors.length) throw errors[0];
     await this.#cache?.delete(key);
+  }
+
+  /**
+   * DEL of the list's IPAM plugins whose type is in `types`, run directly
+   * (as a main plugin's DEL runs its IPAM, libcni's `ipam.ExecDel`), in
+   * reverse order, each with its main plugin's config and `prevResult`.
+   * For IPAM that must let go while the interface still exists: CNI's
+   * `dhcp`, whose daemon sends its DHCPRELEASE out of the interface, while
+   * the bridge plugin's DEL deletes the interface before it runs its IPAM.
+   * The chain's own DEL runs the IPAM again afterwards (IPAM DEL is
+   * idempotent). Stops at the first failure. Returns the types it ran.
+   */
+  async delIpam(
+    list: NetworkConfigList,
+    rt: RuntimeConf,
+    types: ReadonlySet<string>,
+    prevResult?: CniResult | null,
+  ): Promise<string[]> {
+    checkRuntimeConf(rt, false);
+    const prev = prevResult && versionAtLeast(list.cniVersion, "0.4.0")
+      ? resultForVersion(prevResult, list.cniVersion)
+      : undefined;
+    return await this.#delIpam(list, rt, types, prev);
   }
 
   /**
@@ -532,6 +573,32 @@ export class CniRuntime {
     };
   }
 
+  /** {@linkcode CniRuntime.delIpam} with `prev` in the list's version. */
+  async #delIpam(
+    list: NetworkConfigList,
+    rt: RuntimeConf,
+    types: ReadonlySet<string>,
+    prev: unknown,
+  ): Promise<string[]> {
+    const ran: string[] = [];
+    if (!types.size) return ran;
+    for (let i = list.plugins.length - 1; i >= 0; i--) {
+      const plugin = list.plugins[i];
+      const type = ipamTypeOf(plugin);
+      if (type === null || !types.has(type)) continue;
+      const path = await timed(
+        rt,
+        "cni:resolve",
+        () => this.#plugins.find(type, this.binDirs),
+      );
+      await this.#exec(path, { ...plugin, type }, "DEL", rt, {
+        stdin: this.#pluginConf(list, plugin, rt, prev),
+      });
+      ran.push(type);
+    }
+    return ran;
+  }
+
   /** DEL of every plugin in reverse; collects errors, stops at the first unless `bestEffort`. */
   async #delAll(
     list: NetworkConfigList,
@@ -625,6 +692,12 @@ export class CniRuntime {
     if (prev !== undefined && prev !== null) conf.prevResult = prev;
     return JSON.stringify(conf);
   }
+}
+
+/** The IPAM type a plugin's config names (`ipam.type`), or null. */
+export function ipamTypeOf(plugin: PluginConfig): string | null {
+  const type = (plugin.conf.ipam as { type?: unknown } | undefined)?.type;
+  return typeof type === "string" && type !== "" ? type : null;
 }
 
 /** `CNI_ARGS` text from pairs: `K1=V1;K2=V2`. */
