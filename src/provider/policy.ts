@@ -14,6 +14,7 @@ import type { NicRecord } from "../store/types.ts";
 import {
   type EgressMatch,
   isolationOf,
+  OPEN_POLICY,
   parseCidr,
   type TapPolicy,
   type TbfOptions,
@@ -676,13 +677,18 @@ function usesDhcp(cniConfig: string): boolean {
 /**
  * What the wiring applies for a NIC: its policy in effect with its MAC,
  * addresses, subnets and gateways. A NIC without a recorded policy gets
- * none (plain redirects). The MAC is the record's, or the veth's when the
+ * none (plain redirects), except the DHCP rules on a `dhcp` network. The MAC is the record's, or the veth's when the
  * record has none yet (an add in progress).
  */
 export function tapPolicyOf(rec: NicRecord): TapPolicy | undefined {
   const p = policyOf(rec);
   // A clone NIC's routed path (docs/clones.md) has no redirects to filter.
-  if (!p || rec.guest) return undefined;
+  if (rec.guest) return undefined;
+  if (!p) {
+    // Plain redirects, but the dhcp daemon's replies must still stay in
+    // the netns (docs/datapath.md, "DHCP").
+    return usesDhcp(rec.cniConfig) ? { ...OPEN_POLICY, dhcp: true } : undefined;
+  }
   const e = p.effective;
   return {
     ...(rec.mac ? { mac: rec.mac } : {}),

@@ -10,10 +10,15 @@
  *
  * - **Anti-spoofing**: from the guest, only frames with the NIC's MAC as
  *   source, and only IPv4, ARP and IPv6 from its addresses (IPv6: and its
- *   EUI-64 link-local; `::` for DAD and MLD; DHCP from `0.0.0.0` when the
- *   network uses DHCP); neighbor advertisements only for its own addresses
- *   and link-layer options only with its MAC; no router advertisements or
- *   redirects.
+ *   EUI-64 link-local; `::` for DAD and MLD); neighbor advertisements only
+ *   for its own addresses and link-layer options only with its MAC; no
+ *   router advertisements or redirects.
+ * - **DHCP** (a network whose IPAM is CNI's `dhcp`): the lease is held by
+ *   the `dhcp` daemon from the VM's netns, on the veth (docs/datapath.md,
+ *   "DHCP"). DHCP replies arriving on the veth stay in the netns, where
+ *   the daemon's packet socket reads them, instead of going to the guest;
+ *   the guest's own DHCP client messages are not sent on. These two rules
+ *   come first and do not depend on the other options.
  * - **Egress**: ordered allow/deny rules on the destination (CIDR,
  *   optionally protocol and port); first match wins; no match: allowed.
  * - **Isolate**: nothing to or from other addresses of the NIC's subnets
@@ -101,7 +106,11 @@ export interface TapPolicy {
   ipv6: readonly string[];
   /** Only the NIC's MAC and addresses as sources from the guest. */
   antiSpoofing: boolean;
-  /** The network leases by DHCP: DHCP from `0.0.0.0` is allowed. */
+  /**
+   * The network's IPAM is CNI's `dhcp`, whose daemon holds the lease from
+   * the VM's netns: DHCP replies (UDP to port 68) arriving on the veth stay
+   * in the netns, and DHCP from the guest (UDP to port 67) is not sent on.
+   */
   dhcp: boolean;
   /** Egress rules, first match wins; unmatched traffic is allowed. */
   egress: readonly EgressMatch[];
@@ -173,6 +182,8 @@ const IPV6_ANY = "::";
 const LINK_LOCAL_V6 = "fe80::/10";
 /** UDP port of a DHCP server (RFC 2131). */
 const DHCP_SERVER_PORT = 67;
+/** UDP port of a DHCP client (RFC 2131): where replies go. */
+const DHCP_CLIENT_PORT = 68;
 /** The universal/local bit flipped in an EUI-64 interface id (RFC 4291). */
 const EUI64_UL_BIT = 0x02;
 /** IPv6 next headers that come before the transport header. */
@@ -229,6 +240,18 @@ function byteKey(off: number, value: number, mask = 0xff): U32Key[] {
 
 function u16Key(off: number, value: number): U32Key[] {
   return u32Match(off, Uint8Array.of(value >> 8, value & 0xff));
+}
+
+/**
+ * Keys of IPv4 UDP to `port` (a header without options: DHCP never has
+ * them, and the port of one with options is past a fixed offset).
+ */
+function udpToPort(port: number): U32Key[][] {
+  return [
+    byteKey(IpHdr.PROTOCOL_OFF, InProto.IPPROTO_UDP),
+    byteKey(IpHdr.VERSION_IHL_OFF, IpHdr.IHL_NO_OPTIONS, IpHdr.IHL_MASK),
+    u16Key(IpHdr.LEN + L4Hdr.DEST_OFF, port),
+  ];
 }
 
 function macKeys(off: number, mac: string): U32Key[] {
@@ -332,12 +355,23 @@ function guestRules(p: TapPolicy & { mac: string }): (FilterRule | null)[] {
   const gws4 = iso?.gateways.filter((g) => familyOf(g) === 4) ?? [];
   const gws6 = iso?.gateways.filter((g) => familyOf(g) === 6) ?? [];
   const filters = p.antiSpoofing || p.egress.length > 0 || iso !== null;
-  if (!filters) return [REDIRECT_ALL];
+  // The netns's dhcp daemon holds the lease: a DHCP client in the guest
+  // would get no replies (they stay in the netns), and its requests or
+  // releases (the NIC's MAC, another client id) could change that lease.
+  const dhcp = p.dhcp
+    ? [rule(
+      IfEther.ETH_P_IP,
+      udpToPort(DHCP_SERVER_PORT),
+      false,
+      "deny DHCP from the guest (the dhcp daemon in the netns holds the lease)",
+    )]
+    : [];
+  if (!filters) return [...dhcp, REDIRECT_ALL];
 
   const anti = p.antiSpoofing;
   const S = anti ? macKeys(EthHdr.H_SOURCE_OFF, p.mac) : [];
   const from = anti ? ` from ${p.mac}` : "";
-  const out: (FilterRule | null)[] = [];
+  const out: (FilterRule | null)[] = [...dhcp];
   const IP = IfEther.ETH_P_IP;
   const IP6 = IfEther.ETH_P_IPV6;
   const ARP = IfEther.ETH_P_ARP;
@@ -352,21 +386,6 @@ function guestRules(p: TapPolicy & { mac: string }): (FilterRule | null)[] {
       rule(IP, [S, k, ...parts], true, `${note}${a ? ` from ${a}` : ""}${from}`)
     );
   };
-  if (p.dhcp) {
-    out.push(rule(
-      IP,
-      [
-        S,
-        addrKeys(IpHdr.SADDR_OFF, IPV4_ANY),
-        byteKey(IpHdr.PROTOCOL_OFF, InProto.IPPROTO_UDP),
-        byteKey(IpHdr.VERSION_IHL_OFF, IpHdr.IHL_NO_OPTIONS, IpHdr.IHL_MASK),
-        u16Key(IpHdr.LEN + L4Hdr.DEST_OFF, DHCP_SERVER_PORT),
-      ],
-      true,
-      `allow DHCP from 0.0.0.0${from}`,
-    ));
-    // Its renewals come from the leased address: the final rules.
-  }
   for (const r of v4Egress) {
     const dst = addrKeys(IpHdr.DADDR_OFF, r.cidr);
     const what = egressText(r);
@@ -653,9 +672,19 @@ function guestRules(p: TapPolicy & { mac: string }): (FilterRule | null)[] {
 
 /** What reaches the guest: the veth's ingress (isolation only). */
 function towardGuestRules(p: TapPolicy): (FilterRule | null)[] {
+  // The dhcp daemon reads its replies with a packet socket on the veth,
+  // which sees only what no filter redirected (docs/datapath.md, "DHCP").
+  const dhcp = p.dhcp
+    ? [rule(
+      IfEther.ETH_P_IP,
+      udpToPort(DHCP_CLIENT_PORT),
+      false,
+      "keep DHCP replies in the netns (for the dhcp daemon holding the lease)",
+    )]
+    : [];
   const iso = p.isolate;
-  if (!iso) return [REDIRECT_ALL];
-  const out: (FilterRule | null)[] = [];
+  if (!iso) return [...dhcp, REDIRECT_ALL];
+  const out: (FilterRule | null)[] = [...dhcp];
   const IP = IfEther.ETH_P_IP;
   const IP6 = IfEther.ETH_P_IPV6;
   const ARP = IfEther.ETH_P_ARP;
