@@ -20,6 +20,7 @@ import {
   validateConfig,
 } from "./config.ts";
 import type { EventListener, FaultHook, ProviderContext } from "./context.ts";
+import { IPAM_DEL_FIRST } from "./dhcp.ts";
 import type { EventFilter, EventRecord } from "../store/events.ts";
 import { parseTraceparent } from "./trace.ts";
 import { Pool, type PoolSpec, type PoolStatus } from "./pool.ts";
@@ -170,6 +171,8 @@ export class CniProvider {
       binDirs: cfg.cniBinDirs,
       timeoutMs: cfg.pluginTimeoutMs,
       exec: opts.pluginExec,
+      // The dhcp daemon releases out of the veth: before the bridge's DEL.
+      ipamDelFirst: IPAM_DEL_FIRST,
       versionCache: {
         get: (key) => store.getPluginVersion(key) as PluginVersionInfo | null,
         put: (key, info) => store.putPluginVersion(key, info),

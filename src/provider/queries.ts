@@ -48,6 +48,7 @@ import type {
 } from "./types.ts";
 import { validateVmId } from "./validate.ts";
 import { tapPolicyOf } from "./policy.ts";
+import { usesDhcpIpam } from "./dhcp.ts";
 import { formatIP, parseIP } from "../wiring/tap_policy.ts";
 
 /** One NIC by record id, or null. */
@@ -394,6 +395,8 @@ async function cniCheck(
       rec.cniConfig,
       `record of ${rec.vmId}/${rec.index}`,
     );
+    // The dhcp plugin's CHECK allocates (src/provider/dhcp.ts).
+    if (usesDhcpIpam(list)) return "skipped";
     const done = await ctx.cni.checkNetworkList(list, {
       containerId: rec.containerId,
       netns: rec.netnsPath,

@@ -1,0 +1,35 @@
+/**
+ * What vmnic does for networks whose IPAM is CNI's `dhcp` plugin
+ * (docs/datapath.md, "DHCP"). Its daemon (`dhcp daemon`) acquires a lease
+ * during CNI ADD from the VM's netns, on the veth, with a packet socket,
+ * and keeps renewing it from there for as long as the NIC lives; the guest
+ * is given the leased address statically (`vmnic guest-config`), as with
+ * any IPAM. So:
+ *
+ * - the wiring keeps DHCP replies arriving on the veth in the netns (the
+ *   daemon's packet socket sees only what no filter redirected to the
+ *   TAP), and does not pass the guest's own DHCP on
+ *   (`TapPolicy.dhcp`, src/wiring/tap_policy.ts);
+ * - the plugin's DEL runs before the chain's, while the veth still exists:
+ *   the daemon sends its DHCPRELEASE out of it, and the bridge plugin
+ *   deletes the veth before it runs its IPAM ({@linkcode IPAM_DEL_FIRST});
+ * - CNI CHECK is not run: the `dhcp` plugin's CHECK asks its daemon to
+ *   allocate (containernetworking-plugins before 1.2.0 start a second
+ *   lease for the same client, which renews it on after DEL released the
+ *   first, and holds the netns open).
+ *
+ * @module
+ */
+import type { NetworkConfigList } from "../cni/config.ts";
+import { ipamTypeOf } from "../cni/runtime.ts";
+
+/** The `ipam.type` of CNI's DHCP plugin. */
+export const DHCP_IPAM = "dhcp";
+
+/** IPAM types whose DEL vmnic runs before the chain's DEL. */
+export const IPAM_DEL_FIRST: readonly string[] = Object.freeze([DHCP_IPAM]);
+
+/** Whether any plugin of the chain takes its addresses from `dhcp`. */
+export function usesDhcpIpam(list: NetworkConfigList): boolean {
+  return list.plugins.some((p) => ipamTypeOf(p) === DHCP_IPAM);
+}
