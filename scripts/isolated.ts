@@ -53,6 +53,12 @@ const TEST_PACKAGES = [
   "libnftables1",
   "nftables",
   "iperf3",
+  // Many hosts (tests/multihost, bench/dhcp.ts): Kea serves the cluster's
+  // addresses with its leases in PostgreSQL (each test runs its own
+  // instances of both; kea-admin makes Kea's schema).
+  "kea-dhcp4-server",
+  "kea-admin",
+  "postgresql",
 ];
 
 const deno = Deno.execPath();

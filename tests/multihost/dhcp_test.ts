@@ -1,0 +1,351 @@
+/**
+ * Many hosts, one L2 network, one address space (issue 14, the dhcp recipe
+ * of docs/multihost.md): two "hosts" (each its own namespace, bridge and
+ * vmnic install) joined by a VXLAN overlay across an underlay of veths;
+ * Kea serves the overlay's addresses with its leases in PostgreSQL; each
+ * host runs CNI's `dhcp` daemon, which vmnic's conflists reach through
+ * `ipam.daemonSocketPath`. Real parts throughout: Debian's Kea,
+ * PostgreSQL, CNI plugins and QEMU guests (TCG).
+ *
+ * Proves:
+ * - VMs on different hosts get distinct addresses from Kea (one lease each,
+ *   with the NIC's MAC and the plugin's client id) and their guests reach
+ *   each other and the gateway across hosts;
+ * - a NIC keeps its lease across renewals while its guest runs (the dhcp
+ *   daemon renews from the VM's netns through vmnic's TC path; Kea's
+ *   expiry moves on), `verify` is clean, and a DHCP client in the guest
+ *   gets nothing and changes nothing;
+ * - a VM deleted on one host releases its lease in Kea;
+ * - vmnic killed (SIGKILL) mid-add on one host, then that host's gc: no
+ *   lease left in Kea, nothing left on that host, the other host untouched;
+ * - one host's gc (even `--include-unknown`) never touches the other's VMs.
+ *
+ * Runs under TCG unless `VMNIC_E2E_ACCEL=kvm`; the guest is built into
+ * `$VMNIC_E2E_CACHE` (`deno task guest` installs what it needs).
+ */
+import assert from "node:assert/strict";
+import { buildGuest, type GuestImage } from "../../scripts/build_guest.ts";
+import type { NicConfig } from "../../src/provider/types.ts";
+import type { HvArgs } from "../../src/provider/hv_args.ts";
+import type { VerifyResult } from "../../src/provider/types.ts";
+import { IS_ROOT, rootTest, run } from "../support/harness.ts";
+import { chooseAccel, QemuGuest, qemuMissing } from "../e2e/_qemu.ts";
+import {
+  Cluster,
+  type KeaLease,
+  NETWORK,
+  OVERLAY_NET,
+  pingFrom,
+  TEST_TIMES,
+  type VmnicHost,
+  waitUntil,
+} from "./_cluster.ts";
+
+/** Boot to the shell; TCG on a busy 2-core host takes 10-40 s. */
+const BOOT_TIMEOUT_MS = 150_000;
+/** The guest's own pings of its gateway, after READY. */
+const GW_PING_TIMEOUT_MS = 60_000;
+/** Renewals to wait for while the guests run. */
+const RENEWALS = 2;
+/** Time for them: T1 apart, plus generous slack for a loaded machine. */
+const RENEWALS_TIMEOUT_MS = (RENEWALS + 1) * TEST_TIMES.renew * 1000 + 30_000;
+/** Exit status of a process killed by SIGKILL. */
+const SIGKILL_STATUS = 137;
+const NET = NETWORK.dhcp;
+
+const accel = chooseAccel();
+
+/** The guest, or why the test is skipped. */
+const guest: { image: GuestImage } | { skip: string } = await (async () => {
+  if (!IS_ROOT) return { skip: "needs root" };
+  const missing = await qemuMissing();
+  if (missing) return { skip: `${missing} (deno task guest installs it)` };
+  for (const bin of ["kea-dhcp4", "kea-admin", "psql", "pg_isready"]) {
+    if ((await run("sh", ["-c", `command -v ${bin}`])).code !== 0) {
+      return { skip: `${bin} not installed (kea-dhcp4-server, postgresql)` };
+    }
+  }
+  try {
+    return { image: await buildGuest({ install: false, log: () => {} }) };
+  } catch (e) {
+    return {
+      skip: `guest cannot be built: ${(e as Error).message} (deno task guest)`,
+    };
+  }
+})();
+
+/** A test that boots guests; skipped, saying why, without its parts. */
+function clusterTest(
+  name: string,
+  fn: (image: GuestImage) => Promise<void>,
+): void {
+  if ("skip" in guest) {
+    if (!IS_ROOT) return rootTest(name, () => {});
+    if (Deno.env.get("CI") === "true") {
+      const reason = guest.skip;
+      Deno.test(name, () => {
+        throw new Error(`required under CI=true: ${reason}`);
+      });
+      return;
+    }
+    console.error(`vmnic multihost: skipped: ${guest.skip}`);
+    Deno.test({
+      name: `${name} (skipped: ${guest.skip})`,
+      ignore: true,
+      fn() {},
+    });
+    return;
+  }
+  const { image } = guest;
+  rootTest(`${name} [${accel}]`, () => fn(image));
+}
+
+/** Boots a guest on a VM's NIC, with a shell on its console. */
+async function boot(
+  host: VmnicHost,
+  vm: string,
+  image: GuestImage,
+): Promise<QemuGuest> {
+  const hv = await host.cliOk<HvArgs>(["hv-args", vm, "--for", "qemu"]);
+  const param = await host.cli(["guest-config", vm, "--format", "cmdline"], {
+    json: false,
+  });
+  assert.equal(param.code, 0, param.stderr);
+  return QemuGuest.start({
+    image,
+    hv,
+    vcpus: 1,
+    ipParam: param.stdout.trim(),
+    accel,
+    console: true,
+  });
+}
+
+/** Waits for a guest's READY and its gateway ping. */
+async function ready(qemu: QemuGuest, address: string): Promise<void> {
+  const m = await qemu.waitFor(/VMNIC-GUEST-READY (\S+)/, BOOT_TIMEOUT_MS);
+  assert.equal(m[1], address, "the guest took the address Kea leased");
+  const gw = await qemu.waitFor(
+    /VMNIC-GUEST-GW-PING (ok|fail)/,
+    GW_PING_TIMEOUT_MS,
+  );
+  assert.equal(gw[1], "ok", `guest ${address} pinged the gateway`);
+}
+
+/** A guest pings `address`; true on a reply. */
+async function guestPings(qemu: QemuGuest, address: string): Promise<boolean> {
+  return (await qemu.sh(`ping -c 3 -W 2 ${address} >/dev/null 2>&1`)).code ===
+    0;
+}
+
+/** The lease of a client id, or undefined. */
+function leaseOf(leases: KeaLease[], clientId: string): KeaLease | undefined {
+  return leases.find((l) => l.clientId === clientId);
+}
+
+function describeLeases(leases: KeaLease[]): string {
+  return leases.map((l) =>
+    `${l.address} ${l.mac} ${l.clientId} state ${l.state}`
+  ).join("; ") || "none";
+}
+
+clusterTest(
+  "multihost dhcp: two hosts on a VXLAN overlay share Kea's address space (PostgreSQL leases) through CNI's dhcp daemon; guests reach each other, leases renew, delete and gc release them, a kill -9 mid-add is cleaned up by that host's gc alone",
+  async (image) => {
+    const t0 = performance.now();
+    const stamp = (what: string) =>
+      console.log(
+        `  ${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`,
+      );
+    const cluster = await Cluster.start({
+      tag: "mh",
+      hosts: 2,
+      recipe: "dhcp",
+    });
+    const guests: QemuGuest[] = [];
+    try {
+      const [a, b] = cluster.hosts;
+      const [da, db] = cluster.daemons;
+      stamp("cluster up (underlay, overlay, PostgreSQL, Kea, dhcp daemons)");
+
+      // ---- one address space: a VM on each host, distinct leases
+      const [[nicA], [nicB]] = await Promise.all([
+        a.cliOk<NicConfig[]>(["add", "vma"]),
+        b.cliOk<NicConfig[]>(["add", "vmb"]),
+      ]);
+      stamp(
+        `added vma (${nicA.ips[0]?.address}), vmb (${nicB.ips[0]?.address})`,
+      );
+      for (const nic of [nicA, nicB]) {
+        assert.equal(nic.ips.length, 1);
+        assert.ok(
+          nic.ips[0].address.startsWith(`${OVERLAY_NET}.`),
+          nic.ips[0].address,
+        );
+        assert.equal(nic.ips[0].gateway, Cluster.GATEWAY);
+      }
+      assert.notEqual(nicA.ips[0].address, nicB.ips[0].address);
+      const cidA = await a.clientIdOf("vma", NET);
+      const cidB = await b.clientIdOf("vmb", NET);
+      const first = await cluster.leases();
+      assert.equal(first.length, 2, describeLeases(first));
+      for (const [nic, cid] of [[nicA, cidA], [nicB, cidB]] as const) {
+        const l = leaseOf(first, cid);
+        assert.ok(l, `Kea holds ${cid}: ${describeLeases(first)}`);
+        assert.equal(l.address, nic.ips[0].address);
+        assert.equal(l.mac, nic.mac);
+        assert.equal(l.state, 0);
+      }
+
+      // ---- real guests, one per host, across the overlay
+      guests.push(await boot(a, "vma", image), await boot(b, "vmb", image));
+      await Promise.all([
+        ready(guests[0], nicA.ips[0].address),
+        ready(guests[1], nicB.ips[0].address),
+      ]);
+      stamp("both guests up, each pinged the gateway on the services node");
+      assert.ok(
+        await guestPings(guests[0], nicB.ips[0].address),
+        "guest on host a pings the guest on host b",
+      );
+      assert.ok(
+        await guestPings(guests[1], nicA.ips[0].address),
+        "guest on host b pings the guest on host a",
+      );
+      stamp("guests ping each other across hosts");
+
+      // ---- renewals while the guests run: through vmnic's TC path
+      await waitUntil(
+        `${RENEWALS} renewals of each lease`,
+        async () =>
+          (await da.count(cidA, "lease renewed")) >= RENEWALS &&
+          (await db.count(cidB, "lease renewed")) >= RENEWALS,
+        RENEWALS_TIMEOUT_MS,
+        async () => `host a: ${await da.text()}\nhost b: ${await db.text()}`,
+      );
+      const renewed = await cluster.leases();
+      for (const [nic, cid] of [[nicA, cidA], [nicB, cidB]] as const) {
+        const before = leaseOf(first, cid)!;
+        const now = leaseOf(renewed, cid);
+        assert.ok(now, `${cid} still leased: ${describeLeases(renewed)}`);
+        assert.equal(now.address, nic.ips[0].address, "the same address");
+        assert.equal(now.state, 0);
+        assert.ok(
+          now.expire >= before.expire + RENEWALS * TEST_TIMES.renew - 1,
+          `Kea's expiry moved on with the renewals (${before.expire} -> ${now.expire})`,
+        );
+      }
+      // One lease per NIC in each daemon: nothing asked it again (verify
+      // runs no CHECK on a dhcp chain).
+      for (const host of [a, b]) {
+        const v = await host.cliOk<VerifyResult>([
+          "verify",
+          host === a ? "vma" : "vmb",
+        ]);
+        assert.ok(v.ok, `${host.name}: ${v.problems.join("; ")}`);
+        assert.equal(v.nics[0].check, "skipped");
+        assert.equal(v.nics[0].policy, "ok");
+      }
+      assert.equal(await da.count(cidA, "acquiring lease"), 1);
+      assert.equal(await db.count(cidB, "acquiring lease"), 1);
+      assert.ok(
+        await guestPings(guests[0], nicB.ips[0].address),
+        "still reachable after the renewals",
+      );
+      stamp(`${RENEWALS}+ renewals each; verify clean`);
+
+      // ---- the daemon owns DHCP: a client in the guest gets nothing
+      const udhcpc = await guests[0].sh(
+        "udhcpc -i eth0 -n -q -t 2 -T 1 -s /bin/true >/dev/null 2>&1",
+      );
+      assert.notEqual(udhcpc.code, 0, "udhcpc in the guest got no lease");
+      const afterGuestDhcp = await cluster.leases();
+      assert.deepEqual(
+        afterGuestDhcp.map((l) => [l.address, l.mac, l.clientId, l.state]),
+        renewed.map((l) => [l.address, l.mac, l.clientId, l.state]),
+        "the guest's DHCP changed no lease",
+      );
+      assert.ok(await guestPings(guests[0], nicB.ips[0].address));
+      stamp("a DHCP client in the guest got nothing and changed nothing");
+
+      // ---- delete on host a releases its lease; host b untouched
+      await guests[0].kill();
+      assert.deepEqual(await a.cliOk(["delete", "vma"]), {
+        deleted: ["vma"],
+        errors: [],
+        warnings: [],
+      });
+      const afterDelete = await cluster.leases();
+      assert.equal(
+        leaseOf(afterDelete, cidA),
+        undefined,
+        `vma's lease released: ${describeLeases(afterDelete)}`,
+      );
+      assert.ok(leaseOf(afterDelete, cidB), "vmb's lease stays");
+      assert.deepEqual(await a.leftovers(), []);
+      stamp("delete released vma's lease in Kea");
+
+      // ---- kill -9 mid-add on host a, then host a's gc
+      const killed = await a.cli(["add", "vmk"], {
+        env: { VMNIC_FAULT_POINT: "add:cni-added" },
+      });
+      assert.ok(
+        killed.signal === "SIGKILL" || killed.code === SIGKILL_STATUS,
+        `add killed: exit ${killed.code} ${killed.signal}: ${killed.stderr}`,
+      );
+      const cidK = await a.clientIdOf("vmk", NET);
+      assert.ok(
+        leaseOf(await cluster.leases(), cidK),
+        "the killed add's lease is in Kea (the daemon holds it)",
+      );
+      const gc = await a.cliOk<{ collected: string[] }>(["gc", "--active="]);
+      assert.deepEqual(gc.collected, ["vmk"]);
+      const afterGc = await cluster.leases();
+      assert.equal(
+        leaseOf(afterGc, cidK),
+        undefined,
+        `no lease left for vmk: ${describeLeases(afterGc)}`,
+      );
+      assert.deepEqual(await a.leftovers(), [], "nothing left on host a");
+      // Host b untouched: its VM, its lease, its guest.
+      const vb = await b.cliOk<VerifyResult>(["verify", "vmb"]);
+      assert.ok(vb.ok, vb.problems.join("; "));
+      assert.deepEqual(
+        leaseOf(afterGc, cidB)?.address,
+        nicB.ips[0].address,
+      );
+      assert.ok(await pingFrom(cluster.svc, nicB.ips[0].address));
+      stamp("kill -9 mid-add, then host a's gc: no lease, nothing left");
+
+      // ---- one host's gc never touches another's VMs
+      const [nicA2] = await a.cliOk<NicConfig[]>(["add", "vma2"]);
+      const cidA2 = await a.clientIdOf("vma2", NET);
+      await guests[1].kill();
+      const gcB = await b.cliOk<{ collected: string[] }>([
+        "gc",
+        "--active=",
+        "--include-unknown",
+      ]);
+      assert.deepEqual(gcB.collected, ["vmb"]);
+      const afterGcB = await cluster.leases();
+      assert.equal(leaseOf(afterGcB, cidB), undefined, "vmb's lease released");
+      assert.equal(leaseOf(afterGcB, cidA2)?.address, nicA2.ips[0].address);
+      const va2 = await a.cliOk<VerifyResult>(["verify", "vma2"]);
+      assert.ok(va2.ok, va2.problems.join("; "));
+      assert.deepEqual(await a.leftovers(["vma2"]), []);
+      assert.deepEqual(await b.leftovers(), []);
+      const gcA = await a.cliOk<{ collected: string[] }>([
+        "gc",
+        "--active=",
+        "--include-unknown",
+      ]);
+      assert.deepEqual(gcA.collected, ["vma2"]);
+      assert.deepEqual(await cluster.leases(), [], "no lease left in Kea");
+      assert.deepEqual(await a.leftovers(), []);
+      stamp("each host's gc collected its own VMs only; Kea is empty");
+    } finally {
+      for (const g of guests) await g.kill();
+      await cluster.stop();
+    }
+  },
+);
