@@ -139,3 +139,14 @@ export type { Attr, NetlinkMessage } from "./src/netlink/codec.ts";
 export type { PluginExec, PluginExecRequest } from "./src/cni/exec.ts";
 export type { FaultHook } from "./src/provider/context.ts";
 export { FAULT_POINTS, type FaultPoint } from "./src/provider/faults.ts";
+// What the provider's methods take and give besides the types above.
+export type { PoolSpec, PoolStatus } from "./src/provider/pool.ts";
+export type {
+  EventFilter,
+  EventRecord,
+  EventRetention,
+  PhaseTiming,
+} from "./src/store/events.ts";
+export type { EventDetail, EventListener } from "./src/provider/context.ts";
+export type { RecoverOptions } from "./src/provider/recover.ts";
+export type { ChainPlugin, NetworkStatus } from "./src/provider/cni_verbs.ts";

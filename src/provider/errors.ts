@@ -38,6 +38,7 @@ export class VmnicError extends Error {
 
 /** Bad input: nothing was changed (exit code 2). */
 export class InvalidInputError extends VmnicError {
+  /** 2: bad usage or input, nothing changed. */
   override readonly exitCode: number = 2;
   /** Builds the error. */
   constructor(op: string, object: string, reason: string) {
@@ -61,6 +62,7 @@ export class ConflictError extends InvalidInputError {
 
 /** A VM, NIC or network that does not exist (exit code 3). */
 export class NotFoundError extends VmnicError {
+  /** 3: not found. */
   override readonly exitCode: number = 3;
   /** Builds the error. */
   constructor(op: string, object: string, reason: string) {
