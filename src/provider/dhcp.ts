@@ -16,12 +16,19 @@
  * - CNI CHECK is not run: the `dhcp` plugin's CHECK asks its daemon to
  *   allocate (containernetworking-plugins before 1.2.0 start a second
  *   lease for the same client, which renews it on after DEL released the
- *   first, and holds the netns open).
+ *   first, and holds the netns open);
+ * - while ADD runs, the new veth is set up as soon as the bridge plugin
+ *   makes it ({@linkcode whileDhcpAdd}): the daemon (before 1.6.0) binds its
+ *   packet socket to the veth before it sets the veth up itself, so its
+ *   first DISCOVER failed with "network is down" and it retried 2 ± 1 s
+ *   later, on every add.
  *
  * @module
  */
 import type { NetworkConfigList } from "../cni/config.ts";
 import { ipamTypeOf } from "../cni/runtime.ts";
+import { raiseLink } from "../wiring/nic.ts";
+import type { ProviderContext } from "./context.ts";
 
 /** The `ipam.type` of CNI's DHCP plugin. */
 export const DHCP_IPAM = "dhcp";
@@ -32,4 +39,40 @@ export const IPAM_DEL_FIRST: readonly string[] = Object.freeze([DHCP_IPAM]);
 /** Whether any plugin of the chain takes its addresses from `dhcp`. */
 export function usesDhcpIpam(list: NetworkConfigList): boolean {
   return list.plugins.some((p) => ipamTypeOf(p) === DHCP_IPAM);
+}
+
+/** How often the VM netns is looked at for the new veth during ADD. */
+export const VETH_POLL_MS = 1;
+
+/**
+ * Runs `add`, a CNI ADD of a chain with `dhcp` IPAM, setting the veth
+ * `ifName` up in the VM netns as soon as it appears (best effort: a kernel
+ * error only ends the looking). The daemon then finds the veth up and its
+ * first DISCOVER goes out (src/provider/dhcp.ts, the module doc).
+ */
+export async function whileDhcpAdd<T>(
+  ctx: Pick<ProviderContext, "kernel">,
+  netnsPath: string,
+  ifName: string,
+  add: () => Promise<T>,
+): Promise<T> {
+  let done = false;
+  const raise = (async () => {
+    while (!done) {
+      try {
+        if (ctx.kernel.inNetns(netnsPath, (s) => raiseLink(s.conn, ifName))) {
+          return;
+        }
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, VETH_POLL_MS));
+    }
+  })();
+  try {
+    return await add();
+  } finally {
+    done = true;
+    await raise;
+  }
 }

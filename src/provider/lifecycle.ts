@@ -72,6 +72,7 @@ import {
 import type { CapabilityArgs } from "./capabilities.ts";
 import { type PolicyRecord, tapPolicyOf } from "./policy.ts";
 import { checkReady } from "./cni_verbs.ts";
+import { usesDhcpIpam, whileDhcpAdd } from "./dhcp.ts";
 import {
   checkSameGuest,
   clonePathSpec,
@@ -512,16 +513,21 @@ export async function addNic(
       );
     }
     cniAdded = true;
-    const result: CniResult = await ctx.cni.addNetworkList(p.list, {
-      containerId: record.containerId,
-      netns: vm.netnsPath,
-      ifName,
-      ...withCapabilityArgs(
-        ipRequest(p.list, p.request, op, object),
-        record.capabilityArgs,
-      ),
-      ...pluginRunOptions(ctx, vm.vmId),
-    });
+    const cniAdd = () =>
+      ctx.cni.addNetworkList(p.list, {
+        containerId: record.containerId,
+        netns: vm.netnsPath,
+        ifName,
+        ...withCapabilityArgs(
+          ipRequest(p.list, p.request, op, object),
+          record.capabilityArgs,
+        ),
+        ...pluginRunOptions(ctx, vm.vmId),
+      });
+    // The dhcp daemon's first DISCOVER needs the new veth up (dhcp.ts).
+    const result: CniResult = usesDhcpIpam(p.list)
+      ? await whileDhcpAdd(ctx, vm.netnsPath, ifName, cniAdd)
+      : await cniAdd();
     // Kept before plumbing flushes the veth: any teardown from here on has
     // the result and the IPs that CNI DEL needs.
     record.cniResult = result;

@@ -388,6 +388,18 @@ export function setNicQuiesced(
 }
 
 /**
+ * Sets a device up when it exists and is down; says whether it exists.
+ * For the CNI veth while a chain with `dhcp` IPAM runs its ADD
+ * (src/provider/dhcp.ts).
+ */
+export function raiseLink(sock: NetlinkConn, name: string): boolean {
+  const link = getLinkByName(sock, name);
+  if (!link) return false;
+  if (!link.up) setLinkUp(sock, name);
+  return true;
+}
+
+/**
  * Marks the netns as made by one vmnic install: the alias of its loopback
  * device, which lives and dies with the netns and any tool can read.
  */
