@@ -466,18 +466,18 @@ export class DhcpDaemon {
     readonly log: string,
   ) {}
 
-  /** Starts it and waits for its socket. */
+  /** Starts it in `netns` (null: this process's) and waits for its socket. */
   static async start(
-    netns: string,
+    netns: string | null,
     dir: string,
     binDir = SYSTEM_CNI_BIN,
   ): Promise<DhcpDaemon> {
     const socket = join(dir, "dhcp.sock");
     const log = join(dir, "dhcp-daemon.log");
     const proc = spawnLogged("dhcp daemon", [
-      "nsenter",
-      `--net=${DEFAULT_NETNS_DIR}/${netns}`,
-      "--",
+      ...(netns === null
+        ? []
+        : ["nsenter", `--net=${DEFAULT_NETNS_DIR}/${netns}`, "--"]),
       join(binDir, "dhcp"),
       "daemon",
       "-socketpath",
@@ -644,6 +644,21 @@ export class VmnicHost {
       network,
       ifName,
     );
+  }
+
+  /** The addresses host-local holds a lease file for (routed recipe). */
+  async hostLocalLeases(): Promise<string[]> {
+    const out: string[] = [];
+    try {
+      for await (
+        const e of Deno.readDir(join(this.dir, "ipam", NETWORK.routed))
+      ) {
+        if (/^[0-9.]+$/.test(e.name)) out.push(e.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return out.sort();
   }
 
   /** Its VMs' netns (names without the prefix). */

@@ -24,12 +24,7 @@
  * `$VMNIC_E2E_CACHE` (`deno task guest` installs what it needs).
  */
 import assert from "node:assert/strict";
-import { buildGuest, type GuestImage } from "../../scripts/build_guest.ts";
-import type { NicConfig } from "../../src/provider/types.ts";
-import type { HvArgs } from "../../src/provider/hv_args.ts";
-import type { VerifyResult } from "../../src/provider/types.ts";
-import { IS_ROOT, rootTest, run } from "../support/harness.ts";
-import { chooseAccel, QemuGuest, qemuMissing } from "../e2e/_qemu.ts";
+import type { NicConfig, VerifyResult } from "../../src/provider/types.ts";
 import {
   Cluster,
   type KeaLease,
@@ -37,14 +32,16 @@ import {
   OVERLAY_NET,
   pingFrom,
   TEST_TIMES,
-  type VmnicHost,
   waitUntil,
 } from "./_cluster.ts";
+import {
+  boot,
+  clusterTest,
+  guestPings,
+  type QemuGuest,
+  ready,
+} from "./_guests.ts";
 
-/** Boot to the shell; TCG on a busy 2-core host takes 10-40 s. */
-const BOOT_TIMEOUT_MS = 150_000;
-/** The guest's own pings of its gateway, after READY. */
-const GW_PING_TIMEOUT_MS = 60_000;
 /** Renewals to wait for while the guests run. */
 const RENEWALS = 2;
 /** Time for them: T1 apart, plus generous slack for a loaded machine. */
@@ -52,91 +49,8 @@ const RENEWALS_TIMEOUT_MS = (RENEWALS + 1) * TEST_TIMES.renew * 1000 + 30_000;
 /** Exit status of a process killed by SIGKILL. */
 const SIGKILL_STATUS = 137;
 const NET = NETWORK.dhcp;
-
-const accel = chooseAccel();
-
-/** The guest, or why the test is skipped. */
-const guest: { image: GuestImage } | { skip: string } = await (async () => {
-  if (!IS_ROOT) return { skip: "needs root" };
-  const missing = await qemuMissing();
-  if (missing) return { skip: `${missing} (deno task guest installs it)` };
-  for (const bin of ["kea-dhcp4", "kea-admin", "psql", "pg_isready"]) {
-    if ((await run("sh", ["-c", `command -v ${bin}`])).code !== 0) {
-      return { skip: `${bin} not installed (kea-dhcp4-server, postgresql)` };
-    }
-  }
-  try {
-    return { image: await buildGuest({ install: false, log: () => {} }) };
-  } catch (e) {
-    return {
-      skip: `guest cannot be built: ${(e as Error).message} (deno task guest)`,
-    };
-  }
-})();
-
-/** A test that boots guests; skipped, saying why, without its parts. */
-function clusterTest(
-  name: string,
-  fn: (image: GuestImage) => Promise<void>,
-): void {
-  if ("skip" in guest) {
-    if (!IS_ROOT) return rootTest(name, () => {});
-    if (Deno.env.get("CI") === "true") {
-      const reason = guest.skip;
-      Deno.test(name, () => {
-        throw new Error(`required under CI=true: ${reason}`);
-      });
-      return;
-    }
-    console.error(`vmnic multihost: skipped: ${guest.skip}`);
-    Deno.test({
-      name: `${name} (skipped: ${guest.skip})`,
-      ignore: true,
-      fn() {},
-    });
-    return;
-  }
-  const { image } = guest;
-  rootTest(`${name} [${accel}]`, () => fn(image));
-}
-
-/** Boots a guest on a VM's NIC, with a shell on its console. */
-async function boot(
-  host: VmnicHost,
-  vm: string,
-  image: GuestImage,
-): Promise<QemuGuest> {
-  const hv = await host.cliOk<HvArgs>(["hv-args", vm, "--for", "qemu"]);
-  const param = await host.cli(["guest-config", vm, "--format", "cmdline"], {
-    json: false,
-  });
-  assert.equal(param.code, 0, param.stderr);
-  return QemuGuest.start({
-    image,
-    hv,
-    vcpus: 1,
-    ipParam: param.stdout.trim(),
-    accel,
-    console: true,
-  });
-}
-
-/** Waits for a guest's READY and its gateway ping. */
-async function ready(qemu: QemuGuest, address: string): Promise<void> {
-  const m = await qemu.waitFor(/VMNIC-GUEST-READY (\S+)/, BOOT_TIMEOUT_MS);
-  assert.equal(m[1], address, "the guest took the address Kea leased");
-  const gw = await qemu.waitFor(
-    /VMNIC-GUEST-GW-PING (ok|fail)/,
-    GW_PING_TIMEOUT_MS,
-  );
-  assert.equal(gw[1], "ok", `guest ${address} pinged the gateway`);
-}
-
-/** A guest pings `address`; true on a reply. */
-async function guestPings(qemu: QemuGuest, address: string): Promise<boolean> {
-  return (await qemu.sh(`ping -c 3 -W 2 ${address} >/dev/null 2>&1`)).code ===
-    0;
-}
+/** What the test drives besides QEMU. */
+const TOOLS = ["kea-dhcp4", "kea-admin", "psql", "pg_isready"];
 
 /** The lease of a client id, or undefined. */
 function leaseOf(leases: KeaLease[], clientId: string): KeaLease | undefined {
@@ -149,8 +63,9 @@ function describeLeases(leases: KeaLease[]): string {
   ).join("; ") || "none";
 }
 
-clusterTest(
+await clusterTest(
   "multihost dhcp: two hosts on a VXLAN overlay share Kea's address space (PostgreSQL leases) through CNI's dhcp daemon; guests reach each other, leases renew, delete and gc release them, a kill -9 mid-add is cleaned up by that host's gc alone",
+  TOOLS,
   async (image) => {
     const t0 = performance.now();
     const stamp = (what: string) =>
