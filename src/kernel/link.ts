@@ -465,6 +465,41 @@ export function renameLink(
 }
 
 /**
+ * One IPv4 per-device value (`IPV4_DEVCONF_*`) of a link, as the kernel
+ * reports it in the link's IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF (an array
+ * of every value, the first being index 1); null when the link or the
+ * value is not there.
+ */
+export function getIpv4Devconf(
+  sock: NetlinkConn,
+  name: string,
+  key: number,
+): number | null {
+  validateIfName(name);
+  let replies;
+  try {
+    replies = sock.request({
+      type: Rtnl.RTM_GETLINK,
+      flags: 0,
+      header: encodeIfInfoMsg({ family: Socket.AF_UNSPEC }),
+      attrs: [nla.str(IfLink.IFLA_IFNAME, name)],
+    }, { op: "get ipv4 devconf", object: name });
+  } catch (err) {
+    if (isErrno(err, Errno.ENODEV)) return null;
+    throw err;
+  }
+  const msg = replies.find((m) => m.type === Rtnl.RTM_NEWLINK);
+  if (!msg) return null;
+  const { rest } = decodeIfInfoMsg(msg.body);
+  const conf = Attrs.parse(rest).nested(IfLink.IFLA_AF_SPEC)
+    ?.nested(Socket.AF_INET)?.get(IfLink.IFLA_INET_CONF);
+  const at = (key - 1) * 4;
+  if (!conf || key < 1 || at + 4 > conf.length) return null;
+  return new DataView(conf.buffer, conf.byteOffset, conf.byteLength)
+    .getUint32(at, true);
+}
+
+/**
  * Sets IPv4 per-device values (`IPV4_DEVCONF_*` index, value), as
  * `sysctl net.ipv4.conf.<dev>.*` would, through IFLA_AF_SPEC/AF_INET.
  */

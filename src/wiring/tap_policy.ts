@@ -44,6 +44,7 @@ import {
 import type { NetlinkConn } from "../netlink/conn.ts";
 import { IPV4_LEN, parseCidr, parseIP } from "../kernel/ipaddr.ts";
 import {
+  getIpv4Devconf,
   getLinkByName,
   type Link,
   requireLink,
@@ -812,14 +813,16 @@ export function applyTapPolicy(
   ) {
     const did = ensureProgram(sock, from, to, rules);
     if (did) actions.push(`${from.name}: ${did}`);
-    if (!isRedirectAll(rules)) {
+    const rp = Ipv4Devconf.IPV4_DEVCONF_RP_FILTER;
+    if (
+      !isRedirectAll(rules) &&
+      getIpv4Devconf(sock, from.name, rp) !== Ipv4Devconf.RP_FILTER_STRICT
+    ) {
       // What the filters leave to the netns' stack must die there, even
       // where the netns forwards (a clone NIC's routes): a source that is
       // not routed back out of this device fails the reverse-path check.
-      setIpv4Devconf(sock, from.name, [[
-        Ipv4Devconf.IPV4_DEVCONF_RP_FILTER,
-        Ipv4Devconf.RP_FILTER_STRICT,
-      ]]);
+      // Set only when needed: a link change is a notification watchers see.
+      setIpv4Devconf(sock, from.name, [[rp, Ipv4Devconf.RP_FILTER_STRICT]]);
     }
   }
   for (

@@ -258,6 +258,12 @@ rootTest(
           code: 0,
           before: () => sh("ip", "-n", ns("vmA"), "link", "del", "tap0"),
         });
+        // The policy as it is, applied again: nothing changes either way.
+        await p.check({
+          args: ["policy", "vmA", "0"],
+          route: "POST /v1/vms/vmA/nics/0/policy",
+          code: 0,
+        });
         const ensureNic1 = async () => {
           await lib((pr) => pr.add("vmA", {}, { index: 1 }));
         };
@@ -405,6 +411,10 @@ rootTest(
           { args: ["list"], route: null },
           { args: ["list", "--pool"], route: null },
           { args: ["inspect", nic.id], route: `GET /v1/nics/${nic.id}` },
+          {
+            args: ["find", "--ip", nic.ips[0].address],
+            route: `GET /v1/nics?ip=${nic.ips[0].address}`,
+          },
           { args: ["vms"], route: "GET /v1/vms" },
           { args: ["networks"], route: "GET /v1/networks" },
           { args: ["hooks"], route: "GET /v1/hooks" },
