@@ -21,14 +21,21 @@
  *   makes it ({@linkcode whileDhcpAdd}): the daemon (before 1.6.0) binds its
  *   packet socket to the veth before it sets the veth up itself, so its
  *   first DISCOVER failed with "network is down" and it retried 2 ± 1 s
- *   later, on every add.
+ *   later, on every add;
+ * - a quiesced VM's veths stay up ({@linkcode tapPolicyFor}): the daemon
+ *   renews through them (down, its renewals fail, and past T2 it sets the
+ *   veth up itself; a DEL meanwhile waits out its retries, minutes, in
+ *   plugins before 1.6.0). Instead nothing is redirected toward the TAP.
  *
  * @module
  */
 import type { NetworkConfigList } from "../cni/config.ts";
 import { ipamTypeOf } from "../cni/runtime.ts";
+import type { NicRecord } from "../store/types.ts";
 import { raiseLink } from "../wiring/nic.ts";
+import type { TapPolicy } from "../wiring/tap_policy.ts";
 import type { ProviderContext } from "./context.ts";
+import { tapPolicyOf } from "./policy.ts";
 
 /** The `ipam.type` of CNI's DHCP plugin. */
 export const DHCP_IPAM = "dhcp";
@@ -75,4 +82,24 @@ export async function whileDhcpAdd<T>(
     done = true;
     await raise;
   }
+}
+
+/**
+ * Whether the NIC's veth stays up while its VM is quiesced: its network's
+ * IPAM is `dhcp` (a clone NIC's routed path keeps the usual quiesce).
+ */
+export function keepsVethUp(rec: NicRecord): boolean {
+  return tapPolicyOf(rec)?.dhcp === true;
+}
+
+/**
+ * The NIC's policy on its TAP path (`tapPolicyOf`) for a VM quiesced or
+ * not: quiesced with its veth up, nothing is redirected to the TAP.
+ */
+export function tapPolicyFor(
+  rec: NicRecord,
+  quiesced: boolean,
+): TapPolicy | undefined {
+  const p = tapPolicyOf(rec);
+  return p && quiesced && p.dhcp ? { ...p, quiesced: true } : p;
 }

@@ -70,9 +70,14 @@ import {
   withCapabilityArgs,
 } from "./nic_policy.ts";
 import type { CapabilityArgs } from "./capabilities.ts";
-import { type PolicyRecord, tapPolicyOf } from "./policy.ts";
+import type { PolicyRecord } from "./policy.ts";
 import { checkReady } from "./cni_verbs.ts";
-import { usesDhcpIpam, whileDhcpAdd } from "./dhcp.ts";
+import {
+  keepsVethUp,
+  tapPolicyFor,
+  usesDhcpIpam,
+  whileDhcpAdd,
+} from "./dhcp.ts";
 import {
   checkSameGuest,
   clonePathSpec,
@@ -552,8 +557,8 @@ export async function addNic(
           tap,
           queues: p.queues,
           mac: p.request.mac,
-          down: vm.quiesced,
-          policy: tapPolicyOf(record),
+          down: vm.quiesced && !keepsVethUp(record),
+          policy: tapPolicyFor(record, vm.quiesced),
         });
       }
       // A rebuild keeps the TAP a hypervisor may hold: mended around it.
@@ -562,8 +567,8 @@ export async function addNic(
         tap,
         queues: p.queues,
         mac: p.request.mac ?? getLinkByName(scope.conn, ifName)?.mac ?? "",
-        down: vm.quiesced,
-        policy: tapPolicyOf(record),
+        down: vm.quiesced && !keepsVethUp(record),
+        policy: tapPolicyFor(record, vm.quiesced),
       });
       const veth = getLinkByName(scope.conn, ifName)!;
       return { mac: veth.mac ?? "", mtu: veth.mtu };

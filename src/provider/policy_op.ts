@@ -27,8 +27,8 @@ import {
   type PolicyRecord,
   type PolicySpec,
   resolvePolicy,
-  tapPolicyOf,
 } from "./policy.ts";
+import { tapPolicyFor } from "./dhcp.ts";
 import { validateIndex, validateVmId } from "./validate.ts";
 
 /** Policy fields that a change can put back to their default. */
@@ -140,7 +140,8 @@ export async function setPolicy(
           applyNicPolicy(s.conn, {
             veth: rec.ifName,
             tap: rec.tap,
-            policy: tapPolicyOf(r),
+            // Quiesced on a dhcp network: nothing toward the TAP (dhcp.ts).
+            policy: tapPolicyFor(r, r.state === "quiesced"),
           }),
       );
     /** The kernel back to what the record says, after `err`. */

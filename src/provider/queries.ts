@@ -48,7 +48,7 @@ import type {
 } from "./types.ts";
 import { validateVmId } from "./validate.ts";
 import { tapPolicyOf } from "./policy.ts";
-import { usesDhcpIpam } from "./dhcp.ts";
+import { keepsVethUp, tapPolicyFor, usesDhcpIpam } from "./dhcp.ts";
 import { formatIP, parseIP } from "../wiring/tap_policy.ts";
 
 /** One NIC by record id, or null. */
@@ -251,10 +251,15 @@ export async function verify(
             }`,
           );
         }
-        if (st.vethPresent && st.vethUp === quiesced) {
+        // On a dhcp network the veth stays up while quiesced (dhcp.ts).
+        const wantUp = !quiesced || keepsVethUp(rec);
+        if (st.vethPresent && st.vethUp !== wantUp) {
           problems.push(
-            quiesced
+            !wantUp
               ? `${nic}: ${rec.ifName} is up although the VM is quiesced`
+              : quiesced
+              ? `${nic}: ${rec.ifName} is down, but its dhcp daemon renews ` +
+                `through it: it stays up while the VM is quiesced`
               : `${nic}: ${rec.ifName} is down (quiesced link) although the VM is not quiesced`,
           );
         }
@@ -337,7 +342,7 @@ function inspectAny(
     return inspectNic(scope.conn, {
       veth: rec.ifName,
       tap: rec.tap,
-      policy: tapPolicyOf(rec),
+      policy: tapPolicyFor(rec, quiesced),
     });
   }
   let spec;

@@ -2,11 +2,18 @@
  * `quiesce` / `unquiesce`: a stopped VM's veths go down (nothing floods a
  * TAP nobody reads) and come up before it starts. Recorded on the VM, so
  * `verify` knows down is right, `recover` keeps it, and NICs added while
- * quiesced stay down.
+ * quiesced stay down. On a `dhcp` network the veth stays up for the dhcp
+ * daemon renewing through it, and its redirect toward the TAP goes
+ * instead (src/provider/dhcp.ts).
  *
  * @module
  */
-import { setNicQuiesced } from "../wiring/nic.ts";
+import {
+  applyNicPolicy,
+  getLinkByName,
+  setNicQuiesced,
+} from "../wiring/nic.ts";
+import { keepsVethUp, tapPolicyFor } from "./dhcp.ts";
 import { restoreCloneRoutes } from "../wiring/clone_path.ts";
 import { clonePathSpec } from "./clone.ts";
 import { type ProviderContext, withVmLock } from "./context.ts";
@@ -54,6 +61,19 @@ export async function quiesce(
         vm.netnsPath,
         (s) =>
           live.filter((r) => {
+            if (keepsVethUp(r)) {
+              // Up for the dhcp daemon; the redirect to the TAP follows
+              // (a missing TAP: `verify` says so, `recover` re-makes it).
+              if (!setNicQuiesced(s.conn, r.ifName, false)) return true;
+              if (getLinkByName(s.conn, r.tap)) {
+                applyNicPolicy(s.conn, {
+                  veth: r.ifName,
+                  tap: r.tap,
+                  policy: tapPolicyFor(r, quiesced),
+                });
+              }
+              return false;
+            }
             if (!setNicQuiesced(s.conn, r.ifName, quiesced)) return true;
             // A clone NIC's routes through its veth went down with it.
             if (!quiesced && r.guest) {

@@ -49,7 +49,7 @@ import { releaseNic, retireNic } from "./retire.ts";
 import { clonePathSpec } from "./clone.ts";
 import { repairClonePath } from "../wiring/clone_path.ts";
 import type { RecoverResult } from "./types.ts";
-import { tapPolicyOf } from "./policy.ts";
+import { keepsVethUp, tapPolicyFor } from "./dhcp.ts";
 import { validateVmId } from "./validate.ts";
 
 /** What {@linkcode recover} may do besides repairing. */
@@ -195,8 +195,8 @@ function repairInPlace(
           tap: rec.tap,
           queues: rec.numQueues,
           mac: rec.mac,
-          down: vm.quiesced,
-          policy: tapPolicyOf(rec),
+          down: vm.quiesced && !keepsVethUp(rec),
+          policy: tapPolicyFor(rec, vm.quiesced),
         }),
   );
   const state = vm.quiesced ? "quiesced" : "active";

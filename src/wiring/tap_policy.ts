@@ -113,6 +113,12 @@ export interface TapPolicy {
    * in the netns, and DHCP from the guest (UDP to port 67) is not sent on.
    */
   dhcp: boolean;
+  /**
+   * The VM is stopped (quiesced) but its veth stays up, for the `dhcp`
+   * daemon renewing through it: toward the guest nothing is redirected
+   * (the DHCP rules only), so nothing floods a TAP nobody reads.
+   */
+  quiesced?: boolean;
   /** Egress rules, first match wins; unmatched traffic is allowed. */
   egress: readonly EgressMatch[];
   /** Isolation within the NIC's subnets (CIDRs), except the gateways. */
@@ -683,6 +689,7 @@ function towardGuestRules(p: TapPolicy): (FilterRule | null)[] {
       "keep DHCP replies in the netns (for the dhcp daemon holding the lease)",
     )]
     : [];
+  if (p.quiesced) return dhcp;
   const iso = p.isolate;
   if (!iso) return [...dhcp, REDIRECT_ALL];
   const out: (FilterRule | null)[] = [...dhcp];
@@ -997,7 +1004,10 @@ function ensureRate(
 export interface PolicyState {
   /** Both devices carry their program and their rates. */
   ok: boolean;
-  /** Both devices redirect at least something to each other. */
+  /**
+   * Both devices redirect at least something to each other (a direction
+   * whose program redirects nothing needs no redirect).
+   */
   wired: boolean;
   /** What is wrong, one line each (a rule missing, an extra one, a rate). */
   problems: string[];
@@ -1026,7 +1036,10 @@ export function describeTapPolicy(
     ] as const
   ) {
     const current = ours(sock, from);
+    // A direction whose program redirects nothing (a quiesced NIC's veth
+    // on a dhcp network) is wired without a redirect.
     if (
+      rules.some((r) => r.redirect) &&
       !current.some((f) => f.actions.some((a) => isRedirectTo(a, to.index)))
     ) {
       wired = false;

@@ -14,7 +14,8 @@
  * - a NIC keeps its lease across renewals while its guest runs (the dhcp
  *   daemon renews from the VM's netns through vmnic's TC path; Kea's
  *   expiry moves on), `verify` is clean, and a DHCP client in the guest
- *   gets nothing and changes nothing;
+ *   gets nothing and changes nothing; a VM quiesced past T2 keeps
+ *   renewing (its veth stays up) and its delete is prompt;
  * - a VM deleted on one host releases its lease in Kea;
  * - vmnic killed (SIGKILL) mid-add on one host, then that host's gc: no
  *   lease left in Kea, nothing left on that host, the other host untouched;
@@ -112,6 +113,12 @@ await clusterTest(
         assert.equal(l.state, 0);
       }
 
+      // ---- a stopped VM (quiesced while the guests boot) keeps its lease
+      await a.cliOk(["add", "vmq"]);
+      const cidQ = await a.clientIdOf("vmq", NET);
+      await a.cliOk(["quiesce", "vmq"]);
+      const quiescedAt = performance.now();
+
       // ---- real guests, one per host, across the overlay
       guests.push(await boot(a, "vma", image), await boot(b, "vmb", image));
       await Promise.all([
@@ -169,7 +176,36 @@ await clusterTest(
       );
       stamp(`${RENEWALS}+ renewals each; verify clean`);
 
+      // vmq, quiesced past T2: its veth stayed up and the daemon renewed
+      // through it (down, renewals would fail, and past T2 the daemon would
+      // raise the veth itself; a DEL would wait out its retries).
+      await waitUntil(
+        `vmq quiesced past T2, ${RENEWALS} renewals`,
+        async () =>
+          performance.now() - quiescedAt >
+            (TEST_TIMES.rebind + TEST_TIMES.renew) * 1000 &&
+          (await da.count(cidQ, "lease renewed")) >= RENEWALS,
+        RENEWALS_TIMEOUT_MS,
+        () => da.text(),
+      );
+      const vq = await a.cliOk<VerifyResult>(["verify", "vmq"]);
+      assert.ok(vq.ok && vq.quiesced, vq.problems.join("; "));
+      assert.equal(vq.nics[0].vethUp, true, "its veth stays up");
+      assert.equal(vq.nics[0].policy, "ok", "nothing redirected to the TAP");
+      assert.equal(leaseOf(await cluster.leases(), cidQ)?.state, 0);
+      await a.cliOk(["unquiesce", "vmq"]);
+      const vu = await a.cliOk<VerifyResult>(["verify", "vmq"]);
+      assert.ok(vu.ok && !vu.quiesced, vu.problems.join("; "));
+      await a.cliOk(["quiesce", "vmq"]);
+      const delStart = performance.now();
+      await a.cliOk(["delete", "vmq"]);
+      const delMs = performance.now() - delStart;
+      assert.ok(delMs < 20_000, `delete of a quiesced VM took ${delMs} ms`);
+      assert.equal(leaseOf(await cluster.leases(), cidQ), undefined);
+      stamp("a VM quiesced past T2 kept renewing; its delete released it");
+
       // ---- the daemon owns DHCP: a client in the guest gets nothing
+      const beforeGuestDhcp = await cluster.leases();
       const udhcpc = await guests[0].sh(
         "udhcpc -i eth0 -n -q -t 2 -T 1 -s /bin/true >/dev/null 2>&1",
       );
@@ -177,7 +213,7 @@ await clusterTest(
       const afterGuestDhcp = await cluster.leases();
       assert.deepEqual(
         afterGuestDhcp.map((l) => [l.address, l.mac, l.clientId, l.state]),
-        renewed.map((l) => [l.address, l.mac, l.clientId, l.state]),
+        beforeGuestDhcp.map((l) => [l.address, l.mac, l.clientId, l.state]),
         "the guest's DHCP changed no lease",
       );
       assert.ok(await guestPings(guests[0], nicB.ips[0].address));

@@ -41,14 +41,17 @@ import {
   uniquePrefix,
   withScratchNetns,
 } from "../support/harness.ts";
+import { BROADCAST, eth, ipv4, l4, PacketSender } from "../policy/_frames.ts";
 import {
-  BROADCAST,
-  eth,
-  ipv4,
-  l4,
-  PacketSender,
-  TapWriter,
-} from "../policy/_frames.ts";
+  IFF_NO_PI,
+  IFF_TAP,
+  IFF_VNET_HDR,
+  IFNAMSIZ,
+  IFREQ_SIZE,
+  O_CLOEXEC,
+  O_RDWR,
+  TUNSETIFF,
+} from "../../src/kernel/constants.ts";
 
 const MAC = "0a:58:0a:d5:00:05";
 const SERVER_MAC = "0a:58:0a:d5:00:01";
@@ -63,6 +66,12 @@ const SOCKADDR_LL_LEN = 20;
 const SOCK_DGRAM = 2;
 /** Room for one frame. */
 const RECV_BUF = 2048;
+/** `<fcntl.h>` O_NONBLOCK. */
+const O_NONBLOCK = 0o4000;
+/** sizeof(struct virtio_net_hdr) without VIRTIO_NET_F_MRG_RXBUF. */
+const VNET_HDR_LEN = 10;
+/** Ethernet header and the IPv4 protocol's offset in a frame. */
+const ETH_HLEN = 14;
 
 const ANTI: TapPolicy = {
   ...OPEN_POLICY,
@@ -98,9 +107,78 @@ Deno.test("dhcp path: the DHCP rules come first in both programs, whatever the p
   const plain = compileTapPolicy({ ...OPEN_POLICY, dhcp: true, mac: MAC });
   assert.deepEqual(plain.veth.slice(1), [REDIRECT_ALL]);
   assert.deepEqual(plain.tap.slice(1), [REDIRECT_ALL]);
+  // Quiesced (the veth up for the daemon): nothing toward the TAP.
+  const quiesced = compileTapPolicy({ ...ANTI, quiesced: true, mac: MAC });
+  assert.deepEqual(quiesced.veth.map((r) => r.redirect), [false]);
+  assert.match(quiesced.veth[0].note, /^keep DHCP replies/);
   const none = compileTapPolicy({ ...OPEN_POLICY, mac: MAC });
   assert.deepEqual(none, { veth: [REDIRECT_ALL], tap: [REDIRECT_ALL] });
 });
+
+/** UDP destination port of an IPv4 packet at `off` in `buf`, or null. */
+function udpDport(buf: Uint8Array, off: number): number | null {
+  if (buf[off + 9] !== UDP) return null;
+  const ihl = (buf[off] & 0x0f) * 4;
+  return (buf[off + ihl + 2] << 8) | buf[off + ihl + 3];
+}
+
+/**
+ * The TAP as the guest holds it (non-blocking): frames written enter its
+ * ingress; what vmnic redirects to it is read back.
+ */
+class GuestTap {
+  private constructor(readonly fd: number) {}
+
+  static attach(path: string, name: string): GuestTap {
+    const fd = withNetns(path, () => {
+      const fd = libc().open(
+        new TextEncoder().encode("/dev/net/tun\0"),
+        O_RDWR | O_CLOEXEC | O_NONBLOCK,
+        0,
+      );
+      if (fd < 0) throw new Error("open /dev/net/tun");
+      const ifreq = new Uint8Array(IFREQ_SIZE);
+      ifreq.set(new TextEncoder().encode(name));
+      new DataView(ifreq.buffer).setUint16(
+        IFNAMSIZ,
+        IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+        true,
+      );
+      if (libc().ioctl(fd, BigInt(TUNSETIFF), ifreq) < 0) {
+        libc().close(fd);
+        throw new Error(`TUNSETIFF ${name}`);
+      }
+      return fd;
+    });
+    return new GuestTap(fd);
+  }
+
+  write(frame: Uint8Array): void {
+    const buf = new Uint8Array(VNET_HDR_LEN + frame.length);
+    buf.set(frame, VNET_HDR_LEN);
+    if (Number(libc().write(this.fd, buf, BigInt(buf.length))) < 0) {
+      throw new Error("write to TAP");
+    }
+  }
+
+  /** UDP destination ports of the IPv4 frames the guest got so far. */
+  drain(): number[] {
+    const ports: number[] = [];
+    const buf = new Uint8Array(VNET_HDR_LEN + RECV_BUF);
+    while (true) {
+      const n = Number(libc().read(this.fd, buf, BigInt(buf.length)));
+      if (n <= 0) return ports;
+      const type = (buf[VNET_HDR_LEN + 12] << 8) | buf[VNET_HDR_LEN + 13];
+      if (type !== IPV4) continue;
+      const port = udpDport(buf, VNET_HDR_LEN + ETH_HLEN);
+      if (port !== null) ports.push(port);
+    }
+  }
+
+  close(): void {
+    libc().close(this.fd);
+  }
+}
 
 /** A packet socket as the dhcp plugin opens one: ETH_P_IP on one device. */
 class DhcpSocket {
@@ -134,8 +212,8 @@ class DhcpSocket {
         libc().recv(this.fd, buf, BigInt(buf.length), Socket.MSG_DONTWAIT),
       );
       if (n <= 0) return ports;
-      const ihl = (buf[0] & 0x0f) * 4;
-      if (buf[9] === UDP) ports.push((buf[ihl + 2] << 8) | buf[ihl + 3]);
+      const port = udpDport(buf, 0);
+      if (port !== null) ports.push(port);
     }
   }
 
@@ -146,7 +224,7 @@ class DhcpSocket {
 
 interface Bench {
   sock: NetlinkSocket;
-  tap: TapWriter;
+  tap: GuestTap;
   host: PacketSender;
   dhcp: DhcpSocket;
 }
@@ -175,6 +253,8 @@ async function withBench(
         "netns",
         ns,
       );
+      // Silent: no IPv6 DAD, RS or MLD of its own toward the guest.
+      await sh("ip", "link", "set", hostEnd, "addrgenmode", "none");
       await sh("ip", "link", "set", hostEnd, "up");
       const sock = withNetns(path, () => NetlinkSocket.open());
       const opened: { close(): void }[] = [sock];
@@ -192,7 +272,7 @@ async function withBench(
           compileTapPolicy({ ...policy, mac: MAC }),
           policy,
         );
-        const tap = TapWriter.attach(path, "tap0");
+        const tap = GuestTap.attach(path, "tap0");
         opened.push(tap);
         const here = NetlinkSocket.open();
         const hostIndex = getLinkByName(here, hostEnd)!.index;
@@ -226,14 +306,23 @@ async function redirected(
   return false;
 }
 
-/** A frame toward the guest: redirected to the TAP? seen by the socket? */
+/**
+ * A UDP frame toward the guest: the ports of what the guest's TAP and the
+ * daemon's socket got of it (other traffic, e.g. the host end's own, is
+ * left out by port).
+ */
 async function towardGuest(
   b: Bench,
   frame: Uint8Array,
-): Promise<{ toGuest: boolean; toDaemon: number[] }> {
+  port: number,
+): Promise<{ toGuest: number[]; toDaemon: number[] }> {
   b.dhcp.drain();
-  const toGuest = await redirected(b, "eth0", () => b.host.send(frame));
-  return { toGuest, toDaemon: b.dhcp.drain() };
+  b.tap.drain();
+  b.host.send(frame);
+  // Redirect and delivery happen in the sender's softirq: a moment suffices.
+  await new Promise((r) => setTimeout(r, 50));
+  const mine = (ports: number[]) => ports.filter((p) => p === port);
+  return { toGuest: mine(b.tap.drain()), toDaemon: mine(b.dhcp.drain()) };
 }
 
 const reply = (dstMac: string, dst: string) =>
@@ -243,28 +332,33 @@ const reply = (dstMac: string, dst: string) =>
     IPV4,
     ipv4(SERVER, dst, UDP, l4(DHCP_SERVER, DHCP_CLIENT)),
   );
+const OTHER_PORT = 5353;
 const other = eth(
   MAC,
   SERVER_MAC,
   IPV4,
-  ipv4(SERVER, IP, UDP, l4(5353, 5353)),
+  ipv4(SERVER, IP, UDP, l4(OTHER_PORT, OTHER_PORT)),
 );
 
 rootTest(
   "dhcp path: a DHCP reply reaches the netns's packet socket (the dhcp daemon's) and not the guest; everything else the guest",
   async () => {
     await withBench(ANTI, async (b) => {
-      assert.deepEqual(await towardGuest(b, reply(MAC, IP)), {
-        toGuest: false,
+      assert.deepEqual(await towardGuest(b, reply(MAC, IP), DHCP_CLIENT), {
+        toGuest: [],
         toDaemon: [DHCP_CLIENT],
       }, "a unicast reply (a renewal's ACK)");
       assert.deepEqual(
-        await towardGuest(b, reply(BROADCAST, "255.255.255.255")),
-        { toGuest: false, toDaemon: [DHCP_CLIENT] },
+        await towardGuest(
+          b,
+          reply(BROADCAST, "255.255.255.255"),
+          DHCP_CLIENT,
+        ),
+        { toGuest: [], toDaemon: [DHCP_CLIENT] },
         "a broadcast reply",
       );
-      assert.deepEqual(await towardGuest(b, other), {
-        toGuest: true,
+      assert.deepEqual(await towardGuest(b, other, OTHER_PORT), {
+        toGuest: [OTHER_PORT],
         toDaemon: [],
       }, "other UDP goes to the guest, unseen by the socket");
     });
@@ -275,8 +369,8 @@ rootTest(
   "dhcp path: without the DHCP rules (vmnic before), the reply goes to the guest and the daemon's socket never sees it",
   async () => {
     await withBench({ ...ANTI, dhcp: false }, async (b) => {
-      assert.deepEqual(await towardGuest(b, reply(MAC, IP)), {
-        toGuest: true,
+      assert.deepEqual(await towardGuest(b, reply(MAC, IP), DHCP_CLIENT), {
+        toGuest: [DHCP_CLIENT],
         toDaemon: [],
       });
     });
