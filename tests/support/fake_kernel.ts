@@ -183,7 +183,9 @@ export class FakeKernel implements Kernel {
     if (!entry || entry === "stale") {
       throw new KernelError("rename netns", from, Errno.ENOENT);
     }
-    if (entries.has(to)) throw new KernelError("rename netns", to, Errno.EEXIST);
+    if (entries.has(to)) {
+      throw new KernelError("rename netns", to, Errno.EEXIST);
+    }
     this.#step(src, "renameNetns", to, {
       op: "rename netns",
       object: `${from} -> ${to}`,
