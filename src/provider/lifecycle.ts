@@ -358,9 +358,6 @@ export async function add(
     if (!plans.length) return sortByIndex(kept).map(toNicConfig);
     checkMacsFree(ctx, op, vmId, plans);
     if (plans.some((p) => p.guest)) checkCloneSupport(ctx, op, vmId);
-    await timePhase(ctx, "cni:find", async () => {
-      for (const p of plans) await ctx.cni.findPlugins(p.list);
-    });
     // A chain that speaks CNI 1.1 and says it is not ready: refused here.
     await timePhase(
       ctx,
@@ -386,6 +383,10 @@ export async function add(
       );
       if (claimed) return claimed;
     }
+    // Every plugin (IPAM's too) found before any runs; a claim runs none.
+    await timePhase(ctx, "cni:find", async () => {
+      for (const p of plans) await ctx.cni.findPlugins(p.list);
+    });
     for (const p of plans) {
       await runHook(ctx, "beforeAdd", {
         operation: op,
