@@ -82,6 +82,11 @@ export interface ProviderContext {
   readonly trace?: OpTrace;
   /** Told of every event as it is recorded (metrics, `events --follow`). */
   readonly listeners: Set<EventListener>;
+  /** Events of finished operations not written yet (oplog.ts). */
+  readonly pendingEvents: {
+    events: { event: Omit<EventRecord, "id">; detail: EventDetail }[];
+    timer?: ReturnType<typeof setTimeout>;
+  };
 }
 
 /**

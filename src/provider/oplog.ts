@@ -104,20 +104,41 @@ function recordEvent(
     traceId: trace.traceId,
     traceparent: trace.traceparent,
   };
-  let id = 0;
+  // Written once the operation has answered (a timer, or the provider's
+  // next read or close): its own time carries no database write.
+  const queue = ctx.pendingEvents;
+  queue.events.push({
+    event,
+    detail: {
+      failedPlugins: trace.failedPlugins,
+      failedHooks: trace.failedHooks,
+    },
+  });
+  queue.timer ??= setTimeout(() => flushEvents(ctx), 0);
+}
+
+/**
+ * Writes the events recorded but not written yet, then tells the listeners
+ * of each (with its id). Never throws: the log is a witness, never a reason
+ * for an operation to fail.
+ */
+export function flushEvents(ctx: ProviderContext): void {
+  const queue = ctx.pendingEvents;
+  clearTimeout(queue.timer);
+  queue.timer = undefined;
+  const batch = queue.events.splice(0);
+  if (!batch.length) return;
+  let ids: number[] = batch.map(() => 0);
   try {
     if (ctx.config.eventRetention !== null) {
-      id = ctx.store.events().insert(event);
+      ids = ctx.store.events().insertMany(batch.map((b) => b.event));
     }
-  } catch {
-    // The log is a witness, never a reason for an operation to fail.
-  }
-  for (const listen of ctx.listeners) {
-    try {
-      listen({ id, ...event }, {
-        failedPlugins: trace.failedPlugins,
-        failedHooks: trace.failedHooks,
-      });
-    } catch { /* a listener's trouble is its own */ }
-  }
+  } catch { /* dropped: never the operation */ }
+  batch.forEach(({ event, detail }, i) => {
+    for (const listen of ctx.listeners) {
+      try {
+        listen({ id: ids[i], ...event }, detail);
+      } catch { /* a listener's trouble is its own */ }
+    }
+  });
 }

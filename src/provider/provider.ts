@@ -23,6 +23,7 @@ import type { EventListener, FaultHook, ProviderContext } from "./context.ts";
 import { IPAM_DEL_FIRST } from "./dhcp.ts";
 import type { EventFilter, EventRecord } from "../store/events.ts";
 import { parseTraceparent } from "./trace.ts";
+import { flushEvents } from "./oplog.ts";
 import { Pool, type PoolSpec, type PoolStatus } from "./pool.ts";
 import { InvalidInputError, toVmnicError } from "./errors.ts";
 import { faultPoint } from "./faults.ts";
@@ -196,6 +197,7 @@ export class CniProvider {
       memo: {},
       held: new Map(),
       listeners: new Set(),
+      pendingEvents: { events: [] },
     };
     if (cfg.eventRetention) {
       try {
@@ -216,6 +218,7 @@ export class CniProvider {
 
   /** Closes the record store (see {@linkcode shutdown} with a pool). */
   close(): void {
+    flushEvents(this.#ctx);
     this.#ctx.store.close();
   }
 
@@ -245,7 +248,10 @@ export class CniProvider {
     return this.#run(
       "events",
       this.#ctx.store.path,
-      () => this.#ctx.store.events().query(filter),
+      () => {
+        flushEvents(this.#ctx);
+        return this.#ctx.store.events().query(filter);
+      },
     );
   }
 
@@ -300,6 +306,7 @@ export class CniProvider {
 
   /** The id of the newest event, 0 when there is none (a `follow` cursor). */
   lastEventId(): number {
+    flushEvents(this.#ctx);
     return this.#ctx.store.events().lastId();
   }
 

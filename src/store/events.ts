@@ -116,6 +116,22 @@ export class EventTable {
     return Number(r.lastInsertRowid);
   }
 
+  /** Appends events in one transaction; returns their ids, in order. */
+  insertMany(events: readonly Omit<EventRecord, "id">[]): number[] {
+    if (events.length === 1) return [this.insert(events[0])];
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const ids = events.map((e) => this.insert(e));
+      this.#db.exec("COMMIT");
+      return ids;
+    } catch (err) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch { /* not open any more */ }
+      throw err;
+    }
+  }
+
   /** Events matching `f`, oldest first. */
   query(f: EventFilter = {}): EventRecord[] {
     const where: string[] = [];
