@@ -58,15 +58,28 @@ const ADVICE = "hooks must be owned by root and writable only by it";
  * are subdirectories. Throws {@linkcode HookSecurityError} for the first
  * unsafe path and {@linkcode HookConfigError} for a bad header.
  */
-export async function discoverExecHooks(dir: string): Promise<ExecHook[]> {
+export function discoverExecHooks(dir: string): Promise<ExecHook[]> {
+  try {
+    return Promise.resolve(discoverExecHooksSync(dir));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/**
+ * {@linkcode discoverExecHooks} without the event loop: a few stats of a
+ * small dir, each far cheaper as a blocking call than as an async op (it
+ * runs before every operation).
+ */
+export function discoverExecHooksSync(dir: string): ExecHook[] {
   let realDir: string;
   try {
-    realDir = await Deno.realPath(dir);
+    realDir = Deno.realPathSync(dir);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return [];
     throw err;
   }
-  const dirInfo = await Deno.stat(realDir);
+  const dirInfo = Deno.statSync(realDir);
   if (!dirInfo.isDirectory) {
     throw new HookSecurityError(
       dir,
@@ -74,16 +87,16 @@ export async function discoverExecHooks(dir: string): Promise<ExecHook[]> {
       "the hooks dir must be one",
     );
   }
-  await checkDirChain(realDir, dir);
+  checkDirChain(realDir, dir);
   const linkParent = dirname(resolve(dir));
   if (realDir !== resolve(dir)) {
     // The dir is a symlink: whoever can write where the link lives can
     // point it elsewhere, so that place must be safe too.
-    await checkDirChain(await Deno.realPath(linkParent), linkParent);
+    checkDirChain(Deno.realPathSync(linkParent), linkParent);
   }
 
   const names: string[] = [];
-  for await (const entry of Deno.readDir(realDir)) {
+  for (const entry of Deno.readDirSync(realDir)) {
     if (entry.name.startsWith(".") || entry.name.endsWith("~")) continue;
     names.push(entry.name);
   }
@@ -95,7 +108,7 @@ export async function discoverExecHooks(dir: string): Promise<ExecHook[]> {
     const entryPath = join(realDir, name);
     let link: Deno.FileInfo;
     try {
-      link = await Deno.lstat(entryPath);
+      link = Deno.lstatSync(entryPath);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) continue; // removed meanwhile
       throw err;
@@ -104,7 +117,7 @@ export async function discoverExecHooks(dir: string): Promise<ExecHook[]> {
     let path = entryPath;
     if (link.isSymlink) {
       try {
-        path = await Deno.realPath(entryPath);
+        path = Deno.realPathSync(entryPath);
       } catch {
         throw new HookSecurityError(
           shown,
@@ -112,13 +125,13 @@ export async function discoverExecHooks(dir: string): Promise<ExecHook[]> {
           "remove it",
         );
       }
-      if ((await Deno.stat(path)).isDirectory) continue;
-      await checkDirChain(dirname(path), dirname(path));
+      if (Deno.statSync(path).isDirectory) continue;
+      checkDirChain(dirname(path), dirname(path));
     }
-    const info = await Deno.stat(path);
+    const info = Deno.statSync(path);
     // A symlink itself has no meaningful mode; its target is what runs.
     checkHookFile(link.isSymlink ? path : shown, info);
-    hooks.push({ name, path, ...await readHeader(shown, path) });
+    hooks.push({ name, path, ...readHeader(shown, path) });
   }
   return hooks;
 }
@@ -152,10 +165,10 @@ function checkHookFile(shown: string, info: Deno.FileInfo): void {
  * or others, or anyone who can write there could swap the hooks. A sticky
  * ancestor (like /tmp) is fine: others cannot rename what root owns there.
  */
-async function checkDirChain(realDir: string, shown: string): Promise<void> {
+function checkDirChain(realDir: string, shown: string): void {
   let current = realDir;
   for (;;) {
-    const info = await Deno.stat(current);
+    const info = Deno.statSync(current);
     checkOwnerAndMode(
       current === realDir ? shown : current,
       info,
@@ -193,15 +206,15 @@ function checkOwnerAndMode(
   }
 }
 
-async function readHeader(
+function readHeader(
   shown: string,
   path: string,
-): Promise<{ events: HookEvent[]; timeoutMs?: number }> {
-  const file = await Deno.open(path, { read: true });
+): { events: HookEvent[]; timeoutMs?: number } {
+  const file = Deno.openSync(path, { read: true });
   const buf = new Uint8Array(HEADER_BYTES);
   let n: number | null;
   try {
-    n = await file.read(buf);
+    n = file.readSync(buf);
   } finally {
     file.close();
   }

@@ -9,6 +9,7 @@ export {
   DEFAULT_HOOKS_DIR,
   HookRunner,
   type HookRunnerOptions,
+  type HookSet,
 } from "./runner.ts";
 export {
   defineHook,

@@ -8,7 +8,7 @@
 import { HookConfigError, HookError, HookTimeoutError } from "./errors.ts";
 import {
   compareNames,
-  discoverExecHooks,
+  discoverExecHooksSync,
   type ExecHook,
   runExecHook,
 } from "./exec.ts";
@@ -78,14 +78,8 @@ export class HookRunner {
    * The hooks in effect, in run order. Throws `HookSecurityError` when the
    * hooks dir or a file in it is unsafe.
    */
-  async list(): Promise<HookInfo[]> {
-    return (await this.#entries()).map((e) => ({
-      name: e.name,
-      kind: e.kind,
-      ...(e.kind === "exec" ? { path: e.exec.path } : {}),
-      events: [...e.events],
-      timeoutMs: e.timeoutMs,
-    }));
+  list(): Promise<HookInfo[]> {
+    return this.#later(() => this.snapshot().list());
   }
 
   /**
@@ -95,17 +89,80 @@ export class HookRunner {
    * before the first runs: an unsafe one means none runs.
    */
   async run(event: HookEvent, ctx: HookInput): Promise<HookRunReport[]> {
-    if (!HOOK_EVENTS.includes(event)) {
-      throw new HookConfigError(
-        "runner",
-        `unknown event ${JSON.stringify(event)}`,
+    checkEvent(event);
+    return await this.snapshot().run(event, ctx);
+  }
+
+  /**
+   * The hooks in effect now, read and checked once: what one operation
+   * runs from its first event to its last, so that the dir is read once
+   * per operation, not once per event. Throws `HookSecurityError` when the
+   * hooks dir or a file in it is unsafe.
+   */
+  snapshot(): HookSet {
+    const execs: Entry[] = this.#dir === null
+      ? []
+      : discoverExecHooksSync(this.#dir).map(
+        (exec) => ({
+          kind: "exec" as const,
+          name: exec.name,
+          exec,
+          events: exec.events,
+          timeoutMs: exec.timeoutMs ?? this.#defaultTimeoutMs,
+        }),
       );
-    }
-    const entries = (await this.#entries()).filter((e) =>
-      e.events.includes(event)
+    // Stable sort: on equal names TS hooks come first.
+    return new EntrySet(
+      [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name)),
     );
-    const context: HookContext = { ...ctx, event };
+  }
+
+  #later<T>(f: () => T): Promise<T> {
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+}
+
+/** The hooks of one moment, in run order ({@linkcode HookRunner.snapshot}). */
+export interface HookSet {
+  /** The hooks, in run order. */
+  list(): HookInfo[];
+  /** Whether a hook is subscribed to `event`. */
+  has(event: HookEvent): boolean;
+  /** As {@linkcode HookRunner.run}, with these hooks. */
+  run(event: HookEvent, ctx: HookInput): Promise<HookRunReport[]>;
+}
+
+class EntrySet implements HookSet {
+  readonly #entries: readonly Entry[];
+
+  constructor(entries: readonly Entry[]) {
+    this.#entries = entries;
+  }
+
+  list(): HookInfo[] {
+    return this.#entries.map((e) => ({
+      name: e.name,
+      kind: e.kind,
+      ...(e.kind === "exec" ? { path: e.exec.path } : {}),
+      events: [...e.events],
+      timeoutMs: e.timeoutMs,
+    }));
+  }
+
+  has(event: HookEvent): boolean {
+    return this.#entries.some((e) => e.events.includes(event));
+  }
+
+  async run(event: HookEvent, ctx: HookInput): Promise<HookRunReport[]> {
+    checkEvent(event);
+    const entries = this.#entries.filter((e) => e.events.includes(event));
     const reports: HookRunReport[] = [];
+    if (!entries.length) return reports;
+    const context: HookContext = { ...ctx, event };
     for (const e of entries) {
       const start = performance.now();
       const report: HookRunReport = {
@@ -124,21 +181,14 @@ export class HookRunner {
     }
     return reports;
   }
+}
 
-  async #entries(): Promise<Entry[]> {
-    const execs: Entry[] = this.#dir === null
-      ? []
-      : (await discoverExecHooks(this.#dir)).map(
-        (exec) => ({
-          kind: "exec" as const,
-          name: exec.name,
-          exec,
-          events: exec.events,
-          timeoutMs: exec.timeoutMs ?? this.#defaultTimeoutMs,
-        }),
-      );
-    // Stable sort: on equal names TS hooks come first.
-    return [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name));
+function checkEvent(event: HookEvent): void {
+  if (!HOOK_EVENTS.includes(event)) {
+    throw new HookConfigError(
+      "runner",
+      `unknown event ${JSON.stringify(event)}`,
+    );
   }
 }
 

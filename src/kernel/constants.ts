@@ -29,6 +29,7 @@ export {
   O_DIRECTORY,
   O_EXCL,
   O_NOFOLLOW,
+  O_PATH,
   O_RDONLY,
   O_RDWR,
 } from "../sys/fcntl.ts";

@@ -11,6 +11,7 @@ import { Errno } from "../sys/errno.ts";
 import { InvalidArgumentError, KernelError } from "../sys/errors.ts";
 import { check, cstr, errno, gettid, libc } from "../sys/libc.ts";
 import { readProcFile } from "../sys/proc.ts";
+import { surelyAbsent } from "../sys/files.ts";
 import {
   CLONE_NEWNET,
   LOCK_EX,
@@ -506,6 +507,8 @@ function detach(name: string, path: Uint8Array<ArrayBuffer>): void {
  * the fd (fstatfs, NS_GET_NSTYPE): Deno's own stat refuses /proc paths.
  */
 function isNetnsFile(path: string): boolean {
+  // Most often asked of a name not taken yet (a new VM).
+  if (surelyAbsent(path)) return false;
   let st: Deno.FileInfo;
   try {
     st = Deno.statSync(path);

@@ -8,7 +8,7 @@
  * @module
  */
 import type { CniRuntime } from "../cni/runtime.ts";
-import type { HookRunner } from "../hooks/runner.ts";
+import type { HookRunner, HookSet } from "../hooks/runner.ts";
 import type { HookEvent, HookInput, HookRunReport } from "../hooks/types.ts";
 import type { RuntimeConf } from "../cni/runtime.ts";
 import { acquireVmLock, lockHolder, type VmLock } from "../store/locks.ts";
@@ -80,6 +80,8 @@ export interface ProviderContext {
   readonly traceparent?: string;
   /** The running operation's trace (set in the context it works with). */
   readonly trace?: OpTrace;
+  /** What the running operation reads once (set in the context it works with). */
+  readonly scope?: OpScope;
   /** Told of every event as it is recorded (metrics, `events --follow`). */
   readonly listeners: Set<EventListener>;
   /** Events of finished operations not written yet (oplog.ts). */
@@ -87,6 +89,21 @@ export interface ProviderContext {
     events: { event: Omit<EventRecord, "id">; detail: EventDetail }[];
     timer?: ReturnType<typeof setTimeout>;
   };
+}
+
+/** What one operation reads once and keeps to its end. */
+export interface OpScope {
+  /** The hooks in effect when the operation first asked. */
+  hooks?: HookSet;
+}
+
+/**
+ * The hooks of the running operation: the hooks dir is read and checked
+ * once per operation (a hook added or made unsafe counts from the next).
+ */
+export function hooksOf(ctx: ProviderContext): HookSet {
+  if (!ctx.scope) return ctx.hooks.snapshot();
+  return ctx.scope.hooks ??= ctx.hooks.snapshot();
 }
 
 /**
@@ -289,13 +306,13 @@ export async function runHook(
 ): Promise<void> {
   const trace = ctx.trace;
   if (!trace) {
-    await ctx.hooks.run(event, input);
+    await hooksOf(ctx).run(event, input);
     return;
   }
   const start = performance.now();
   let reports: HookRunReport[] = [];
   try {
-    reports = await ctx.hooks.run(event, {
+    reports = await hooksOf(ctx).run(event, {
       ...input,
       traceparent: trace.traceparent,
     });

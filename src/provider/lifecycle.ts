@@ -27,6 +27,7 @@ import {
 import {
   checkpoint,
   containerIdOf,
+  hooksOf,
   installOfTag,
   lockVm,
   mayMakeNetns,
@@ -365,7 +366,11 @@ export async function add(
       () => checkReady(ctx, op, vmId, plans.map((p) => p.list)),
     );
     // Fails closed on an unsafe hooks dir before anything changes.
-    const hooks = await timePhase(ctx, "hooks", () => ctx.hooks.list());
+    const hooks = await timePhase(
+      ctx,
+      "hooks",
+      async () => hooksOf(ctx).list(),
+    );
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (

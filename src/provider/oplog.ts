@@ -62,16 +62,17 @@ export async function tracedOp<T>(
   fn: (ctx: ProviderContext) => Promise<T>,
   info: OpInfo = {},
 ): Promise<T> {
-  if (ctx.trace) return await fn(ctx);
+  // An operation inside another is part of it.
+  if (ctx.trace || ctx.scope) return await fn(ctx);
   // No log, no listener, no caller's trace: nothing would see a trace.
   if (
     ctx.config.eventRetention === null && ctx.listeners.size === 0 &&
     !ctx.traceparent
   ) {
-    return await fn(ctx);
+    return await fn({ ...ctx, scope: {} });
   }
   const trace = new OpTrace(ctx.traceparent);
-  const tctx = tracedContext(ctx, trace);
+  const tctx = { ...tracedContext(ctx, trace), scope: {} };
   const wanted = () =>
     typeof info.record === "function" ? info.record() : info.record !== false;
   try {

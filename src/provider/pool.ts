@@ -17,6 +17,7 @@ import { randomHex } from "../store/types.ts";
 import type { VmLock } from "../store/locks.ts";
 import {
   lockVm,
+  mayMakeNetns,
   netnsNameOf,
   netnsPathOf,
   type ProviderContext,
@@ -308,6 +309,8 @@ async function fillOne(
       claimVm: null,
       createdAt: new Date().toISOString(),
     };
+    // A slot's netns is made under the prefix like any VM's: claimed first.
+    mayMakeNetns(ctx, op);
     ctx.store.insertVm(vm);
     await ctx.fault("pool:slot-recorded");
     try {
@@ -369,6 +372,7 @@ export async function claimSlot(
   try {
     const future = { ...hookFields(nic), vmId, netnsPath: path, queueSize };
     try {
+      mayMakeNetns(ctx, op); // the VM's netns name is made under the prefix
       await runHook(ctx, "beforeAdd", { ...future, operation: op });
     } catch (e) {
       pool.giveBack(list.name, queues, slotId);

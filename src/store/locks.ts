@@ -240,7 +240,9 @@ const safeRunDirs = new Set<string>();
 async function endOrphans(path: string): Promise<void> {
   let prev: LockHolder;
   try {
-    prev = JSON.parse(Deno.readTextFileSync(path)) as LockHolder;
+    const text = Deno.readTextFileSync(path);
+    if (!text) return; // a new lock file: nobody held it before
+    prev = JSON.parse(text) as LockHolder;
   } catch {
     return;
   }

@@ -23,6 +23,11 @@ export const O_DIRECTORY = 0o200000;
 export const O_NOFOLLOW = 0o400000;
 /** `<asm-generic/fcntl.h>` */
 export const O_CLOEXEC = 0o2000000;
+/**
+ * `<asm-generic/fcntl.h>`: a descriptor naming the path without opening
+ * the file (never blocks on a FIFO, never wakes a device).
+ */
+export const O_PATH = 0o10000000;
 
 /** `<sys/file.h>`: `flock(2)` operations. */
 export const LOCK_SH = 1;

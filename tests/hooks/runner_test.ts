@@ -373,3 +373,37 @@ Deno.test("a missing hooks dir means no executable hooks", async () => {
     await Deno.remove(scratch, { recursive: true });
   }
 });
+
+rootTest(
+  "a snapshot runs the hooks of its moment; the runner reads the dir again each time",
+  async () => {
+    await withHooksDir(async (dir, scratch) => {
+      const log = join(scratch, "log");
+      await writeScript(
+        dir,
+        "10-first",
+        `echo "$(basename "$0") $1" >> ${log}`,
+      );
+      const runner = new HookRunner({ hooksDir: dir });
+      const snap = runner.snapshot();
+      await writeScript(
+        dir,
+        "20-later",
+        `echo "$(basename "$0") $1" >> ${log}`,
+      );
+      assert.ok(snap.has("afterAdd"));
+      assert.deepEqual(snap.list().map((h) => h.name), ["10-first"]);
+      await snap.run("afterAdd", ADD_CTX);
+      assert.deepEqual(await readLines(log), ["10-first afterAdd"]);
+      await runner.run("afterAdd", ADD_CTX);
+      assert.deepEqual(await readLines(log), [
+        "10-first afterAdd",
+        "10-first afterAdd",
+        "20-later afterAdd",
+      ]);
+      // Made unsafe after the snapshot: the next operation refuses it.
+      await Deno.chmod(join(dir, "20-later"), 0o777);
+      await assert.rejects(() => runner.run("afterAdd", ADD_CTX), /20-later/);
+    });
+  },
+);

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { FAULT_POINTS } from "../../src/provider/faults.ts";
 import { GcOrchestrator } from "../../src/provider/gc_orchestrator.ts";
+import { claimPath } from "../../src/provider/ownership.ts";
 import type { CniProvider } from "../../src/provider/provider.ts";
 import { type FakeWorld, fakeWorld } from "../support/fake_provider.ts";
 
@@ -87,6 +88,21 @@ Deno.test("a one-NIC add takes a ready slot: the VM's netns name, records and ho
       await p.shutdown();
     }
     assert.deepEqual(await w.leaks(), []);
+  });
+});
+
+Deno.test("a pool's first fill claims the netns prefix, as any add does: another install cannot take it", async () => {
+  await inWorld(async (w) => {
+    const claim = claimPath(w.config.netnsDir!, w.config.netnsPrefix!);
+    const p = await w.open({ pool: POOL });
+    try {
+      await poolReady(p, 2);
+      const held = JSON.parse(await Deno.readTextFile(claim));
+      assert.equal(held.installId, p.installId);
+      assert.equal(held.rootDir, await Deno.realPath(w.config.rootDir!));
+    } finally {
+      await p.shutdown();
+    }
   });
 });
 
