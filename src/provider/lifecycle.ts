@@ -366,11 +366,10 @@ export async function add(
       () => checkReady(ctx, op, vmId, plans.map((p) => p.list)),
     );
     // Fails closed on an unsafe hooks dir before anything changes.
-    const hooks = await timePhase(
-      ctx,
-      "hooks",
-      async () => hooksOf(ctx).list(),
-    );
+    const listHooks = () => hooksOf(ctx).list();
+    const hooks = ctx.trace
+      ? ctx.trace.timeSync("hooks", listHooks)
+      : listHooks();
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (
