@@ -21,7 +21,7 @@ import type {
   PortMapping,
 } from "../provider/capabilities.ts";
 import { InvalidInputError } from "../provider/errors.ts";
-import { parseIP } from "../wiring/tap_policy.ts";
+import { parseIP } from "../wiring/policy_spec.ts";
 import type { AddSpec } from "../provider/types.ts";
 import type { Parsed } from "./args.ts";
 import { strs } from "./args.ts";

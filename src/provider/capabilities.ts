@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { parseIP } from "../wiring/tap_policy.ts";
+import { parseIP } from "../wiring/policy_spec.ts";
 import { InvalidInputError } from "./errors.ts";
 import { parseRate } from "./policy.ts";
 

@@ -33,7 +33,7 @@ import type { NetworkConfigList } from "../cni/config.ts";
 import { ipamTypeOf } from "../cni/runtime.ts";
 import type { NicRecord } from "../store/types.ts";
 import { raiseLink } from "../wiring/nic.ts";
-import type { TapPolicy } from "../wiring/tap_policy.ts";
+import type { TapPolicy } from "../wiring/policy_spec.ts";
 import type { ProviderContext } from "./context.ts";
 import { tapPolicyOf } from "./policy.ts";
 

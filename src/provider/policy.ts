@@ -19,7 +19,7 @@ import {
   parseCidr,
   type TapPolicy,
   type TbfOptions,
-} from "../wiring/tap_policy.ts";
+} from "../wiring/policy_spec.ts";
 import { InvalidInputError } from "./errors.ts";
 
 /** Where the policy file is unless a setting says otherwise. */
