@@ -255,6 +255,25 @@ function readHeader(
 }
 
 /**
+ * Whether a hook found by discovery (maybe earlier in the operation) is
+ * still there to run: false when its file is gone (not run, as discovery
+ * skips a file removed meanwhile). Its file is checked again, so one made
+ * unsafe since is refused ({@linkcode HookSecurityError}) right before it
+ * would run, not only at the next operation.
+ */
+export function stillRunnable(hook: ExecHook): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(hook.path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+  checkHookFile(hook.path, info);
+  return true;
+}
+
+/**
  * Runs `hook` for `event` with `ctx` as JSON on stdin. Throws
  * {@linkcode HookError} on a non-zero exit or a failed start, and
  * {@linkcode HookTimeoutError} after killing it (and everything in its

@@ -11,6 +11,7 @@ import {
   discoverExecHooksSync,
   type ExecHook,
   runExecHook,
+  stillRunnable,
 } from "./exec.ts";
 import {
   HOOK_EVENTS,
@@ -172,6 +173,7 @@ class EntrySet implements HookSet {
         durationMs: 0,
       };
       if (e.kind === "exec") {
+        if (!stillRunnable(e.exec)) continue; // removed since the snapshot
         Object.assign(report, await runExecHook(e.exec, context, e.timeoutMs));
       } else {
         await runTsHook(e.name, e.hook, context, e.timeoutMs);

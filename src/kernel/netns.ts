@@ -266,7 +266,9 @@ export function deleteNetns(name: string, dir = DEFAULT_NETNS_DIR): boolean {
  * namespace is mounted on it. An empty leftover file does not count.
  */
 export function netnsExists(name: string, dir = DEFAULT_NETNS_DIR): boolean {
-  return isNetnsFile(netnsPath(name, dir));
+  const path = netnsPath(name, dir);
+  // Most often asked of a name not taken yet (a new VM).
+  return !surelyAbsent(path) && isNetnsFile(path);
 }
 
 /**
@@ -507,8 +509,6 @@ function detach(name: string, path: Uint8Array<ArrayBuffer>): void {
  * the fd (fstatfs, NS_GET_NSTYPE): Deno's own stat refuses /proc paths.
  */
 function isNetnsFile(path: string): boolean {
-  // Most often asked of a name not taken yet (a new VM).
-  if (surelyAbsent(path)) return false;
   let st: Deno.FileInfo;
   try {
     st = Deno.statSync(path);

@@ -372,8 +372,9 @@ export async function claimSlot(
   try {
     const future = { ...hookFields(nic), vmId, netnsPath: path, queueSize };
     try {
-      mayMakeNetns(ctx, op); // the VM's netns name is made under the prefix
       await runHook(ctx, "beforeAdd", { ...future, operation: op });
+      // Claimed only now, as by any add: a refused add leaves no claim.
+      mayMakeNetns(ctx, op); // the VM's netns name is made under the prefix
     } catch (e) {
       pool.giveBack(list.name, queues, slotId);
       throw e;

@@ -82,11 +82,11 @@ export function openNoFollow(
 }
 
 /**
- * Whether `path` names nothing (ENOENT, or a component is not a dir),
- * asked without opening the file and without the exception a failed Deno
- * stat costs: for hot paths that mostly ask of files that are not there.
- * Any other answer (the file, or an error) is false: the caller's own
- * open or stat then reports it.
+ * Whether `path` names nothing (ENOENT), asked without opening the file and
+ * without the exception a failed Deno stat costs: for hot paths that mostly
+ * ask of files that are not there. Any other answer (the file, or an error
+ * such as ENOTDIR or EACCES) is false: the caller's own open or stat then
+ * reports it.
  */
 export function surelyAbsent(path: string): boolean {
   const fd = libc().open(cstr(path), O_PATH | O_CLOEXEC, 0);
@@ -94,8 +94,7 @@ export function surelyAbsent(path: string): boolean {
     libc().close(fd);
     return false;
   }
-  const e = errno();
-  return e === Errno.ENOENT || e === Errno.ENOTDIR;
+  return errno() === Errno.ENOENT;
 }
 
 /** `fstat(fd)`, decoded. */

@@ -401,9 +401,18 @@ rootTest(
         "10-first afterAdd",
         "20-later afterAdd",
       ]);
-      // Made unsafe after the snapshot: the next operation refuses it.
+      // Made unsafe after a snapshot took it: refused before it would run,
+      // by that snapshot as by the next operation.
+      const taken = runner.snapshot();
       await Deno.chmod(join(dir, "20-later"), 0o777);
+      await assert.rejects(() => taken.run("afterAdd", ADD_CTX), /20-later/);
       await assert.rejects(() => runner.run("afterAdd", ADD_CTX), /20-later/);
+      // Removed after a snapshot took it: not run, and no failure.
+      await Deno.chmod(join(dir, "20-later"), 0o755);
+      const before = runner.snapshot();
+      await Deno.remove(join(dir, "20-later"));
+      const reports = await before.run("afterAdd", ADD_CTX);
+      assert.deepEqual(reports.map((r) => r.name), ["10-first"]);
     });
   },
 );

@@ -392,6 +392,15 @@ rootTest(
         assert.equal(r.code, 2, `${text}: ${r.stderr}`);
         assert.match(JSON.parse(r.stderr).error.message, says, text);
       }
+      // A path that cannot name a file (under a file) is no "no file": it
+      // fails closed, never as a host without defaults.
+      const under = `--policy-file=${join(file, "policy.json")}`;
+      const r = await fx.cli([under, "add", "c"]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        JSON.parse(r.stderr).error.message,
+        /policy file .*policy\.json\/policy\.json cannot be read/,
+      );
       assert.deepEqual(await fx.netns(), ["a", "b"], "c was not made");
     });
   },

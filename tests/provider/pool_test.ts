@@ -91,7 +91,7 @@ Deno.test("a one-NIC add takes a ready slot: the VM's netns name, records and ho
   });
 });
 
-Deno.test("a pool's first fill claims the netns prefix, as any add does: another install cannot take it", async () => {
+Deno.test("a pool's first fill claims the netns prefix for its install and root dir, as any add does", async () => {
   await inWorld(async (w) => {
     const claim = claimPath(w.config.netnsDir!, w.config.netnsPrefix!);
     const p = await w.open({ pool: POOL });
