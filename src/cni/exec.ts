@@ -138,13 +138,18 @@ export async function execPlugin(req: PluginExecRequest): Promise<unknown> {
       stderr: "piped",
       detached: req.killProcessGroup ?? true,
     }).spawn();
-    req.onSpawn?.(child.pid);
   } catch (e) {
     throw new CniExecError({
       ...what,
       kind: "spawn",
       detail: `cannot start ${req.path}: ${e instanceof Error ? e.message : e}`,
     }, { cause: e });
+  }
+  try {
+    req.onSpawn?.(child.pid);
+  } catch {
+    // The plugin runs: an observer that failed to note it must not leave
+    // it running unwaited, nor fail its run.
   }
 
   let timedOut = false;

@@ -190,16 +190,18 @@ class HeldLock implements VmLock {
   recordChild(pid: number): void {
     const fd = this.#fd;
     if (fd === undefined) return;
-    const start = processStartTime(pid);
-    if (start === null) return; // gone already
-    const children = (this.#holder.children ?? []).filter((c) =>
-      processStartTime(c.pid) === c.start
-    );
-    children.push({ pid, start });
-    this.#holder.children = children;
+    // A note for after a crash, never a reason to fail the plugin's run:
+    // /proc may refuse a moment (a process mid-exec), or the disk a write.
     try {
+      const start = processStartTime(pid);
+      if (start === null) return; // gone already
+      const children = (this.#holder.children ?? []).filter((c) =>
+        processStartTime(c.pid) === c.start
+      );
+      children.push({ pid, start });
+      this.#holder.children = children;
       rewrite(fd, JSON.stringify(this.#holder), this.path);
-    } catch { /* a note for after a crash, never a reason to fail */ }
+    } catch { /* see above */ }
   }
 
   release(): void {

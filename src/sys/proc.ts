@@ -41,6 +41,9 @@ export function readProcFile(path: string): string {
   }
 }
 
+/** Reads of a /proc file that answered EAGAIN before giving up. */
+const PROC_EAGAIN_TRIES = 5;
+
 /**
  * A process's start time (clock ticks since boot, field 22 of
  * /proc/PID/stat), or null when no such process lives (zombies included:
@@ -48,11 +51,19 @@ export function readProcFile(path: string): string {
  */
 export function processStartTime(pid: number): string | null {
   let stat: string;
-  try {
-    stat = readProcFile(`/proc/${pid}/stat`);
-  } catch (e) {
-    if (e instanceof KernelError && e.errno === Errno.ENOENT) return null;
-    throw e;
+  for (let attempt = 1;; attempt++) {
+    try {
+      stat = readProcFile(`/proc/${pid}/stat`);
+      break;
+    } catch (e) {
+      if (e instanceof KernelError && e.errno === Errno.ENOENT) return null;
+      // Seen under load while the process was being exec'd: try again.
+      if (
+        e instanceof KernelError && e.errno === Errno.EAGAIN &&
+        attempt < PROC_EAGAIN_TRIES
+      ) continue;
+      throw e;
+    }
   }
   // The command name (field 2) may hold spaces: count from its closing ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

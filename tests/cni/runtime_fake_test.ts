@@ -206,6 +206,26 @@ Deno.test("ADD chains prevResult, injects name/cniVersion, filters capability ar
   });
 });
 
+Deno.test("an onSpawn observer that throws neither fails the plugin's run nor leaves it unwaited", async () => {
+  await withFakes(async (f) => {
+    await f.rec("rec1", resultFor("10.233.50.4/24"));
+    const seen: number[] = [];
+    const result = await f.runtime().addNetworkList(
+      f.list([{ type: "rec1" }]),
+      {
+        ...rt,
+        onSpawn: (pid) => {
+          seen.push(pid);
+          throw new Error("cannot note the pid");
+        },
+      },
+    );
+    assert.deepEqual(result.ips, [{ address: "10.233.50.4/24", interface: 0 }]);
+    assert.ok(seen.length >= 1, "told of the plugin's pid");
+    assert.equal((await f.calls("ADD")).length, 1);
+  });
+});
+
 Deno.test("DEL runs in reverse with the cached result, then drops the entry; 0.4.0 gets per-IP versions", async () => {
   await withFakes(async (f) => {
     await f.rec("rec1", resultFor("10.233.51.2/24", "0.4.0"));
