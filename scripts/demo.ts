@@ -12,6 +12,8 @@
  *
  * @module
  */
+import { DEFAULT_NETNS_DIR } from "../src/kernel/netns.ts";
+import { claimPath } from "../src/provider/ownership.ts";
 
 const PERMS = [
   "--allow-ffi",
@@ -87,11 +89,17 @@ try {
 } finally {
   failed ||= !await show("vmnic", ["delete", "demo-vm", ...flags]);
   await show("vmnic", ["list", ...flags]);
-  const left = (await output("ip", ["netns", "list"])).includes(prefix);
+  // Its prefix claim names a root dir that goes now: it goes too, unless
+  // a netns under the prefix is left (the claim still guards it then).
+  const claim = claimPath(DEFAULT_NETNS_DIR, prefix);
+  const netnsLeft = (await output("ip", ["netns", "list"])).includes(prefix);
+  if (!netnsLeft) await Deno.remove(claim).catch(() => {});
+  const left = netnsLeft ||
+    await Deno.lstat(claim).then(() => true, () => false);
   console.log(
     left
-      ? "\nLEAK: a netns of the demo is still there"
-      : "\nnothing left behind: no netns, no TAP, no record",
+      ? "\nLEAK: a netns or the prefix claim of the demo is still there"
+      : "\nnothing left behind: no netns, no TAP, no record, no prefix claim",
   );
   await Deno.remove(tmp, { recursive: true });
   if (left) failed = true;
