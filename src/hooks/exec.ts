@@ -56,22 +56,11 @@ const ADVICE = "hooks must be owned by root and writable only by it";
  * The executable hooks in `dir`, sorted by file name, each checked. A
  * missing dir means none. Dotfiles and backups (`*~`) are skipped, and so
  * are subdirectories. Throws {@linkcode HookSecurityError} for the first
- * unsafe path and {@linkcode HookConfigError} for a bad header.
+ * unsafe path and {@linkcode HookConfigError} for a bad header. Blocking
+ * calls: a few stats of a small dir, read once per operation, far cheaper
+ * so than as async ops.
  */
-export function discoverExecHooks(dir: string): Promise<ExecHook[]> {
-  try {
-    return Promise.resolve(discoverExecHooksSync(dir));
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
-/**
- * {@linkcode discoverExecHooks} without the event loop: a few stats of a
- * small dir, each far cheaper as a blocking call than as an async op (it
- * runs before every operation).
- */
-export function discoverExecHooksSync(dir: string): ExecHook[] {
+export function discoverExecHooks(dir: string): ExecHook[] {
   let realDir: string;
   try {
     realDir = Deno.realPathSync(dir);

@@ -8,7 +8,7 @@
 import { HookConfigError, HookError, HookTimeoutError } from "./errors.ts";
 import {
   compareNames,
-  discoverExecHooksSync,
+  discoverExecHooks,
   type ExecHook,
   runExecHook,
   stillRunnable,
@@ -80,7 +80,7 @@ export class HookRunner {
    * hooks dir or a file in it is unsafe.
    */
   list(): Promise<HookInfo[]> {
-    return this.#later(() => this.snapshot().list());
+    return Promise.resolve().then(() => this.snapshot().list());
   }
 
   /**
@@ -103,7 +103,7 @@ export class HookRunner {
   snapshot(): HookSet {
     const execs: Entry[] = this.#dir === null
       ? []
-      : discoverExecHooksSync(this.#dir).map(
+      : discoverExecHooks(this.#dir).map(
         (exec) => ({
           kind: "exec" as const,
           name: exec.name,
@@ -116,14 +116,6 @@ export class HookRunner {
     return new EntrySet(
       [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name)),
     );
-  }
-
-  #later<T>(f: () => T): Promise<T> {
-    try {
-      return Promise.resolve(f());
-    } catch (e) {
-      return Promise.reject(e);
-    }
   }
 }
 

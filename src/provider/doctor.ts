@@ -182,7 +182,7 @@ async function policyChecks(
     }
   }
   try {
-    const file = await loadPolicyFile("doctor", cfg.policyFile);
+    const file = loadPolicyFile("doctor", cfg.policyFile);
     const n = Object.keys(file.networks).length;
     checks.push({
       name: "policy file",

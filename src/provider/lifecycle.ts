@@ -313,7 +313,7 @@ export async function add(
     );
     const kept: NicRecord[] = [];
     const plans: NicPlan[] = [];
-    const policyFile = await policyFileOf(ctx, op);
+    const policyFile = policyFileOf(ctx, op);
     for (const [i, spec] of specs.entries()) {
       const index = indices[i];
       const have = existing.get(index);
@@ -366,10 +366,10 @@ export async function add(
       () => checkReady(ctx, op, vmId, plans.map((p) => p.list)),
     );
     // Fails closed on an unsafe hooks dir before anything changes.
-    const listHooks = () => hooksOf(ctx).list();
+    const readHooks = () => hooksOf(ctx);
     const hooks = ctx.trace
-      ? ctx.trace.timeSync("hooks", listHooks)
-      : listHooks();
+      ? ctx.trace.timeSync("hooks", readHooks)
+      : readHooks();
     // A new one-NIC VM takes a warm slot when the pool has one that fits.
     const [first] = plans;
     if (
@@ -383,7 +383,7 @@ export async function add(
         first.list,
         first.queues,
         first.queueSize,
-        !hooks.some((h) => h.events.includes("afterAdd")),
+        !hooks.has("afterAdd"),
       );
       if (claimed) return claimed;
     }
@@ -496,7 +496,7 @@ export async function addNic(
     ...((p.guest ?? old?.guest) ? { guest: p.guest ?? old?.guest } : {}),
     // A rebuild keeps what was recorded; a slot gets the network's defaults.
     policy: p.policy ? asRecord(p.policy) : old ? old.policy ?? null : asRecord(
-      planNicPolicy(await policyFileOf(ctx, op), p.list.name).policy,
+      planNicPolicy(policyFileOf(ctx, op), p.list.name).policy,
     ),
     capabilityArgs: p.capabilityArgs
       ? asRecord(p.capabilityArgs)

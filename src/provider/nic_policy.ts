@@ -65,7 +65,7 @@ export function askedPolicy(
 export function policyFileOf(
   ctx: ProviderContext,
   op: string,
-): Promise<PolicyFile> {
+): PolicyFile {
   return loadPolicyFile(op, ctx.config.policyFile);
 }
 

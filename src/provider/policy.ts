@@ -572,24 +572,10 @@ export interface PolicyFile {
 /**
  * Reads and checks the policy file. A missing file is no defaults; a file
  * that does not parse or holds a bad value is refused, naming the file,
- * the field and what is allowed.
+ * the field and what is allowed. A blocking read: it is small, and read
+ * before every add, where an async op costs more than the read.
  */
-export function loadPolicyFile(
-  op: string,
-  path: string,
-): Promise<PolicyFile> {
-  try {
-    return Promise.resolve(loadPolicyFileSync(op, path));
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
-/**
- * {@linkcode loadPolicyFile} as a blocking read: a small file read before
- * every add, far cheaper so than as an async op.
- */
-export function loadPolicyFileSync(op: string, path: string): PolicyFile {
+export function loadPolicyFile(op: string, path: string): PolicyFile {
   // Most hosts have none: asked without a failed read's exception.
   if (surelyAbsent(path)) return { path, networks: {} };
   let text: string;

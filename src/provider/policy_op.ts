@@ -125,7 +125,7 @@ export async function setPolicy(
           `policies apply to the TAP path's redirects`,
       );
     }
-    const file = await policyFileOf(ctx, op);
+    const file = policyFileOf(ctx, op);
     const before = policyOf(rec);
     const spec = mergeSpec(before?.spec ?? {}, set, change.unset ?? []);
     const next: PolicyRecord = {
