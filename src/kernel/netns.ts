@@ -318,27 +318,42 @@ export function withNetns<T>(path: string, fn: () => T): T {
       self,
     );
     check(libc().setns(target, CLONE_NEWNET), "enter netns", path);
-    let result: T;
-    try {
-      result = fn();
-    } finally {
-      returnToNetns(original, self);
-    }
-    if (isThenable(result)) {
-      // Keep a rejection of the abandoned promise from crashing the process.
-      Promise.resolve(result).catch(() => {});
-      throw new Error(
-        `withNetns(${path}): the callback returned a promise; only synchronous ` +
-          `work is allowed while switched into a netns (setns affects the ` +
-          `JS main thread only, so code after an await would run in the ` +
-          `wrong netns). The thread has been switched back.`,
-      );
-    }
-    return result;
+    return runAndReturn(fn, original, self, `withNetns(${path})`);
   } finally {
     libc().close(target);
     if (original >= 0) libc().close(original);
   }
+}
+
+/**
+ * Runs `fn` (the thread switched into another netns), then switches back to
+ * `original` (the thread's netns, `self`), whatever `fn` did. A promise
+ * from `fn` is refused: setns affects the JS main thread only, so code
+ * after an await would run in the wrong netns.
+ */
+function runAndReturn<T>(
+  fn: () => T,
+  original: number,
+  self: string,
+  what: string,
+): T {
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    returnToNetns(original, self);
+  }
+  if (isThenable(result)) {
+    // Keep a rejection of the abandoned promise from crashing the process.
+    Promise.resolve(result).catch(() => {});
+    throw new Error(
+      `${what}: the callback returned a promise; only synchronous work is ` +
+        `allowed while switched into a netns (setns affects the JS main ` +
+        `thread only, so code after an await would run in the wrong ` +
+        `netns). The thread has been switched back.`,
+    );
+  }
+  return result;
 }
 
 /**
@@ -360,20 +375,7 @@ export function withFreshNetns<T>(fn: () => T): T {
   );
   try {
     check(libc().unshare(CLONE_NEWNET), "create netns", "(unnamed)");
-    let result: T;
-    try {
-      result = fn();
-    } finally {
-      returnToNetns(original, self);
-    }
-    if (isThenable(result)) {
-      Promise.resolve(result).catch(() => {});
-      throw new Error(
-        "withFreshNetns: the callback returned a promise; only synchronous " +
-          "work is allowed while switched into a netns",
-      );
-    }
-    return result;
+    return runAndReturn(fn, original, self, "withFreshNetns");
   } finally {
     libc().close(original);
   }
