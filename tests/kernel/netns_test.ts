@@ -9,6 +9,7 @@ import {
   netnsExists,
   netnsPath,
   releaseNetnsDir,
+  withFreshNetns,
   withNetns,
 } from "../../src/kernel/netns.ts";
 import {
@@ -177,6 +178,13 @@ rootTest(
         /only synchronous work/,
       );
       assert.equal(currentNetns(), original);
+      // The same in a fresh unnamed netns.
+      assert.throws(
+        () => withFreshNetns(async () => await Promise.resolve()),
+        /withFreshNetns: .*only synchronous work/,
+      );
+      assert.equal(currentNetns(), original);
+      assert.notEqual(withFreshNetns(() => currentNetns()), original);
 
       assert.equal(withNetns(b, () => 42), 42);
     });
