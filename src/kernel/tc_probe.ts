@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { nla } from "../netlink/codec.ts";
+import { type Attr, nla } from "../netlink/codec.ts";
 import {
   IfEther,
   Netlink,
@@ -118,8 +118,9 @@ export function probeOn(sock: NetlinkConn): TcFeatures {
       }, { op: "probe qdisc", object: kind })
     );
   let prio = 0;
-  const classifier = (kind: string) =>
-    ingress && has(() =>
+  // A new filter on the ingress qdisc, at a priority of its own.
+  const addFilter = (attrs: Attr[], op: string, kind: string) =>
+    has(() =>
       sock.request({
         type: Rtnl.RTM_NEWTFILTER,
         flags: Netlink.NLM_F_CREATE | Netlink.NLM_F_EXCL,
@@ -129,37 +130,32 @@ export function probeOn(sock: NetlinkConn): TcFeatures {
           parent: INGRESS_PARENT,
           info: ((++prio << 16) | htons(IfEther.ETH_P_ALL)) >>> 0,
         }),
-        attrs: [nla.str(Rtnl.TCA_KIND, kind)],
-      }, { op: "probe classifier", object: kind })
+        attrs,
+      }, { op, object: kind })
     );
+  const classifier = (kind: string) =>
+    ingress &&
+    addFilter([nla.str(Rtnl.TCA_KIND, kind)], "probe classifier", kind);
   const u32 = classifier(CLASSIFIERS.u32);
   // An action is asked for as the one action of a u32 filter.
   const action = (kind: string) =>
-    ingress && u32 && has(() =>
-      sock.request({
-        type: Rtnl.RTM_NEWTFILTER,
-        flags: Netlink.NLM_F_CREATE | Netlink.NLM_F_EXCL,
-        header: encodeTcMsg({
-          family: Socket.AF_UNSPEC,
-          ifindex: lo.index,
-          parent: INGRESS_PARENT,
-          info: ((++prio << 16) | htons(IfEther.ETH_P_ALL)) >>> 0,
-        }),
-        attrs: [
-          nla.str(Rtnl.TCA_KIND, CLASSIFIERS.u32),
-          nla.nested(Rtnl.TCA_OPTIONS, [
-            nla.nested(PktCls.TCA_U32_ACT, [
-              nla.nested(TcStruct.TCA_ACT_FIRST_ORDER, [
-                nla.str(PktCls.TCA_ACT_KIND, kind),
-              ]),
+    ingress && u32 && addFilter(
+      [
+        nla.str(Rtnl.TCA_KIND, CLASSIFIERS.u32),
+        nla.nested(Rtnl.TCA_OPTIONS, [
+          nla.nested(PktCls.TCA_U32_ACT, [
+            nla.nested(TcStruct.TCA_ACT_FIRST_ORDER, [
+              nla.str(PktCls.TCA_ACT_KIND, kind),
             ]),
-            nla.bytes(
-              PktCls.TCA_U32_SEL,
-              encodeU32Selector("probe action", kind, [MATCH_ALL_KEY]),
-            ),
           ]),
-        ],
-      }, { op: "probe action", object: kind })
+          nla.bytes(
+            PktCls.TCA_U32_SEL,
+            encodeU32Selector("probe action", kind, [MATCH_ALL_KEY]),
+          ),
+        ]),
+      ],
+      "probe action",
+      kind,
     );
   return {
     ingress,
