@@ -164,15 +164,7 @@ export default defineCommand({
       const index = checkTarget(op, params.vm, params.index);
       onlyQuery(op, params.vm, query, []);
       const object = `${params.vm}/${index}`;
-      const f = bodyFields(op, object, body, [
-        "rate",
-        "rateIn",
-        "rateOut",
-        "antiSpoofing",
-        "egress",
-        "isolate",
-        "reset",
-      ]);
+      const f = bodyFields(op, object, body, [...UNSETTABLE, "reset"]);
       const { reset, ...set } = f;
       const unset = reset === undefined ? [] : checkUnset(op, object, reset);
       return {
