@@ -104,7 +104,7 @@ export async function setPolicy(
       );
     }
   }
-  return await withVmLock(ctx, op, vmId, async (ctx) => {
+  return await withVmLock(ctx, op, vmId, (ctx) => {
     const rec = ctx.store.getNicByIndex(vmId, index);
     if (!rec) {
       throw new NotFoundError(op, object, `VM ${vmId} has no NIC ${index}`);
