@@ -33,6 +33,21 @@ export interface Io {
   env(k: string): string | undefined;
   /** Reads all of stdin. */
   readStdin(): Promise<string>;
+  /** Reads a text file named on the command line. */
+  readFile(path: string): Promise<string>;
+}
+
+/**
+ * A command line the daemon does not run for its client (`POST /v1/cli`):
+ * it opens no provider there, reads the client's stdin or files, follows
+ * a stream, or names another install. The client runs it itself.
+ */
+export class RunLocally extends Error {
+  /** Builds the error; `why` says what needs the client's process. */
+  constructor(why: string) {
+    super(why);
+    this.name = "RunLocally";
+  }
 }
 
 /** What a running command gets besides its input. */

@@ -118,22 +118,27 @@ async function connect(socket: string): Promise<Deno.UnixConn> {
   }
 }
 
+/** A route's path template filled in with `parts`: the path and query. */
+export function requestTarget(pathTemplate: string, parts: HttpParts): string {
+  const path = pathTemplate.replace(
+    /\{(\w+)\}/g,
+    (_, name: string) => encodeURIComponent(parts.params[name] ?? ""),
+  );
+  const query = new URLSearchParams(parts.query).toString();
+  return query ? `${path}?${query}` : path;
+}
+
 function requestBytes(
   method: string,
   pathTemplate: string,
   parts: HttpParts,
   headers: Record<string, string>,
 ): Uint8Array {
-  const path = pathTemplate.replace(
-    /\{(\w+)\}/g,
-    (_, name: string) => encodeURIComponent(parts.params[name] ?? ""),
-  );
-  const query = new URLSearchParams(parts.query).toString();
   const body = parts.body === undefined
     ? new Uint8Array()
     : encoder.encode(JSON.stringify(parts.body));
   const head = [
-    `${method} ${path}${query ? `?${query}` : ""} HTTP/1.1`,
+    `${method} ${requestTarget(pathTemplate, parts)} HTTP/1.1`,
     "host: vmnic",
     "connection: close",
     ...(parts.body === undefined ? [] : ["content-type: application/json"]),

@@ -1,9 +1,11 @@
 /**
- * The `vmnic` command (the `deno compile` target): finds the command, loads
- * only its module, parses and checks the line, opens the provider as the
- * command asks, runs it and prints JSON (`--json`) or text. SIGTERM and
- * SIGINT end the operation at its next step boundary, rolled back, then
- * the process exits (docs/cli.md, "Signals").
+ * The whole `vmnic` command line, run in this process: finds the command,
+ * loads only its module, parses and checks the line, asks the daemon when
+ * one answers or opens the provider as the command asks, runs it and prints
+ * JSON (`--json`) or text. SIGTERM and SIGINT end the operation at its next
+ * step boundary, rolled back, then the process exits (docs/cli.md,
+ * "Signals"). `main.ts` loads it when the daemon does not run the line
+ * itself (`POST /v1/cli`); the daemon runs it for that route.
  *
  * @module
  */
@@ -24,6 +26,8 @@ import type {
   ProviderMode,
   RunContext,
 } from "./command.ts";
+import { RunLocally } from "./command.ts";
+import { DEFAULT_SOCKET } from "./forward.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
@@ -43,26 +47,55 @@ function onDemand<T>(specifier: string): Promise<T> {
   return import(specifier);
 }
 
-/** Where `vmnic serve` listens unless told otherwise (`--socket`). */
-const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
-
 /** Exit codes (docs/cli.md). */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, NOT_FOUND: 3 } as const;
 
 export type { Io } from "./command.ts";
+export { RunLocally } from "./command.ts";
 
 const denoIo: Io = {
   out: (s) => console.log(s),
   err: (s) => console.error(s),
   env: (k) => Deno.env.get(k),
   readStdin: async () => await new Response(Deno.stdin.readable).text(),
+  readFile: (path) => Deno.readTextFile(path),
 };
+
+/**
+ * How a command line run inside `vmnic serve` (`POST /v1/cli`) reaches the
+ * daemon's routes: the same request the CLI would send over the socket,
+ * served in the daemon's process.
+ */
+export interface InDaemon {
+  /**
+   * Serves `method pathTemplate` with `parts` and `headers`; the run's
+   * progress goes to `progress`, as it would in process.
+   */
+  call(
+    method: string,
+    pathTemplate: string,
+    parts: HttpParts,
+    headers: Record<string, string>,
+    progress: Progress,
+  ): Promise<DaemonReply>;
+}
+
+/** Where a run reports its progress (`RunContext.progress`). */
+export type Progress = RunContext["progress"];
 
 /** Signals that end an operation gracefully. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
 
-/** Runs the CLI on `argv`; returns the exit code. */
-export async function main(argv: string[], io: Io = denoIo): Promise<number> {
+/**
+ * Runs the CLI on `argv`; returns the exit code. With `daemon`, it runs in
+ * `vmnic serve` for a client: its routes instead of a socket or a provider
+ * of its own, and {@linkcode RunLocally} for what only the client can run.
+ */
+export async function main(
+  argv: string[],
+  io: Io = denoIo,
+  daemon?: InDaemon,
+): Promise<number> {
   const name = findCommand(argv, isCommand);
   let command: AnyCommand | undefined;
   let p: Parsed;
@@ -108,7 +141,7 @@ export async function main(argv: string[], io: Io = denoIo): Promise<number> {
     io.out(commandUsage(command));
     return EXIT.OK;
   }
-  return await execute(command, p, io);
+  return await execute(command, p, io, daemon);
 }
 
 /** Parses the input, opens the provider, runs, prints; maps errors to exit codes. */
@@ -116,6 +149,7 @@ async function execute(
   command: AnyCommand,
   p: Parsed,
   io: Io,
+  daemon: InDaemon | undefined,
 ): Promise<number> {
   const stop = new AbortController();
   const onSignal = (sig: Deno.Signal) => () => {
@@ -127,8 +161,8 @@ async function execute(
     }
   };
   // Commands that open no provider (version, doctor, serve) handle
-  // signals as they see fit.
-  const listeners = command.provider === "none"
+  // signals as they see fit; the daemon handles its own.
+  const listeners = command.provider === "none" || daemon
     ? []
     : STOP_SIGNALS.map((sig) => [sig, onSignal(sig)] as const);
   for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
@@ -151,11 +185,29 @@ async function execute(
       if (given !== undefined) parseTraceparent(given, command.name);
       traceparent = given ?? newTraceparent();
     }
+    if (daemon && (mode !== "require" || command.follow?.when(input))) {
+      throw new RunLocally(`${command.name} runs in the client's process`);
+    }
     if (command.follow?.when(input)) {
       return await follow(command, input, p, config, io, stop.signal, mode);
     }
+    const progress: Progress = (op, id, done, total) =>
+      io.err(
+        p.json
+          ? JSON.stringify({ progress: { op, id, done, total } })
+          : `${op}: ${done}/${total} ${id}`,
+      );
     const viaDaemon = mode === "require"
-      ? await tryDaemon(command, input, p, config, io, traceparent)
+      ? await tryDaemon(
+        command,
+        input,
+        p,
+        config,
+        io,
+        traceparent,
+        daemon,
+        progress,
+      )
       : null;
     if (viaDaemon) {
       if (viaDaemon.status === 200) {
@@ -190,12 +242,7 @@ async function execute(
         },
         config,
         io,
-        progress: (op, id, done, total) =>
-          io.err(
-            p.json
-              ? JSON.stringify({ progress: { op, id, done, total } })
-              : `${op}: ${done}/${total} ${id}`,
-          ),
+        progress,
       };
       const out = await command.run(input, ctx);
       io.out(
@@ -207,6 +254,7 @@ async function execute(
       provider?.close();
     }
   } catch (e) {
+    if (e instanceof RunLocally) throw e;
     const code = exitCodeOf(e);
     if (p.json) {
       const v = e as Partial<{ op: string; object: string; reason: string }>;
@@ -360,9 +408,23 @@ async function tryDaemon(
   p: Parsed,
   config: ProviderConfig,
   io: Io,
-  traceparent?: string,
+  traceparent: string | undefined,
+  daemon: InDaemon | undefined,
+  progress: Progress,
 ): Promise<DaemonReply | null> {
   const target = daemonTarget(command, input, p, config, io, traceparent);
+  if (daemon) {
+    if (!target) {
+      throw new RunLocally(`this form of ${command.name} runs in the client`);
+    }
+    return await daemon.call(
+      command.http!.method,
+      command.http!.path,
+      target.parts,
+      target.headers,
+      progress,
+    );
+  }
   if (!target) return null;
   const { callDaemon, NoDaemon } = await import("./daemon_client.ts");
   try {
@@ -409,8 +471,4 @@ function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.USAGE;
   const code = (e as { exitCode?: unknown })?.exitCode;
   return typeof code === "number" ? code : EXIT.FAILED;
-}
-
-if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
 }

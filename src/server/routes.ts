@@ -26,6 +26,7 @@ export interface Route {
     summary: string;
     response: JsonSchema;
     contentType?: string;
+    body?: JsonSchema;
   };
 }
 
@@ -38,7 +39,63 @@ export const OWN_ROUTES: readonly {
   response: JsonSchema;
   /** Its content type, when not JSON. */
   contentType?: string;
+  /** Its request body, when it takes one. */
+  body?: JsonSchema;
 }[] = [
+  {
+    method: "POST",
+    path: "/v1/cli",
+    name: "cli",
+    summary:
+      "a whole `vmnic` command line, run as the CLI would run it: what it prints and its exit code (the CLI's fast path)",
+    body: {
+      type: "object",
+      properties: {
+        argv: { type: "array", items: { type: "string" } },
+        env: {
+          type: "object",
+          description:
+            "VMNIC_* and TRACEPARENT, as the command line reads them",
+          additionalProperties: { type: "string" },
+        },
+        version: {
+          type: "string",
+          description: "the client's; another version gets runLocally",
+        },
+      },
+      required: ["argv", "version"],
+      additionalProperties: false,
+    },
+    response: {
+      oneOf: [
+        {
+          type: "object",
+          properties: {
+            exitCode: { type: "integer" },
+            output: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: {
+                  fd: { type: "integer", enum: [1, 2] },
+                  text: { type: "string" },
+                },
+                required: ["fd", "text"],
+              },
+            },
+          },
+          required: ["exitCode", "output"],
+        },
+        {
+          type: "object",
+          description:
+            "the line needs the client's process (stdin, files, no provider, a stream, another install): nothing was done",
+          properties: { runLocally: { type: "string" } },
+          required: ["runLocally"],
+        },
+      ],
+    },
+  },
   {
     method: "GET",
     path: "/metrics",
@@ -240,11 +297,13 @@ export function openApiDocument(routes: readonly Route[]): JsonSchema {
       operationId: name,
       summary: r.command ? COMMANDS[name].summary : r.own!.summary,
       ...(parameters.length ? { parameters } : {}),
-      ...(http?.body
+      ...(http?.body || r.own?.body
         ? {
           requestBody: {
-            required: false,
-            content: { "application/json": { schema: http.body } },
+            required: r.own?.body !== undefined,
+            content: {
+              "application/json": { schema: http?.body ?? r.own!.body },
+            },
           },
         }
         : {}),
@@ -257,6 +316,12 @@ export function openApiDocument(routes: readonly Route[]): JsonSchema {
             },
           },
         },
+        ...(r.own?.body
+          ? {
+            "400": error("the body is not a command line (UsageError)"),
+            "413": error("the body is larger than the daemon takes"),
+          }
+          : {}),
         ...(r.command
           ? {
             "400": error(

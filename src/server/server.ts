@@ -9,6 +9,9 @@
  * @module
  */
 import type { AnyCommand, RunContext } from "../cli/command.ts";
+import { requestTarget } from "../cli/daemon_client.ts";
+import type { InDaemon, Progress } from "../cli/run.ts";
+import { runCommandLine } from "./cli_route.ts";
 import { UsageError } from "../cli/args.ts";
 import { CniProvider, type OpenOptions } from "../provider/mod.ts";
 import { resolveConfig } from "../provider/config.ts";
@@ -33,7 +36,7 @@ import {
 } from "./routes.ts";
 
 /** The default socket (`--socket`, `VMNIC_SOCKET`). */
-export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
+export { DEFAULT_SOCKET } from "../cli/forward.ts";
 /** Largest request body taken, in bytes. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** How long a client may take to send its body. */
@@ -359,7 +362,15 @@ interface HandleCtx {
   metrics: Metrics;
 }
 
-async function handle(req: Request, h: HandleCtx): Promise<Response> {
+/**
+ * Serves one request. `progress`: where the run's progress goes (a line
+ * run for `POST /v1/cli` prints it as the CLI would); none for the API.
+ */
+async function handle(
+  req: Request,
+  h: HandleCtx,
+  progress: Progress = () => {},
+): Promise<Response> {
   const url = new URL(req.url);
   const match = matchRoute(h.routes, req.method, url.pathname);
   if (match === null) {
@@ -396,6 +407,8 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
         return new Response(await h.metrics.render(), {
           headers: { "content-type": METRICS_CONTENT_TYPE },
         });
+      case "cli":
+        return await serveCommandLine(req, h);
     }
   }
   const command = route.command!;
@@ -438,9 +451,11 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
         err: (s) => h.log(s),
         env: () => undefined,
         readStdin: () => Promise.resolve(""),
+        readFile: (path) =>
+          Promise.reject(new Error(`the daemon reads no file (${path})`)),
       },
       // Progress of one client's run is no news for the daemon's log.
-      progress: () => {},
+      progress,
     };
     // The client's disconnect does not abort an operation half-way: it
     // runs to its end; only the answer is lost.
@@ -458,6 +473,36 @@ async function handle(req: Request, h: HandleCtx): Promise<Response> {
       body,
       traceparent ? { traceparent } : {},
     );
+  }
+}
+
+/**
+ * `POST /v1/cli`: the command line of the body, run by the CLI's `main`,
+ * whose requests are served here as if they came over the socket.
+ */
+async function serveCommandLine(req: Request, h: HandleCtx): Promise<Response> {
+  const inside: InDaemon = {
+    async call(method, pathTemplate, parts, headers, progress) {
+      const res = await handle(
+        new Request(`http://vmnic${requestTarget(pathTemplate, parts)}`, {
+          method,
+          headers: parts.body === undefined
+            ? headers
+            : { ...headers, "content-type": "application/json" },
+          body: parts.body === undefined
+            ? undefined
+            : JSON.stringify(parts.body),
+        }),
+        h,
+        progress,
+      );
+      return { status: res.status, body: await res.json() };
+    },
+  };
+  try {
+    return json(200, await runCommandLine(await readBody(req), inside));
+  } catch (e) {
+    return json(statusOf(e), errorJson(e));
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * A small JSON Schema check for the daemon tests: the keywords the OpenAPI
  * document uses (`type`, `properties`, `required`, `additionalProperties`,
- * `items`, `enum`, `pattern`), so a test can hold each answer to the
+ * `items`, `enum`, `pattern`, `oneOf`), so a test can hold each answer to the
  * schema the document promises.
  *
  * @module
@@ -17,6 +17,18 @@ export function schemaProblems(
   at = "$",
 ): string[] {
   const out: string[] = [];
+  if (Array.isArray(schema.oneOf)) {
+    const fits = (schema.oneOf as Schema[]).filter((alt) =>
+      schemaProblems(alt, value, at).length === 0
+    ).length;
+    if (fits !== 1) {
+      out.push(
+        `${at}: ${
+          JSON.stringify(value)
+        } fits ${fits} of its oneOf's ${schema.oneOf.length} schemas, not 1`,
+      );
+    }
+  }
   const type = schema.type as string | string[] | undefined;
   if (type !== undefined) {
     const types = Array.isArray(type) ? type : [type];

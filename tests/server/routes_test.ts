@@ -16,6 +16,7 @@ import { REPO_ROOT } from "../support/cli.ts";
 import { makeFixture } from "../provider/_fixture.ts";
 import { loadRoutes } from "../../src/server/routes.ts";
 import { COMMANDS } from "../../src/cli/table.ts";
+import { VERSION } from "../../src/version.ts";
 import type { NicConfig } from "../../src/provider/types.ts";
 import {
   at,
@@ -120,6 +121,10 @@ rootTest(
               body: { adopt: false },
             })],
             ["GET /v1/health", () => ({ path: "/v1/health" })],
+            ["POST /v1/cli", () => ({
+              path: "/v1/cli",
+              body: { argv: ["--json", "vms"], env: {}, version: VERSION },
+            })],
             ["GET /v1/openapi.json", () => ({ path: "/v1/openapi.json" })],
             ["GET /v1/version", () => ({ path: "/v1/version" })],
             ["GET /v1/pool", () => ({ path: "/v1/pool" })],

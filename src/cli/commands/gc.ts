@@ -8,7 +8,7 @@ import { GcOrchestrator } from "../../provider/gc_orchestrator.ts";
 import { InvalidInputError } from "../../provider/errors.ts";
 import { isVmId } from "../../provider/validate.ts";
 import { str, UsageError } from "../args.ts";
-import { defineCommand } from "../command.ts";
+import { defineCommand, RunLocally } from "../command.ts";
 import { bodyFields, boolField, onlyQuery, strsField } from "../http_input.ts";
 import { arr, bool, gcResult, obj, str as strS } from "../schemas.ts";
 
@@ -54,10 +54,9 @@ export default defineCommand({
     let text = activeArg;
     if (text === undefined) {
       try {
-        text = file === "-"
-          ? await io.readStdin()
-          : await Deno.readTextFile(file!);
+        text = file === "-" ? await io.readStdin() : await io.readFile(file!);
       } catch (e) {
+        if (e instanceof RunLocally) throw e;
         throw new UsageError(
           `gc: cannot read --active-file ${file}: ${(e as Error).message}`,
           "gc",

@@ -1,19 +1,15 @@
 /**
- * Reproductions of what `vmnic serve` does not do yet as issue #10 asks.
- * Each fails today, so each is ignored unless VMNIC_TEST_KNOWN_ISSUES=1;
- * once fixed, drop the flag and fold it into its suite.
+ * What review found `vmnic serve` doing unlike issue #10 asks, each
+ * reproduced here when it failed and kept as a regression test now that it
+ * is fixed:
  *
- * - `--socket-group` gives no access when the daemon makes the socket's
- *   dir (it makes it 0700, as for `/run/vmnic` by default).
- * - Progress lines (`gc`, `delete` of more than 10) go to stderr in
- *   process but nowhere through the daemon: stderr differs.
- * - `--wait` given to the CLI is not honored through the daemon: it waits
- *   as long as the daemon's own setting says.
- * - A record backup is appended before its transaction commits; a SIGKILL
- *   in between (pool_test.ts hits it now and then: a slot's fill, a VM's
- *   add or claim) leaves a backup whose record never was, and neither the
- *   next start nor `gc --include-pool` removes it (nor would
- *   `restore-records` know it never committed).
+ * - `--socket-group` gives access also when the daemon makes the socket's
+ *   dir (it makes it 0700 by default, as for `/run/vmnic`).
+ * - Progress lines (`gc`, `delete` of more than 10) reach the CLI's stderr
+ *   through the daemon as in process (`POST /v1/cli`).
+ * - `--wait` given to the CLI holds through the daemon, not the daemon's.
+ * - A record backup whose transaction a SIGKILL cut (a slot's fill, a VM's
+ *   add or claim) is removed by the next start or `gc --include-pool`.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -31,18 +27,16 @@ import {
 import { leaks } from "./_state.ts";
 import { withUser } from "./_user.ts";
 
-const RUN = IS_ROOT && Deno.env.get("VMNIC_TEST_KNOWN_ISSUES") === "1";
-
-function known(name: string, fn: () => Promise<void>): void {
+function regression(name: string, fn: () => Promise<void>): void {
   Deno.test({
-    name: `known issue: ${name}`,
-    ignore: !RUN,
+    name: `daemon: ${name}`,
+    ignore: !IS_ROOT,
     sanitizeResources: false,
     fn,
   });
 }
 
-known(
+regression(
   "--socket-group gives its members access when the daemon makes the socket's dir",
   async () => {
     const fx = await makeFixture("kgr", { octet: 171 });
@@ -82,7 +76,7 @@ known(
   },
 );
 
-known(
+regression(
   "gc of more than 10 VMs prints the same progress on stderr through the daemon",
   async () => {
     const fx = await makeFixture("kpr", { octet: 172 });
@@ -99,14 +93,19 @@ known(
         }
       };
       await prepare();
+      // One trace both ways: the runs' --json trace lines compare too.
+      const trace =
+        "--traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
       const through = await fx.cli([
         `--socket=${socket}`,
+        trace,
         "gc",
         "--active",
         "",
       ]);
       await prepare();
-      const here = await fx.cli(["--no-daemon", "gc", "--active", ""]);
+      const here = await fx.cli(["--no-daemon", trace, "gc", "--active", ""]);
+      assert.match(through.stderr, /"progress".*"done":11,"total":11/);
       assert.equal(through.code, 0, through.stderr);
       assert.equal(here.code, 0, here.stderr);
       assert.equal(through.stdout, here.stdout);
@@ -119,7 +118,7 @@ known(
   },
 );
 
-known("the CLI's --wait holds through the daemon", async () => {
+regression("the CLI's --wait holds through the daemon", async () => {
   const fx = await makeFixture("kwt", { octet: 173 });
   const dir = await socketDir();
   let holder: Deno.ChildProcess | undefined;
@@ -163,7 +162,7 @@ known("the CLI's --wait holds through the daemon", async () => {
   }
 });
 
-known(
+regression(
   "record backups that a crash left without their records (a slot's, a VM's) are removed by the next start or gc",
   async () => {
     const fx = await makeFixture("kbk", { octet: 174 });

@@ -1,0 +1,262 @@
+/**
+ * The CLI's fast path: a command line handed whole to `vmnic serve`
+ * (`POST /v1/cli`), which parses, runs and prints it as the CLI would and
+ * answers with the lines to print and the exit code. A process that goes
+ * this way loads this module and nothing else of the CLI (docs/api.md,
+ * "The CLI's own route").
+ *
+ * @module
+ */
+import { VERSION } from "../version.ts";
+
+/** Where `vmnic serve` listens unless told otherwise (`--socket`). */
+export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
+
+/** The daemon's route for whole command lines. */
+export const CLI_ROUTE = "/v1/cli";
+
+/**
+ * The commands a daemon runs for a client: those with a route that open a
+ * provider (tests/cli/forward_test.ts holds this list to the command
+ * table). Others (`version`, `doctor`, `serve`, `restore-records`) start
+ * here at once.
+ */
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set([
+  "add",
+  "delete",
+  "events",
+  "find",
+  "gc",
+  "guest-config",
+  "hooks",
+  "hv-args",
+  "inspect",
+  "list",
+  "networks",
+  "policy",
+  "prepare",
+  "quiesce",
+  "recover",
+  "remove",
+  "unquiesce",
+  "verify",
+  "vms",
+]);
+
+/** The body of `POST /v1/cli`. */
+export interface CliRequest {
+  /** The command line, without the program's name. */
+  argv: string[];
+  /** The variables a command line reads: `VMNIC_*` and `TRACEPARENT`. */
+  env: Record<string, string>;
+  /** The client's version: a daemon of another one lets it run itself. */
+  version: string;
+}
+
+/** One line the run printed, on stdout (1) or stderr (2). */
+export interface CliLine {
+  /** 1: stdout, 2: stderr. */
+  fd: 1 | 2;
+  /** The line, without its newline. */
+  text: string;
+}
+
+/** The answer of `POST /v1/cli`. */
+export type CliReply =
+  | {
+    /** The run's exit code (docs/cli.md). */
+    exitCode: number;
+    /** What it printed, in order. */
+    output: CliLine[];
+  }
+  | {
+    /** Why the client must run this line itself (nothing was done). */
+    runLocally: string;
+  };
+
+/** Whether the variable `name` is one a command line reads. */
+export function isCliEnv(name: string): boolean {
+  return name.startsWith("VMNIC_") || name === "TRACEPARENT";
+}
+
+/**
+ * The socket to hand `argv` to, or null when it runs in this process: a
+ * command the daemon does not run, or `--no-daemon`. The command is the
+ * first word that is not an option: a line that starts with a global option
+ * taking a value (`--root-dir DIR add …`) runs in this process, which asks
+ * the daemon by the command's own route if one answers.
+ */
+export function socketFor(
+  argv: readonly string[],
+  env: (name: string) => string | undefined,
+): string | null {
+  const end = argv.indexOf("--");
+  const line = end < 0 ? argv : argv.slice(0, end);
+  const command = line.find((a) => !a.startsWith("-"));
+  if (command === undefined || !DAEMON_COMMANDS.has(command)) return null;
+  if (line.includes("--no-daemon")) return null;
+  let socket: string | undefined;
+  for (const [i, a] of line.entries()) {
+    if (a === "--socket") socket = line[i + 1];
+    else if (a.startsWith("--socket=")) socket = a.slice("--socket=".length);
+  }
+  // An empty or missing value is the full CLI's to refuse.
+  if (socket === "") return null;
+  return socket ?? (env("VMNIC_SOCKET") || DEFAULT_SOCKET);
+}
+
+/**
+ * Runs `argv` in the daemon when one answers on its socket: writes what it
+ * printed and returns its exit code. Null when the line runs in this
+ * process: no daemon, a command it does not run, or a daemon that says so
+ * (it then did nothing).
+ */
+export async function forward(argv: string[]): Promise<number | null> {
+  const socket = socketFor(argv, (k) => Deno.env.get(k));
+  if (socket === null) return null;
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: socket });
+  } catch {
+    // No daemon, or one this user may not reach: the full CLI decides,
+    // and says why when it must.
+    return null;
+  }
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => isCliEnv(k)),
+  );
+  const request: CliRequest = { argv, env, version: VERSION };
+  // Interrupted, the daemon finishes the operation (a client going away
+  // does not stop it): wait for its answer, as the in-process CLI waits
+  // for its rollback.
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const onSignal = () =>
+    write(2, "vmnic: the daemon finishes the operation; its answer follows");
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  let answer: { status: number; body: string };
+  try {
+    await writeAll(conn, httpRequest(JSON.stringify(request)));
+    answer = parseResponse(await readToEnd(conn));
+  } catch (e) {
+    write(
+      2,
+      `vmnic: vmnic serve on ${socket} did not answer: ${
+        e instanceof Error ? e.message : e
+      }`,
+    );
+    return 1;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    try {
+      conn.close();
+    } catch { /* closed by the peer */ }
+  }
+  // A daemon without this route (an older one) serves the line by the
+  // command's own route instead.
+  if (answer.status === 404 || answer.status === 405) return null;
+  let reply: CliReply | undefined;
+  try {
+    reply = JSON.parse(answer.body);
+  } catch { /* reported below */ }
+  if (answer.status === 200 && reply && "runLocally" in reply) return null;
+  if (answer.status !== 200 || !reply || !("exitCode" in reply)) {
+    const message = (reply as { error?: { message?: string } } | undefined)
+      ?.error?.message ?? answer.body;
+    write(2, `vmnic: vmnic serve on ${socket}: ${answer.status}: ${message}`);
+    return 1;
+  }
+  for (const line of reply.output) write(line.fd, line.text);
+  return reply.exitCode;
+}
+
+const encoder = new TextEncoder();
+
+function httpRequest(body: string): Uint8Array {
+  const bytes = encoder.encode(body);
+  const head = encoder.encode(
+    `POST ${CLI_ROUTE} HTTP/1.1\r\nhost: vmnic\r\nconnection: close\r\n` +
+      `content-type: application/json\r\ncontent-length: ${bytes.length}\r\n\r\n`,
+  );
+  return concat([head, bytes]);
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    at += await conn.write(bytes.subarray(at));
+  }
+}
+
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  return concat(chunks);
+}
+
+/** An HTTP/1.1 response, read to its end: its status and its body's text. */
+export function parseResponse(bytes: Uint8Array): {
+  status: number;
+  body: string;
+} {
+  const end = indexOfCrlf(bytes, 0, true);
+  if (end < 0) throw new Error("a truncated answer");
+  const head = decoder.decode(bytes.subarray(0, end));
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
+  if (!status) throw new Error(`not an HTTP answer: ${head.slice(0, 40)}`);
+  const body = bytes.subarray(end + 4);
+  return {
+    status,
+    body: decoder.decode(
+      /\r\ntransfer-encoding:\s*chunked/i.test(head) ? dechunk(body) : body,
+    ),
+  };
+}
+
+const decoder = new TextDecoder();
+
+/** Where the next CRLF (or, `double`, CRLFCRLF) starts at or after `from`; -1: none. */
+function indexOfCrlf(bytes: Uint8Array, from: number, double = false): number {
+  const n = double ? 4 : 2;
+  for (let i = from; i + n <= bytes.length; i++) {
+    if (
+      bytes[i] === 13 && bytes[i + 1] === 10 &&
+      (!double || (bytes[i + 2] === 13 && bytes[i + 3] === 10))
+    ) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/** A whole chunked body, decoded. */
+function dechunk(body: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let at = 0;;) {
+    const nl = indexOfCrlf(body, at);
+    if (nl < 0) throw new Error("a truncated answer");
+    const size = parseInt(decoder.decode(body.subarray(at, nl)), 16);
+    if (!(size > 0)) break;
+    parts.push(body.subarray(nl + 2, nl + 2 + size));
+    at = nl + 2 + size + 2;
+  }
+  return concat(parts);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, c) => a + c.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
+}
+
+function write(fd: 1 | 2, line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  const stream = fd === 1 ? Deno.stdout : Deno.stderr;
+  for (let at = 0; at < bytes.length;) {
+    at += stream.writeSync(bytes.subarray(at));
+  }
+}
