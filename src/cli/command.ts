@@ -147,10 +147,16 @@ export interface HttpRoute<I> {
   body?: JsonSchema;
   /** The 200 response body's schema. */
   response: JsonSchema;
-  /** The command's input from a request; throws for bad ones (400). */
-  input(req: HttpParts): I;
-  /** The request the CLI sends for an input, when a daemon answers. */
-  request(input: I): HttpParts;
+  /**
+   * The command's input from a request; throws for bad ones (400). None:
+   * the route takes no parameters and no query, and its input is `{}`.
+   */
+  input?(req: HttpParts): I;
+  /**
+   * The request the CLI sends for an input, when a daemon answers. None:
+   * a bare request (no parameters, query or body).
+   */
+  request?(input: I): HttpParts;
 }
 
 /** Declares a command (a typed identity, for inference). */

@@ -383,7 +383,7 @@ function daemonTarget(
   if (named && socket === undefined) return null;
   let parts;
   try {
-    parts = http.request(input);
+    parts = http.request?.(input) ?? { params: {}, query: {} };
   } catch (e) {
     if (e instanceof RangeError) return null; // no route for this form
     throw e;

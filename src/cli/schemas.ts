@@ -352,7 +352,6 @@ export const hooksResult = arr(obj({
 export const prepareResult = obj({ vmId, netnsPath: str });
 
 /** `version`'s result. */
-export const versionResult = obj({ vmnic: str, deno: str, hooks: arr(str) });
 
 /** Every failure, on stderr or as an API error body. */
 export const errorBody = obj({

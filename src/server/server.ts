@@ -12,6 +12,7 @@ import type { AnyCommand, RunContext } from "../cli/command.ts";
 import { requestTarget } from "../cli/daemon_client.ts";
 import type { InDaemon, Progress } from "../cli/run.ts";
 import { runCommandLine } from "./cli_route.ts";
+import { onlyQuery } from "../cli/http_input.ts";
 import { UsageError } from "../cli/args.ts";
 import { CniProvider, type OpenOptions } from "../provider/mod.ts";
 import { resolveConfig } from "../provider/config.ts";
@@ -417,7 +418,10 @@ async function handle(
     checkSettings(req, h.config);
     const body = await readBody(req);
     const query = Object.fromEntries(url.searchParams);
-    const input = command.http!.input({ params, query, body });
+    const http = command.http!;
+    const input = http.input
+      ? http.input({ params, query, body })
+      : takesNothing(command.name, query);
     // The caller's trace context, or one started here; answered in the
     // `traceparent` response header (docs/events.md).
     const given = req.headers.get("traceparent");
@@ -504,6 +508,12 @@ async function serveCommandLine(req: Request, h: HandleCtx): Promise<Response> {
   } catch (e) {
     return json(statusOf(e), errorJson(e));
   }
+}
+
+/** The input of a route that takes nothing: `{}`, and no query. */
+function takesNothing(name: string, query: Record<string, string>): object {
+  onlyQuery(name, "*", query, []);
+  return {};
 }
 
 /** Commands that change a VM: one at a time per VM. */

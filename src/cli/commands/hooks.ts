@@ -4,7 +4,6 @@
  * @module
  */
 import { defineCommand } from "../command.ts";
-import { onlyQuery } from "../http_input.ts";
 import { hooksResult } from "../schemas.ts";
 
 export default defineCommand({
@@ -26,10 +25,5 @@ export default defineCommand({
     method: "GET",
     path: "/v1/hooks",
     response: hooksResult,
-    input({ query }) {
-      onlyQuery("hooks", "*", query, []);
-      return {};
-    },
-    request: () => ({ params: {}, query: {} }),
   },
 });

@@ -4,7 +4,6 @@
  * @module
  */
 import { defineCommand } from "../command.ts";
-import { onlyQuery } from "../http_input.ts";
 import { networksResult } from "../schemas.ts";
 
 export default defineCommand({
@@ -41,10 +40,5 @@ export default defineCommand({
     method: "GET",
     path: "/v1/networks",
     response: networksResult,
-    input({ query }) {
-      onlyQuery("networks", "*", query, []);
-      return {};
-    },
-    request: () => ({ params: {}, query: {} }),
   },
 });

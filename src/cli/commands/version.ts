@@ -6,8 +6,6 @@
 import { tsHooks } from "../../../hooks/registry.ts";
 import { VERSION } from "../../version.ts";
 import { defineCommand } from "../command.ts";
-import { onlyQuery } from "../http_input.ts";
-import { versionResult } from "../schemas.ts";
 
 export default defineCommand({
   name: "version",
@@ -29,11 +27,15 @@ export default defineCommand({
   http: {
     method: "GET",
     path: "/v1/version",
-    response: versionResult,
-    input({ query }) {
-      onlyQuery("version", "*", query, []);
-      return {};
+    response: {
+      type: "object",
+      properties: {
+        vmnic: { type: "string" },
+        deno: { type: "string" },
+        hooks: { type: "array", items: { type: "string" } },
+      },
+      required: ["vmnic", "deno", "hooks"],
+      additionalProperties: false,
     },
-    request: () => ({ params: {}, query: {} }),
   },
 });

@@ -4,7 +4,6 @@
  * @module
  */
 import { defineCommand } from "../command.ts";
-import { onlyQuery } from "../http_input.ts";
 import { arr, vmInfo } from "../schemas.ts";
 
 export default defineCommand({
@@ -28,10 +27,5 @@ export default defineCommand({
     method: "GET",
     path: "/v1/vms",
     response: arr(vmInfo),
-    input({ query }) {
-      onlyQuery("vms", "*", query, []);
-      return {};
-    },
-    request: () => ({ params: {}, query: {} }),
   },
 });
