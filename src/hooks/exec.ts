@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { surelyAbsent } from "../sys/files.ts";
 import { dirname, join, resolve } from "../sys/path.ts";
 import {
   HookConfigError,
@@ -61,6 +62,8 @@ const ADVICE = "hooks must be owned by root and writable only by it";
  * so than as async ops.
  */
 export function discoverExecHooks(dir: string): ExecHook[] {
+  // No hooks dir is the common case: asked without a NotFound exception.
+  if (surelyAbsent(dir)) return [];
   let realDir: string;
   try {
     realDir = Deno.realPathSync(dir);
