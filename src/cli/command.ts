@@ -35,6 +35,11 @@ export interface Io {
   readStdin(): Promise<string>;
   /** Reads a text file named on the command line. */
   readFile(path: string): Promise<string>;
+  /**
+   * A date and time given without a UTC offset, read in this process's
+   * time zone: ms since the epoch, NaN when it is no time.
+   */
+  localTime(text: string): number;
 }
 
 /**

@@ -15,6 +15,9 @@ export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
 /** The daemon's route for whole command lines. */
 export const CLI_ROUTE = "/v1/cli";
 
+/** The largest request body the daemon takes, in bytes (413 above it). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
 /**
  * The commands a daemon runs for a client: those with a route that open a
  * provider (tests/cli/forward_test.ts holds this list to the command
@@ -109,11 +112,18 @@ export function socketFor(
  * Runs `argv` in the daemon when one answers on its socket: writes what it
  * printed and returns its exit code. Null when the line runs in this
  * process: no daemon, a command it does not run, or a daemon that says so
- * (it then did nothing).
+ * or cannot take the line (it then did nothing).
  */
 export async function forward(argv: string[]): Promise<number | null> {
   const socket = socketFor(argv, (k) => Deno.env.get(k));
   if (socket === null) return null;
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => isCliEnv(k)),
+  );
+  const request: CliRequest = { argv, env, version: VERSION };
+  const body = encoder.encode(JSON.stringify(request));
+  // More than the daemon takes (a delete of thousands of VMs): run here.
+  if (body.length > MAX_BODY_BYTES) return null;
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path: socket });
@@ -122,62 +132,92 @@ export async function forward(argv: string[]): Promise<number | null> {
     // and says why when it must.
     return null;
   }
-  const env = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) => isCliEnv(k)),
-  );
-  const request: CliRequest = { argv, env, version: VERSION };
   // Interrupted, the daemon finishes the operation (a client going away
-  // does not stop it): wait for its answer, as the in-process CLI waits
-  // for its rollback.
+  // does not stop it): the first signal waits for its answer, as the
+  // in-process CLI waits for its rollback; a second one leaves without it.
+  let signalled = 0;
+  const onSignal = () => {
+    if (++signalled === 1) {
+      write(
+        2,
+        "vmnic: the daemon finishes the operation; its answer follows " +
+          "(signal again to leave without it)",
+      );
+    } else {
+      write(2, "vmnic: left; the daemon finishes the operation");
+      Deno.exit(130);
+    }
+  };
   const signals = ["SIGINT", "SIGTERM"] as const;
-  const onSignal = () =>
-    write(2, "vmnic: the daemon finishes the operation; its answer follows");
   for (const s of signals) Deno.addSignalListener(s, onSignal);
+  const json = jsonRequested(argv);
   let answer: { status: number; body: string };
   try {
-    await writeAll(conn, httpRequest(JSON.stringify(request)));
+    await writeAll(conn, httpHead(body.length));
+    await writeAll(conn, body);
     answer = parseResponse(await readToEnd(conn));
   } catch (e) {
-    write(
-      2,
-      `vmnic: vmnic serve on ${socket} did not answer: ${
+    return failed(
+      json,
+      `vmnic serve on ${socket} did not answer: ${
         e instanceof Error ? e.message : e
       }`,
     );
-    return 1;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     try {
       conn.close();
     } catch { /* closed by the peer */ }
   }
-  // A daemon without this route (an older one) serves the line by the
-  // command's own route instead.
-  if (answer.status === 404 || answer.status === 405) return null;
-  let reply: CliReply | undefined;
+  // Nothing was done: a daemon without this route (an older one) serves
+  // the line by the command's own route instead; one that cannot take
+  // this body leaves it to this process.
+  if ([404, 405, 413].includes(answer.status)) return null;
+  let reply: unknown;
   try {
     reply = JSON.parse(answer.body);
   } catch { /* reported below */ }
-  if (answer.status === 200 && reply && "runLocally" in reply) return null;
-  if (answer.status !== 200 || !reply || !("exitCode" in reply)) {
-    const message = (reply as { error?: { message?: string } } | undefined)
-      ?.error?.message ?? answer.body;
-    write(2, `vmnic: vmnic serve on ${socket}: ${answer.status}: ${message}`);
-    return 1;
+  const shaped = typeof reply === "object" && reply !== null
+    ? reply as Record<string, unknown>
+    : {};
+  if (answer.status === 200 && "runLocally" in shaped) return null;
+  if (answer.status !== 200 || !Array.isArray(shaped.output)) {
+    const message = (shaped as { error?: { message?: string } }).error
+      ?.message ?? answer.body.slice(0, 200);
+    return failed(
+      json,
+      `vmnic serve on ${socket} answered ${answer.status}: ${message}`,
+    );
   }
-  for (const line of reply.output) write(line.fd, line.text);
-  return reply.exitCode;
+  const done = reply as Extract<CliReply, { exitCode: number }>;
+  for (const line of done.output) write(line.fd, line.text);
+  return done.exitCode;
+}
+
+/** The CLI's own rule: `--json` before `--` makes stderr JSON too. */
+function jsonRequested(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+/** Says `message` on stderr (the CLI's error JSON with `--json`); exit 1. */
+function failed(json: boolean, message: string): number {
+  write(
+    2,
+    json
+      ? JSON.stringify({ error: { type: "DaemonError", message } })
+      : `vmnic: ${message}`,
+  );
+  return 1;
 }
 
 const encoder = new TextEncoder();
 
-function httpRequest(body: string): Uint8Array {
-  const bytes = encoder.encode(body);
-  const head = encoder.encode(
+function httpHead(length: number): Uint8Array {
+  return encoder.encode(
     `POST ${CLI_ROUTE} HTTP/1.1\r\nhost: vmnic\r\nconnection: close\r\n` +
-      `content-type: application/json\r\ncontent-length: ${bytes.length}\r\n\r\n`,
+      `content-type: application/json\r\ncontent-length: ${length}\r\n\r\n`,
   );
-  return concat([head, bytes]);
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -253,10 +293,19 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Streams whose reader went away: written no more (as `console.log` does). */
+const closed = new Set<number>();
+
 function write(fd: 1 | 2, line: string): void {
+  if (closed.has(fd)) return;
   const bytes = encoder.encode(line + "\n");
   const stream = fd === 1 ? Deno.stdout : Deno.stderr;
-  for (let at = 0; at < bytes.length;) {
-    at += stream.writeSync(bytes.subarray(at));
+  try {
+    for (let at = 0; at < bytes.length;) {
+      at += stream.writeSync(bytes.subarray(at));
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+    closed.add(fd);
   }
 }

@@ -59,6 +59,7 @@ const denoIo: Io = {
   env: (k) => Deno.env.get(k),
   readStdin: async () => await new Response(Deno.stdin.readable).text(),
   readFile: (path) => Deno.readTextFile(path),
+  localTime: (text) => Date.parse(text),
 };
 
 /**

@@ -38,6 +38,10 @@ export async function runCommandLine(
     env: (k) => isCliEnv(k) ? request.env[k] : undefined,
     readStdin: () => Promise.reject(new RunLocally("it reads stdin")),
     readFile: () => Promise.reject(new RunLocally("it reads a file")),
+    // The client's time zone is not the daemon's.
+    localTime: () => {
+      throw new RunLocally("it reads a time in the client's time zone");
+    },
   };
   try {
     return { exitCode: await main(request.argv, io, daemon), output };

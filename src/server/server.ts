@@ -12,6 +12,7 @@ import type { AnyCommand, RunContext } from "../cli/command.ts";
 import { requestTarget } from "../cli/daemon_client.ts";
 import type { InDaemon, Progress } from "../cli/run.ts";
 import { runCommandLine } from "./cli_route.ts";
+import { MAX_BODY_BYTES } from "../cli/forward.ts";
 import { onlyQuery } from "../cli/http_input.ts";
 import { UsageError } from "../cli/args.ts";
 import { CniProvider, type OpenOptions } from "../provider/mod.ts";
@@ -39,7 +40,7 @@ import {
 /** The default socket (`--socket`, `VMNIC_SOCKET`). */
 export { DEFAULT_SOCKET } from "../cli/forward.ts";
 /** Largest request body taken, in bytes. */
-export const MAX_BODY_BYTES = 1024 * 1024;
+export { MAX_BODY_BYTES };
 /** How long a client may take to send its body. */
 export const BODY_TIMEOUT_MS = 10_000;
 /** The request header carrying the caller's `--wait`, in milliseconds. */
@@ -457,6 +458,7 @@ async function handle(
         readStdin: () => Promise.resolve(""),
         readFile: (path) =>
           Promise.reject(new Error(`the daemon reads no file (${path})`)),
+        localTime: (text) => Date.parse(text),
       },
       // Progress of one client's run is no news for the daemon's log.
       progress,
@@ -503,10 +505,19 @@ async function serveCommandLine(req: Request, h: HandleCtx): Promise<Response> {
       return { status: res.status, body: await res.json() };
     },
   };
+  let body: unknown;
   try {
-    return json(200, await runCommandLine(await readBody(req), inside));
+    body = await readBody(req);
   } catch (e) {
     return json(statusOf(e), errorJson(e));
+  }
+  try {
+    return json(200, await runCommandLine(body, inside));
+  } catch (e) {
+    // A body that is no command line is a 400; anything else the run let
+    // out is the daemon's failure: never a 404, which clients take for a
+    // daemon without this route (and run the line themselves).
+    return json(e instanceof UsageError ? 400 : 500, errorJson(e));
   }
 }
 

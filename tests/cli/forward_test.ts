@@ -20,6 +20,8 @@ import { COMMANDS } from "../../src/cli/table.ts";
 import { UsageError } from "../../src/cli/args.ts";
 import { runCommandLine } from "../../src/server/cli_route.ts";
 import { VERSION } from "../../src/version.ts";
+import { run } from "../support/harness.ts";
+import { CLI_MAIN, CLI_PERMISSIONS, REPO_ROOT } from "../support/cli.ts";
 
 Deno.test("the daemon runs exactly the commands that have a route and open a provider", async () => {
   const want = new Set<string>();
@@ -132,6 +134,11 @@ Deno.test("POST /v1/cli: lines only the client can run are handed back, having a
   assert.match(await local(["doctor"]), /client/);
   assert.match(await local(["add", "vm1", "--no-daemon"]), /client/);
   assert.match(await local(["events", "--follow"]), /client/);
+  // A time without its offset is the client's local time, not the daemon's.
+  assert.match(
+    await local(["events", "--since", "2026-12-01T10:00:00"]),
+    /time zone/,
+  );
   // Settings without --socket: another install may be meant.
   assert.match(await local(["add", "vm1", "--root-dir=/elsewhere"]), /client/);
   assert.match(
@@ -206,5 +213,191 @@ Deno.test("POST /v1/cli: a body that is not a command line is a UsageError", asy
       UsageError,
       JSON.stringify(body),
     );
+  }
+});
+
+// ------------------------------------------- the client, against stand-ins
+
+/**
+ * A stand-in for `vmnic serve` on a Unix socket: it records each request
+ * line and answers with `answer` (raw HTTP). It produces what a real
+ * daemon cannot be made to: garbage, a cut answer, an older daemon's 404.
+ */
+async function standIn(
+  answer: (requestLine: string) => string,
+): Promise<{ socket: string; seen: string[]; close(): Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "vmnic-fwd-" });
+  const socket = `${dir}/s.sock`;
+  const listener = Deno.listen({ transport: "unix", path: socket });
+  const seen: string[] = [];
+  const served = (async () => {
+    for await (const conn of listener) {
+      const buf = new Uint8Array(2 * 1024 * 1024);
+      let text = "";
+      // Up to the end of the body (content-length), then answer.
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+        const end = text.indexOf("\r\n\r\n");
+        const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? 0);
+        if (
+          end >= 0 &&
+          new TextEncoder().encode(text.slice(end + 4)).length >= length
+        ) {
+          break;
+        }
+      }
+      const line = text.split("\r\n")[0].split(" ").slice(0, 2).join(" ");
+      seen.push(line);
+      try {
+        const bytes = new TextEncoder().encode(answer(line));
+        for (let at = 0; at < bytes.length;) {
+          at += await conn.write(bytes.subarray(at));
+        }
+      } catch { /* the client left */ }
+      conn.close();
+    }
+  })();
+  return {
+    socket,
+    seen,
+    async close() {
+      listener.close();
+      await served.catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function http(status: number, body: string): string {
+  return `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\n` +
+    `content-length: ${new TextEncoder().encode(body).length}\r\n` +
+    `connection: close\r\n\r\n${body}`;
+}
+
+/** The CLI as a process, with `VMNIC_SOCKET` and no other VMNIC_* setting. */
+function cli(socket: string, args: string[]) {
+  return run(Deno.execPath(), ["run", ...CLI_PERMISSIONS, CLI_MAIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: Deno.env.get("PATH") ?? "", VMNIC_SOCKET: socket },
+    clearEnv: true,
+  });
+}
+
+Deno.test("the client prints the daemon's lines in order and exits with its code", async () => {
+  const d = await standIn(() =>
+    http(
+      200,
+      JSON.stringify({
+        exitCode: 3,
+        output: [{ fd: 2, text: "first é" }, { fd: 1, text: "second" }],
+      }),
+    )
+  );
+  try {
+    const r = await cli(d.socket, ["inspect", "x"]);
+    assert.deepEqual(r, { code: 3, stdout: "second\n", stderr: "first é\n" });
+    assert.deepEqual(d.seen, ["POST /v1/cli"]);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("the client: a daemon that cannot answer is an error, JSON with --json, never a second run", async () => {
+  for (
+    const [name, raw] of [
+      ["cut", "HTTP/1.1 200 OK\r\ncontent-le"],
+      ["not an object", http(200, '"x"')],
+      ["not JSON", http(200, "<html>")],
+      ["failed", http(500, JSON.stringify({ error: { message: "boom" } }))],
+    ] as const
+  ) {
+    const d = await standIn(() => raw);
+    try {
+      const text = await cli(d.socket, ["inspect", "x"]);
+      assert.equal(text.code, 1, `${name}: ${text.stderr}`);
+      assert.match(text.stderr, /^vmnic: vmnic serve on /, name);
+      assert.doesNotMatch(text.stderr, /Uncaught|at /, name);
+      const json = await cli(d.socket, ["--json", "inspect", "x"]);
+      assert.equal(json.code, 1, name);
+      assert.equal(JSON.parse(json.stderr).error.type, "DaemonError", name);
+      // Only the one request: the line did not run again by its route.
+      assert.deepEqual(d.seen, ["POST /v1/cli", "POST /v1/cli"], name);
+    } finally {
+      await d.close();
+    }
+  }
+});
+
+Deno.test("the client: an older daemon (404) or one that says so gets the line by its route", async () => {
+  for (
+    const raw of [
+      http(404, JSON.stringify({ error: { message: "no route" } })),
+      http(200, JSON.stringify({ runLocally: "another version" })),
+    ]
+  ) {
+    const d = await standIn((line) =>
+      line === "POST /v1/cli"
+        ? raw
+        : http(200, JSON.stringify({ vmId: "x", index: 0, state: "active" }))
+    );
+    try {
+      const r = await cli(d.socket, ["--json", "inspect", "x"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).vmId, "x");
+      assert.deepEqual(d.seen, ["POST /v1/cli", "GET /v1/nics/x"]);
+    } finally {
+      await d.close();
+    }
+  }
+});
+
+Deno.test("the client: a line larger than the daemon takes is not sent", async () => {
+  const d = await standIn(() => http(500, "{}"));
+  try {
+    // 20 ids of 60 KB: over the 1 MiB body limit, under Linux's argv one.
+    const ids = Array.from(
+      { length: 20 },
+      (_, i) => `v${i}`.padEnd(60_000, "x"),
+    );
+    const r = await cli(d.socket, ["delete", ...ids]);
+    assert.equal(r.code, 2, r.stderr); // the CLI's own check of the ids
+    assert.deepEqual(d.seen, []);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("the client: a reader that goes away (| head) ends the output quietly, the exit code kept", async () => {
+  const d = await standIn(() =>
+    http(
+      200,
+      JSON.stringify({
+        exitCode: 0,
+        output: Array.from({ length: 2000 }, (_, i) => ({
+          fd: 1,
+          text: `line ${i} `.padEnd(200, "."),
+        })),
+      }),
+    )
+  );
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CLI_PERMISSIONS, CLI_MAIN, "vms"],
+      cwd: REPO_ROOT,
+      env: { VMNIC_SOCKET: d.socket },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await child.stdout.cancel(); // the reader is gone before any output
+    const [status, stderr] = await Promise.all([
+      child.status,
+      new Response(child.stderr).text(),
+    ]);
+    assert.equal(status.code, 0, stderr);
+    assert.equal(stderr, "");
+  } finally {
+    await d.close();
   }
 });

@@ -13,6 +13,7 @@ import { CLI_MAIN, CLI_PERMISSIONS, REPO_ROOT } from "../support/cli.ts";
 import { rootTest, run } from "../support/harness.ts";
 import type { EventRecord } from "../../src/store/events.ts";
 import { DatabaseSync } from "node:sqlite";
+import { parseSince } from "../../src/cli/commands/events.ts";
 
 /** A plugin that records its TRACEPARENT, then passes prevResult on. */
 const TRACE_PLUGIN = "vmnic-test-trace";
@@ -514,3 +515,30 @@ async function parseMetrics(text: string): Promise<MetricSample[]> {
   assert.equal(r.code, 0, `the parser refused the metrics: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
+
+Deno.test("--since: a duration, a date, a time with its offset, or the caller's local time", () => {
+  const now = Date.parse("2026-12-01T12:00:00Z");
+  // The caller's zone is UTC+9.
+  const local = (text: string) =>
+    text === "2026-12-01T10:00:00"
+      ? Date.parse("2026-12-01T01:00:00Z")
+      : Date.parse(text);
+  assert.equal(parseSince("2h", now, local), "2026-12-01T10:00:00.000Z");
+  assert.equal(
+    parseSince("2026-12-01", now, local),
+    "2026-12-01T00:00:00.000Z",
+  );
+  assert.equal(
+    parseSince("2026-12-01T10:00:00+02:00", now, local),
+    "2026-12-01T08:00:00.000Z",
+  );
+  assert.equal(
+    parseSince("2026-12-01T10:00:00Z", now, local),
+    "2026-12-01T10:00:00.000Z",
+  );
+  assert.equal(
+    parseSince("2026-12-01T10:00:00", now, local),
+    "2026-12-01T01:00:00.000Z",
+  );
+  assert.throws(() => parseSince("yesterday", now, local), /invalid --since/);
+});

@@ -43,10 +43,18 @@ const OPS = [
 ];
 
 /** `10m`, `2h`, `1d`, `30s`, or an ISO 8601 time, as an ISO time. */
-export function parseSince(text: string, now = Date.now()): string {
+export function parseSince(
+  text: string,
+  now = Date.now(),
+  localTime: (text: string) => number = Date.parse,
+): string {
   const m = /^(\d+)([smhd])$/.exec(text);
   if (m) return new Date(now - Number(m[1]) * UNIT_MS[m[2]]).toISOString();
-  const t = Date.parse(text);
+  // A date alone, or a time with its offset, means the same everywhere;
+  // a time without one is the caller's local time.
+  const zoned = /^\d{4}-\d{2}-\d{2}$/.test(text) ||
+    /(?:Z|[+-]\d{2}:?\d{2})$/i.test(text);
+  const t = zoned ? Date.parse(text) : localTime(text);
   if (/^\d{4}-\d{2}-\d{2}/.test(text) && Number.isFinite(t)) {
     return new Date(t).toISOString();
   }
@@ -68,13 +76,16 @@ function toInput(
     follow: boolean;
   },
   bad: (msg: string) => Error,
+  localTime?: (text: string) => number,
 ): EventsInput {
   const filter: EventFilter = {};
   if (f.vm !== undefined) {
     validateVmId("events", f.vm);
     filter.vmId = f.vm;
   }
-  if (f.since !== undefined) filter.since = parseSince(f.since);
+  if (f.since !== undefined) {
+    filter.since = parseSince(f.since, Date.now(), localTime);
+  }
   if (f.op !== undefined) {
     if (!OPS.includes(f.op) && !f.op.startsWith("watch:")) {
       throw bad(
@@ -150,15 +161,19 @@ export default defineCommand({
     "phases (docs/events.md). With --follow and --json, one JSON object per",
     "line.",
   ].join("\n"),
-  parse(p) {
-    return toInput({
-      vm: str(p, "vm"),
-      since: str(p, "since"),
-      op: str(p, "op"),
-      failed: p.values.failed === true,
-      limit: str(p, "limit"),
-      follow: p.values.follow === true,
-    }, (msg) => new UsageError(msg, "events"));
+  parse(p, io) {
+    return toInput(
+      {
+        vm: str(p, "vm"),
+        since: str(p, "since"),
+        op: str(p, "op"),
+        failed: p.values.failed === true,
+        limit: str(p, "limit"),
+        follow: p.values.follow === true,
+      },
+      (msg) => new UsageError(msg, "events"),
+      io.localTime,
+    );
   },
   run: (i, { provider }) => provider.events(i.filter),
   human: (events) =>
