@@ -328,9 +328,13 @@ async function fillOne(
       await deleteVm(ctx, op, slotId, { force: true }).catch(() => {});
       throw e;
     }
+    // The lock file stays with the slot: its claim takes the lock without
+    // making a file (gc and recovery remove it with the slot).
+    lock.release();
     return slotId;
-  } finally {
+  } catch (e) {
     lock.releaseAndRemove();
+    throw e;
   }
 }
 
@@ -356,18 +360,18 @@ export async function claimSlot(
   let slotId: string | null;
   let lock: VmLock | null = null;
   // A slot another process finished or retired meanwhile is skipped.
+  let slot: VmRecord | null;
+  let nic: NicRecord | undefined;
   for (;;) {
     slotId = pool.take(list.name, queues);
     if (slotId === null) return null;
     lock = await lockVm(ctx, op, slotId, 0).catch(() => null);
     if (!lock) continue;
-    const slot = ctx.store.getVm(slotId);
-    const [nic] = ctx.store.listNics({ vmId: slotId });
+    slot = ctx.store.getVm(slotId);
+    [nic] = ctx.store.listNics({ vmId: slotId });
     if (slot && !slot.claimVm && nic?.state === "active") break;
     lock.release();
   }
-  const slot = ctx.store.getVm(slotId)!;
-  const [nic] = ctx.store.listNics({ vmId: slotId });
   const path = netnsPathOf(ctx, vmId);
   try {
     const future = { ...hookFields(nic), vmId, netnsPath: path, queueSize };

@@ -353,9 +353,15 @@ export class Store {
     });
   }
 
-  /** Records which VM a pool slot is being handed to (null: none). */
+  /**
+   * Records which VM a pool slot is being handed to (null: none). Left out
+   * of the slot's record backup: the mark lives for the moment of a claim
+   * (one file write less on its path), and records restored from backups
+   * show the slot as filled, which recovery retires if its netns went to
+   * the VM (docs/state-machine.md, "The warm pool").
+   */
   setSlotClaim(slotId: string, vmId: string | null): void {
-    this.#write(
+    this.#query(
       "claim slot",
       slotId,
       () => this.#stmts.setClaim.run(vmId, slotId),
