@@ -1,7 +1,7 @@
 /**
  * Example hook: vetoes adding a NIC to a network for VMs a policy denies.
  *
- * The policy is the JSON file named by `VMNIC_POLICY_FILE` (nothing is
+ * The policy is the JSON file named by `VMNIC_DENY_POLICY_FILE` (nothing is
  * denied when that is unset), read at every run:
  *
  * ```json
@@ -23,8 +23,10 @@ interface Policy {
 
 export default defineHook({
   events: ["beforeAdd"],
+  // Without a policy, it has nothing to do.
+  active: () => Boolean(Deno.env.get("VMNIC_DENY_POLICY_FILE")),
   async run(ctx) {
-    const path = Deno.env.get("VMNIC_POLICY_FILE");
+    const path = Deno.env.get("VMNIC_DENY_POLICY_FILE");
     if (!path) return;
     const policy = parsePolicy(path, await Deno.readTextFile(path));
     const network = ctx.network ?? "";

@@ -114,6 +114,35 @@ Deno.test("audit_log does nothing when VMNIC_AUDIT_LOG is unset", async () => {
   });
 });
 
+Deno.test("deny_policy reads VMNIC_DENY_POLICY_FILE, not the TAP policy file's VMNIC_POLICY_FILE", async () => {
+  await withScratch(async (dir) => {
+    // A TAP policy file (docs/policy.md): no "deny" in it. Were deny_policy
+    // to read it, it would fail closed and veto every add.
+    const tapPolicy = join(dir, "policy.json");
+    await Deno.writeTextFile(
+      tapPolicy,
+      JSON.stringify({ networks: { "*": { isolate: true } } }),
+    );
+    const runner = new HookRunner({
+      hooksDir: null,
+      tsHooks: { "deny_policy.ts": denyPolicy },
+    });
+    assert.equal(Deno.env.get("VMNIC_DENY_POLICY_FILE"), undefined);
+    await withEnv(
+      { VMNIC_POLICY_FILE: tapPolicy },
+      async () => {
+        assert.equal(runner.snapshot().has("beforeAdd"), false, "idle");
+        await runner.run("beforeAdd", {
+          operation: "add",
+          vmId: "test-1",
+          index: 0,
+          network: "prod",
+        });
+      },
+    );
+  });
+});
+
 Deno.test("deny_policy vetoes a denied VM on a network and allows the others", async () => {
   await withScratch(async (dir) => {
     const policy = join(dir, "policy.json");
@@ -129,7 +158,7 @@ Deno.test("deny_policy vetoes a denied VM on a network and allows the others", a
     });
     const add = (vmId: string, network?: string) =>
       runner.run("beforeAdd", { operation: "add", vmId, index: 0, network });
-    await withEnv({ VMNIC_POLICY_FILE: policy }, async () => {
+    await withEnv({ VMNIC_DENY_POLICY_FILE: policy }, async () => {
       await assert.rejects(
         add("test-42", "prod"),
         /deny_policy\.ts.*VM test-42 may not join network "prod".*"test-\*"/,
@@ -175,22 +204,22 @@ Deno.test("deny_policy fails closed on a malformed or missing policy file, and i
       ] as const
     ) {
       await Deno.writeTextFile(broken, text);
-      await withEnv({ VMNIC_POLICY_FILE: broken }, async () => {
+      await withEnv({ VMNIC_DENY_POLICY_FILE: broken }, async () => {
         await assert.rejects(add(), why);
       });
     }
     await withEnv(
-      { VMNIC_POLICY_FILE: join(dir, "missing.json") },
+      { VMNIC_DENY_POLICY_FILE: join(dir, "missing.json") },
       async () => {
         await assert.rejects(add(), /deny_policy\.ts/);
       },
     );
-    const saved = Deno.env.get("VMNIC_POLICY_FILE");
-    Deno.env.delete("VMNIC_POLICY_FILE");
+    const saved = Deno.env.get("VMNIC_DENY_POLICY_FILE");
+    Deno.env.delete("VMNIC_DENY_POLICY_FILE");
     try {
       await add();
     } finally {
-      if (saved !== undefined) Deno.env.set("VMNIC_POLICY_FILE", saved);
+      if (saved !== undefined) Deno.env.set("VMNIC_DENY_POLICY_FILE", saved);
     }
   });
 });

@@ -149,7 +149,7 @@ rootTest(
     await withHookFixture("au", async (fx) => {
       const log = join(fx.dir, "audit.jsonl");
       await withEnv(
-        { VMNIC_AUDIT_LOG: log, VMNIC_POLICY_FILE: undefined },
+        { VMNIC_AUDIT_LOG: log, VMNIC_DENY_POLICY_FILE: undefined },
         async () => {
           const p = await openProvider(fx, registryHooks);
           try {
@@ -310,7 +310,7 @@ rootTest(
         JSON.stringify({ deny: { [fx.network]: ["quarantine-*"] } }),
       );
       await withEnv(
-        { VMNIC_POLICY_FILE: policy, VMNIC_AUDIT_LOG: undefined },
+        { VMNIC_DENY_POLICY_FILE: policy, VMNIC_AUDIT_LOG: undefined },
         async () => {
           const p = await openProvider(fx, registryHooks);
           try {
