@@ -9,6 +9,8 @@
 import { defineHook } from "../src/hooks/types.ts";
 
 export default defineHook({
+  // Without a log to write, it has nothing to do.
+  active: () => Boolean(Deno.env.get("VMNIC_AUDIT_LOG")),
   async run(ctx) {
     const path = Deno.env.get("VMNIC_AUDIT_LOG");
     if (!path) return;

@@ -113,8 +113,12 @@ export class HookRunner {
         }),
       );
     // Stable sort: on equal names TS hooks come first.
+    const listed = [...this.#ts, ...execs].sort((a, b) =>
+      compareNames(a.name, b.name)
+    );
     return new EntrySet(
-      [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name)),
+      listed,
+      listed.filter((e) => e.kind === "exec" || (e.hook.active?.() ?? true)),
     );
   }
 }
@@ -130,14 +134,17 @@ export interface HookSet {
 }
 
 class EntrySet implements HookSet {
+  readonly #listed: readonly Entry[];
+  /** The listed ones that run: all but idle TS hooks. */
   readonly #entries: readonly Entry[];
 
-  constructor(entries: readonly Entry[]) {
-    this.#entries = entries;
+  constructor(listed: readonly Entry[], running: readonly Entry[]) {
+    this.#listed = listed;
+    this.#entries = running;
   }
 
   list(): HookInfo[] {
-    return this.#entries.map((e) => ({
+    return this.#listed.map((e) => ({
       name: e.name,
       kind: e.kind,
       ...(e.kind === "exec" ? { path: e.exec.path } : {}),

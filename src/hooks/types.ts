@@ -103,6 +103,13 @@ export interface TsHook {
   /** Its timeout; the runner's default when absent. */
   timeoutMs?: number;
   /**
+   * Whether it has anything to do now (its settings are there), asked once
+   * per operation; always when absent. An idle hook is listed but not run,
+   * and costs the operation nothing: an `afterAdd` hook, even one that
+   * would return at once, makes an add record that its hooks ran.
+   */
+  active?(): boolean;
+  /**
    * Runs the hook. Throwing (or rejecting) fails the hook. `signal` aborts
    * when the hook timed out and was abandoned.
    */

@@ -338,6 +338,36 @@ Deno.test("TS hooks run only at their events, and see a frozen context", async (
   ]);
 });
 
+Deno.test("an idle TS hook (active() false) is listed but neither run nor counted, asked once per operation", async () => {
+  const seen: string[] = [];
+  let on = false;
+  let asked = 0;
+  const runner = new HookRunner({
+    hooksDir: null,
+    tsHooks: {
+      "idle.ts": defineHook({
+        active: () => (asked++, on),
+        run: (ctx) => {
+          seen.push(ctx.event);
+        },
+      }),
+    },
+  });
+  assert.deepEqual((await runner.list()).map((h) => h.name), ["idle.ts"]);
+  const off = runner.snapshot();
+  assert.equal(off.has("afterAdd"), false);
+  await off.run("beforeAdd", ADD_CTX);
+  await off.run("afterAdd", ADD_CTX);
+  assert.deepEqual(off.list().map((h) => h.name), ["idle.ts"]);
+  on = true;
+  const live = runner.snapshot();
+  assert.equal(live.has("afterAdd"), true);
+  await live.run("afterAdd", ADD_CTX);
+  await live.run("afterRemove", ADD_CTX);
+  assert.deepEqual(seen, ["afterAdd", "afterRemove"]);
+  assert.equal(asked, 3, "once per snapshot (and once for list)");
+});
+
 Deno.test("badly declared TS hooks are refused up front", () => {
   assert.throws(
     () =>
