@@ -359,20 +359,32 @@ export async function claimSlot(
   const op = "add";
   let slotId: string | null;
   let lock: VmLock | null = null;
-  // A slot another process finished or retired meanwhile is skipped.
   let slot: VmRecord | null;
   let nic: NicRecord | undefined;
-  for (;;) {
-    slotId = pool.take(list.name, queues);
-    if (slotId === null) return null;
-    lock = await lockVm(ctx, op, slotId, 0).catch(() => null);
-    if (!lock) continue;
-    slot = ctx.store.getVm(slotId);
-    [nic] = ctx.store.listNics({ vmId: slotId });
-    if (slot && !slot.claimVm && nic?.state === "active") break;
-    lock.release();
+  // A slot another process works on (gc) goes back to the pool once this
+  // claim has another; one it finished or retired meanwhile is dropped.
+  const busy: string[] = [];
+  try {
+    for (;;) {
+      slotId = pool.take(list.name, queues);
+      if (slotId === null) return null;
+      lock = await lockVm(ctx, op, slotId, 0).catch(() => null);
+      if (!lock) {
+        busy.push(slotId);
+        continue;
+      }
+      slot = ctx.store.getVm(slotId);
+      [nic] = ctx.store.listNics({ vmId: slotId });
+      if (slot && !slot.claimVm && nic?.state === "active") break;
+      // No record left: the lock file was made just now, for nothing.
+      if (slot) lock.release();
+      else lock.releaseAndRemove();
+    }
+  } finally {
+    for (const id of busy.reverse()) pool.giveBack(list.name, queues, id);
   }
   const path = netnsPathOf(ctx, vmId);
+  let moved: NicRecord[] | undefined;
   try {
     const future = { ...hookFields(nic), vmId, netnsPath: path, queueSize };
     try {
@@ -401,7 +413,7 @@ export async function claimSlot(
       claimVm: null,
       createdAt: new Date().toISOString(),
     };
-    const moved = ctx.store.moveSlot(slotId, vm, (n) => ({
+    moved = ctx.store.moveSlot(slotId, vm, (n) => ({
       ...n,
       vmId,
       netnsPath: path,
@@ -425,7 +437,9 @@ export async function claimSlot(
     }
     return moved.map(toNicConfig);
   } finally {
-    lock!.releaseAndRemove();
+    // A slot still recorded (a veto gave it back) keeps its lock file.
+    if (moved) lock!.releaseAndRemove();
+    else lock!.release();
     pool.refillSoon();
   }
 }

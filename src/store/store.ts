@@ -354,14 +354,12 @@ export class Store {
   }
 
   /**
-   * Records which VM a pool slot is being handed to (null: none). Left out
-   * of the slot's record backup: the mark lives for the moment of a claim
-   * (one file write less on its path), and records restored from backups
-   * show the slot as filled, which recovery retires if its netns went to
-   * the VM (docs/state-machine.md, "The warm pool").
+   * Records which VM a pool slot is being handed to (null: none). Backed up
+   * like any change: a database rebuilt from backups after a crash
+   * mid-claim still knows whose netns to rename back.
    */
   setSlotClaim(slotId: string, vmId: string | null): void {
-    this.#query(
+    this.#write(
       "claim slot",
       slotId,
       () => this.#stmts.setClaim.run(vmId, slotId),

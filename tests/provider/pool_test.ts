@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { FAULT_POINTS } from "../../src/provider/faults.ts";
 import { GcOrchestrator } from "../../src/provider/gc_orchestrator.ts";
 import { claimPath } from "../../src/provider/ownership.ts";
+import { acquireVmLock } from "../../src/store/locks.ts";
 import type { CniProvider } from "../../src/provider/provider.ts";
 import { type FakeWorld, fakeWorld } from "../support/fake_provider.ts";
 
@@ -219,5 +220,60 @@ Deno.test("slots outlive the process that filled them; a provider given pools (e
     assert.deepEqual((await none.poolStatus()).pools, []);
     none.close();
     assert.deepEqual(await w.leaks(), []);
+  });
+});
+
+Deno.test("a slot keeps its lock file while it waits, hands it over with the claim, and a busy slot goes back to the pool", async () => {
+  await inWorld(async (w) => {
+    const p = await w.open({ pool: POOL });
+    const locks = `${w.config.runDir}/locks`;
+    const lockFiles = () =>
+      [...Deno.readDirSync(locks)].map((e) => e.name).sort();
+    try {
+      await poolReady(p, 2);
+      const slots = (await p.poolStatus()).pools[0].slots.map((s) => s.id)
+        .sort();
+      assert.deepEqual(lockFiles(), slots.map((s) => `${s}.lock`));
+      // Another process works on the first slot: the claim takes the
+      // other, and the busy one is still the pool's.
+      const [first] = slots;
+      const busyIps = (await p.poolStatus()).pools[0].slots.find((s) =>
+        s.id === first
+      )!.ips.map((ip) => ip.split("/")[0]);
+      const held = await acquireVmLock(w.config.runDir!, first, {
+        waitMs: 0,
+        op: "gc",
+      });
+      assert.ok(held);
+      try {
+        const [nic] = await p.add("vm2", {});
+        assert.equal(nic.vmId, "vm2");
+      } finally {
+        held.release();
+      }
+      // Back at the front of the pool: the next claim takes it (its IP).
+      const [next] = await p.add("vm4", {});
+      assert.deepEqual(
+        next.ips.map((i) => i.address),
+        busyIps,
+        "the busy slot was given back",
+      );
+      const claimed = slots.find((s) => s !== first)!;
+      assert.ok(
+        !lockFiles().includes(`${claimed}.lock`),
+        "the claimed slot's lock file went with it",
+      );
+      assert.ok(lockFiles().includes("vm2.lock"));
+      // A veto gives the slot back with its lock file.
+      await poolReady(p, 2);
+      const ready = (await p.poolStatus()).pools[0].slots.map((s) =>
+        `${s.id}.lock`
+      );
+      w.failHook("beforeAdd");
+      await assert.rejects(p.add("vm3", {}), /test hook refuses beforeAdd/);
+      for (const f of ready) assert.ok(lockFiles().includes(f), f);
+    } finally {
+      await p.shutdown();
+    }
   });
 });
