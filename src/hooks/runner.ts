@@ -113,12 +113,8 @@ export class HookRunner {
         }),
       );
     // Stable sort: on equal names TS hooks come first.
-    const listed = [...this.#ts, ...execs].sort((a, b) =>
-      compareNames(a.name, b.name)
-    );
     return new EntrySet(
-      listed,
-      listed.filter((e) => e.kind === "exec" || (e.hook.active?.() ?? true)),
+      [...this.#ts, ...execs].sort((a, b) => compareNames(a.name, b.name)),
     );
   }
 }
@@ -135,12 +131,17 @@ export interface HookSet {
 
 class EntrySet implements HookSet {
   readonly #listed: readonly Entry[];
-  /** The listed ones that run: all but idle TS hooks. */
-  readonly #entries: readonly Entry[];
+  #running: readonly Entry[] | undefined;
 
-  constructor(listed: readonly Entry[], running: readonly Entry[]) {
+  constructor(listed: readonly Entry[]) {
     this.#listed = listed;
-    this.#entries = running;
+  }
+
+  /** The listed hooks that run: all but idle TS hooks, asked once. */
+  get #entries(): readonly Entry[] {
+    return this.#running ??= this.#listed.filter((e) =>
+      e.kind === "exec" || isActive(e.name, e.hook)
+    );
   }
 
   list(): HookInfo[] {
@@ -184,6 +185,19 @@ class EntrySet implements HookSet {
   }
 }
 
+/** A TS hook's `active()`; one that throws is a HookConfigError naming it. */
+function isActive(name: string, hook: TsHook): boolean {
+  if (!hook.active) return true;
+  try {
+    return hook.active() === true;
+  } catch (e) {
+    throw new HookConfigError(
+      name,
+      `active() failed: ${e instanceof Error ? e.message : e}`,
+    );
+  }
+}
+
 function checkEvent(event: HookEvent): void {
   if (!HOOK_EVENTS.includes(event)) {
     throw new HookConfigError(
@@ -207,6 +221,9 @@ function tsEntry(name: string, hook: TsHook, defaultTimeoutMs: number): Entry {
       name,
       `unknown events ${JSON.stringify(bad)}; known: ${HOOK_EVENTS.join(", ")}`,
     );
+  }
+  if (hook.active !== undefined && typeof hook.active !== "function") {
+    throw new HookConfigError(name, "active must be a function");
   }
   const timeoutMs = hook.timeoutMs ?? defaultTimeoutMs;
   checkTimeout(name, timeoutMs);

@@ -365,7 +365,41 @@ Deno.test("an idle TS hook (active() false) is listed but neither run nor counte
   await live.run("afterAdd", ADD_CTX);
   await live.run("afterRemove", ADD_CTX);
   assert.deepEqual(seen, ["afterAdd", "afterRemove"]);
-  assert.equal(asked, 3, "once per snapshot (and once for list)");
+  assert.equal(asked, 2, "once per snapshot that runs hooks; list asks not");
+});
+
+Deno.test("a TS hook's active() that throws fails the operation's hooks naming it; a non-function is refused up front", async () => {
+  const runner = new HookRunner({
+    hooksDir: null,
+    tsHooks: {
+      "broken.ts": defineHook({
+        active: () => {
+          throw new Error("no settings file");
+        },
+        run: () => {},
+      }),
+    },
+  });
+  assert.deepEqual((await runner.list()).map((h) => h.name), ["broken.ts"]);
+  assert.throws(
+    () => runner.snapshot().has("beforeAdd"),
+    (e) =>
+      e instanceof HookConfigError && /broken\.ts.*no settings/.test(e.message),
+  );
+  await assert.rejects(
+    () => runner.run("beforeAdd", ADD_CTX),
+    HookConfigError,
+  );
+  assert.throws(
+    () =>
+      new HookRunner({
+        hooksDir: null,
+        tsHooks: {
+          "odd.ts": { active: true, run: () => {} } as unknown as TsHook,
+        },
+      }),
+    HookConfigError,
+  );
 });
 
 Deno.test("badly declared TS hooks are refused up front", () => {
