@@ -114,21 +114,31 @@ function record(
   );
 }
 
+type Round = (t: { start(): void; end(): void }) => Promise<void>;
+
 /** Times `round` (its timed part between start and end) N times after warmup. */
-async function sample(
-  round: (t: { start(): void; end(): void }) => Promise<void>,
-  n = N,
-): Promise<number[]> {
-  const out: number[] = [];
+async function sample(round: Round, n = N): Promise<number[]> {
+  return (await interleaved([round], n))[0];
+}
+
+/**
+ * Times each of `rounds` N times after warmup, taking turns (one of each
+ * per iteration), so that a row and its baseline see the same moments of
+ * the machine.
+ */
+async function interleaved(rounds: Round[], n = N): Promise<number[][]> {
+  const out = rounds.map(() => [] as number[]);
   for (let i = 0; i < WARMUP + n; i++) {
-    let t0 = 0;
-    let t1 = 0;
-    await round({
-      start: () => t0 = performance.now(),
-      end: () => t1 = performance.now(),
-    });
-    if (!t1) t1 = performance.now();
-    if (i >= WARMUP) out.push(t1 - t0);
+    for (const [r, round] of rounds.entries()) {
+      let t0 = 0;
+      let t1 = 0;
+      await round({
+        start: () => t0 = performance.now(),
+        end: () => t1 = performance.now(),
+      });
+      if (!t1) t1 = performance.now();
+      if (i >= WARMUP) out[r].push(t1 - t0);
+    }
   }
   return out;
 }
@@ -331,72 +341,76 @@ try {
     sockClaim,
     FLOOR,
   );
-  const floorProc = await sample(floorAdd);
+  // As processes, taking turns: the floor, curl, an empty deno run,
+  // `vmnic version`, `vmnic add` through the daemon.
+  const [floorProc, curl, empty, version, cli] = await interleaved([
+    floorAdd,
+    async (t) => {
+      await poolFull("daemon");
+      const vm = nextVm();
+      t.start();
+      await runProcess("curl", [
+        "-sf",
+        "--unix-socket",
+        socket,
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{}",
+        `http://vmnic/v1/vms/${vm}/nics`,
+      ]);
+      t.end();
+      await api("DELETE", `/v1/vms/${vm}`);
+    },
+    async (t) => {
+      t.start();
+      await runProcess(Deno.execPath(), ["run", emptyScript]);
+      t.end();
+    },
+    async (t) => {
+      t.start();
+      await runProcess(Deno.execPath(), [
+        "run",
+        ...CLI_PERMISSIONS,
+        CLI_MAIN,
+        "version",
+      ]);
+      t.end();
+    },
+    async (t) => {
+      await poolFull("daemon");
+      const vm = nextVm();
+      t.start();
+      await runProcess(Deno.execPath(), [
+        "run",
+        ...CLI_PERMISSIONS,
+        CLI_MAIN,
+        "add",
+        vm,
+        ...setup.cliFlags,
+        `--socket=${socket}`,
+      ]);
+      t.end();
+      await api("DELETE", `/v1/vms/${vm}`);
+    },
+  ]);
   record("1-NIC add as a process", FLOOR, floorProc);
-  const curl = await sample(async (t) => {
-    await poolFull("daemon");
-    const vm = nextVm();
-    t.start();
-    await runProcess("curl", [
-      "-sf",
-      "--unix-socket",
-      socket,
-      "-X",
-      "POST",
-      "-H",
-      "content-type: application/json",
-      "-d",
-      "{}",
-      `http://vmnic/v1/vms/${vm}/nics`,
-    ]);
-    t.end();
-    await api("DELETE", `/v1/vms/${vm}`);
-  });
   record(
     "1-NIC add as a process",
     "curl --unix-socket, warm pool",
     curl,
     FLOOR,
   );
-  const empty = await sample(async (t) => {
-    t.start();
-    await runProcess(Deno.execPath(), ["run", emptyScript]);
-    t.end();
-  });
   const EMPTY = "empty `deno run`";
   record("1-NIC add as a process", EMPTY, empty);
-  const version = await sample(async (t) => {
-    t.start();
-    await runProcess(Deno.execPath(), [
-      "run",
-      ...CLI_PERMISSIONS,
-      CLI_MAIN,
-      "version",
-    ]);
-    t.end();
-  });
   record(
     "1-NIC add as a process",
     "`vmnic version` (start-up)",
     version,
     EMPTY,
   );
-  const cli = await sample(async (t) => {
-    await poolFull("daemon");
-    const vm = nextVm();
-    t.start();
-    await runProcess(Deno.execPath(), [
-      "run",
-      ...CLI_PERMISSIONS,
-      CLI_MAIN,
-      "add",
-      vm,
-      ...setup.cliFlags,
-      `--socket=${socket}`,
-    ]);
-    t.end();
-    await api("DELETE", `/v1/vms/${vm}`);
-  });
   record(
     "1-NIC add as a process",
     "`vmnic add` via the daemon, warm pool",
