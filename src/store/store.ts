@@ -221,11 +221,22 @@ export class Store {
         `already initialized (install ${this.#installId})`,
       );
     }
+    // Processes that start at once on a fresh root dir all find it
+    // uninitialized: the first to commit names the install, the others
+    // take its id (their netns and leases must carry the same one).
+    let id = installId;
     this.transaction(() => {
+      const row = this.#stmts.getMeta.get(INSTALL_ID_KEY) as
+        | { value: string }
+        | undefined;
+      if (row) {
+        id = row.value;
+        return;
+      }
       this.#stmts.putMeta.run(INSTALL_ID_KEY, installId);
       this.#journal.writeInstall(installId);
     });
-    this.#installId = installId;
+    this.#installId = id;
   }
 
   /** VM ids with a record backup, and the install id kept beside them. */

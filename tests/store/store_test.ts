@@ -597,6 +597,29 @@ Deno.test("a root dir others can write to (or under such a parent) is refused, n
   }
 });
 
+Deno.test("stores opened at once on a fresh root dir end with one install id: the first to initialize names it", async () => {
+  const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
+  const dir = join(base, "root");
+  const a = Store.open(dir);
+  const b = Store.open(dir);
+  try {
+    assert.equal(a.installId, null);
+    assert.equal(b.installId, null);
+    a.initialize("0000aaaa");
+    b.initialize("0000bbbb");
+    assert.equal(a.installId, "0000aaaa");
+    assert.equal(b.installId, "0000aaaa", "the second takes the first's id");
+    assert.equal(b.backups().installId, "0000aaaa");
+    const c = Store.open(dir);
+    assert.equal(c.installId, "0000aaaa");
+    c.close();
+  } finally {
+    a.close();
+    b.close();
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
 Deno.test("writes before initialize are refused (a backup needs an owner)", async () => {
   const base = await Deno.makeTempDir({ prefix: "vmnict-store-" });
   try {
