@@ -43,6 +43,27 @@ export interface Io {
 }
 
 /**
+ * The CLI's error JSON of `e` (docs/cli.md): its type and message, its
+ * operation, object and reason when it has them, and the run's trace id.
+ */
+export function errorJson(
+  e: unknown,
+  traceId?: string,
+): { error: Record<string, string> } {
+  const v = e as Partial<{ op: string; object: string; reason: string }>;
+  return {
+    error: {
+      type: e instanceof Error ? e.name : "Error",
+      message: e instanceof Error ? e.message : String(e),
+      ...(typeof v.op === "string" ? { op: v.op } : {}),
+      ...(typeof v.object === "string" ? { object: v.object } : {}),
+      ...(typeof v.reason === "string" ? { reason: v.reason } : {}),
+      ...(traceId ? { traceId } : {}),
+    },
+  };
+}
+
+/**
  * A command line the daemon does not run for its client (`POST /v1/cli`):
  * it opens no provider there, reads the client's stdin or files, follows
  * a stream, or names another install. The client runs it itself.

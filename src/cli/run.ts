@@ -26,7 +26,7 @@ import type {
   ProviderMode,
   RunContext,
 } from "./command.ts";
-import { RunLocally } from "./command.ts";
+import { errorJson, RunLocally } from "./command.ts";
 import { DEFAULT_SOCKET } from "./forward.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
@@ -258,17 +258,9 @@ async function execute(
     if (e instanceof RunLocally) throw e;
     const code = exitCodeOf(e);
     if (p.json) {
-      const v = e as Partial<{ op: string; object: string; reason: string }>;
-      io.err(JSON.stringify({
-        error: {
-          type: e instanceof Error ? e.name : "Error",
-          message: e instanceof Error ? e.message : String(e),
-          ...(typeof v.op === "string" ? { op: v.op } : {}),
-          ...(typeof v.object === "string" ? { object: v.object } : {}),
-          ...(typeof v.reason === "string" ? { reason: v.reason } : {}),
-          ...(traceparent ? { traceId: traceIdOf(traceparent) } : {}),
-        },
-      }));
+      io.err(JSON.stringify(
+        errorJson(e, traceparent ? traceIdOf(traceparent) : undefined),
+      ));
     } else {
       // A provider error's message names its operation and object already
       // ("add vm1: …"); others get the command's name.

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { AnyCommand, RunContext } from "../cli/command.ts";
+import { type AnyCommand, errorJson, type RunContext } from "../cli/command.ts";
 import { requestTarget } from "../cli/daemon_client.ts";
 import type { InDaemon, Progress } from "../cli/run.ts";
 import { runCommandLine } from "./cli_route.ts";
@@ -472,8 +472,7 @@ async function handle(
       : await run();
     return json(200, out, traced);
   } catch (e) {
-    const body = errorJson(e) as { error: Record<string, unknown> };
-    if (traceparent) body.error.traceId = traceparent.split("-")[1];
+    const body = errorJson(e, traceparent?.split("-")[1]);
     return json(
       statusOf(e),
       body,
@@ -677,20 +676,6 @@ export function statusOf(e: unknown): number {
     return 400;
   }
   return 500;
-}
-
-/** The CLI's error JSON of `e`. */
-function errorJson(e: unknown): Record<string, unknown> {
-  const v = e as Partial<{ op: string; object: string; reason: string }>;
-  return {
-    error: {
-      type: e instanceof Error ? e.name : "Error",
-      message: e instanceof Error ? e.message : String(e),
-      ...(typeof v.op === "string" ? { op: v.op } : {}),
-      ...(typeof v.object === "string" ? { object: v.object } : {}),
-      ...(typeof v.reason === "string" ? { reason: v.reason } : {}),
-    },
-  };
 }
 
 function json(
