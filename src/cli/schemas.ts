@@ -346,6 +346,7 @@ export const hooksResult = arr(obj({
   path: str,
   events: arr(str),
   timeoutMs: int,
+  idle: bool,
 }, ["name", "kind", "events", "timeoutMs"]));
 
 /** `prepare`'s result. */

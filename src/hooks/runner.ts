@@ -151,6 +151,7 @@ class EntrySet implements HookSet {
       ...(e.kind === "exec" ? { path: e.exec.path } : {}),
       events: [...e.events],
       timeoutMs: e.timeoutMs,
+      ...(e.kind === "ts" && isIdle(e.hook) ? { idle: true as const } : {}),
     }));
   }
 
@@ -182,6 +183,18 @@ class EntrySet implements HookSet {
       reports.push(report);
     }
     return reports;
+  }
+}
+
+/**
+ * Whether a TS hook says it is idle, for listings: one whose `active()`
+ * throws is not (the operations it would run in say why).
+ */
+function isIdle(hook: TsHook): boolean {
+  try {
+    return hook.active?.() === false;
+  } catch {
+    return false;
   }
 }
 

@@ -133,6 +133,8 @@ export interface HookInfo {
   events: HookEvent[];
   /** Its timeout. */
   timeoutMs: number;
+  /** A TS hook that says it has nothing to do now (`active()`): not run. */
+  idle?: true;
 }
 
 /** What running one hook gave. */

@@ -353,7 +353,11 @@ Deno.test("an idle TS hook (active() false) is listed but neither run nor counte
       }),
     },
   });
-  assert.deepEqual((await runner.list()).map((h) => h.name), ["idle.ts"]);
+  assert.deepEqual(
+    (await runner.list()).map((h) => [h.name, h.idle]),
+    [["idle.ts", true]],
+  );
+  asked = 0;
   const off = runner.snapshot();
   assert.equal(off.has("afterAdd"), false);
   await off.run("beforeAdd", ADD_CTX);
@@ -365,7 +369,8 @@ Deno.test("an idle TS hook (active() false) is listed but neither run nor counte
   await live.run("afterAdd", ADD_CTX);
   await live.run("afterRemove", ADD_CTX);
   assert.deepEqual(seen, ["afterAdd", "afterRemove"]);
-  assert.equal(asked, 2, "once per snapshot that runs hooks; list asks not");
+  assert.equal(asked, 3, "once per snapshot that runs hooks, once per listing");
+  assert.equal((await runner.list())[0].idle, undefined, "active: no mark");
 });
 
 Deno.test("a TS hook's active() that throws fails the operation's hooks naming it; a non-function is refused up front", async () => {

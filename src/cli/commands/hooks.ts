@@ -18,7 +18,7 @@ export default defineCommand({
       ? hooks.map((h) =>
         `${h.name.padEnd(24)} ${h.kind.padEnd(4)} ${h.events.join(",")} ${
           h.path ?? ""
-        }`
+        }${h.idle ? "(idle: nothing to do)" : ""}`
       ).join("\n")
       : "no hooks",
   http: {
