@@ -181,7 +181,7 @@ export async function forward(argv: string[]): Promise<number | null> {
     ? reply as Record<string, unknown>
     : {};
   if (answer.status === 200 && "runLocally" in shaped) return null;
-  if (answer.status !== 200 || !Array.isArray(shaped.output)) {
+  if (answer.status !== 200 || !isAnswer(shaped)) {
     const message = (shaped as { error?: { message?: string } }).error
       ?.message ?? answer.body.slice(0, 200);
     return failed(
@@ -194,8 +194,19 @@ export async function forward(argv: string[]): Promise<number | null> {
   return done.exitCode;
 }
 
+/** Whether `v` is a run's answer: an exit code and lines for 1 and 2. */
+function isAnswer(v: Record<string, unknown>): boolean {
+  const code = v.exitCode;
+  return typeof code === "number" && Number.isInteger(code) && code >= 0 &&
+    code <= 255 && Array.isArray(v.output) &&
+    v.output.every((l) =>
+      typeof l === "object" && l !== null &&
+      (l.fd === 1 || l.fd === 2) && typeof l.text === "string"
+    );
+}
+
 /** The CLI's own rule: `--json` before `--` makes stderr JSON too. */
-function jsonRequested(argv: string[]): boolean {
+export function jsonRequested(argv: readonly string[]): boolean {
   const end = argv.indexOf("--");
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }

@@ -27,7 +27,7 @@ import type {
   RunContext,
 } from "./command.ts";
 import { errorJson, RunLocally } from "./command.ts";
-import { DEFAULT_SOCKET } from "./forward.ts";
+import { DEFAULT_SOCKET, jsonRequested } from "./forward.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
@@ -340,10 +340,6 @@ async function follow(
     provider.close();
   }
   return EXIT.OK;
-}
-function jsonRequested(argv: string[]): boolean {
-  const end = argv.indexOf("--");
-  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
 /**

@@ -352,8 +352,6 @@ export const hooksResult = arr(obj({
 /** `prepare`'s result. */
 export const prepareResult = obj({ vmId, netnsPath: str });
 
-/** `version`'s result. */
-
 /** Every failure, on stderr or as an API error body. */
 export const errorBody = obj({
   error: obj({

@@ -198,17 +198,27 @@ function isIdle(hook: TsHook): boolean {
   }
 }
 
-/** A TS hook's `active()`; one that throws is a HookConfigError naming it. */
+/**
+ * A TS hook's `active()`; one that throws, or answers anything but a
+ * boolean, is a HookConfigError naming it (never silently skipped: it may
+ * be a veto).
+ */
 function isActive(name: string, hook: TsHook): boolean {
   if (!hook.active) return true;
+  let active: unknown;
   try {
-    return hook.active() === true;
+    active = hook.active();
   } catch (e) {
     throw new HookConfigError(
       name,
       `active() failed: ${e instanceof Error ? e.message : e}`,
     );
   }
+  if (typeof active === "boolean") return active;
+  throw new HookConfigError(
+    name,
+    `active() must return true or false, not ${JSON.stringify(active)}`,
+  );
 }
 
 function checkEvent(event: HookEvent): void {

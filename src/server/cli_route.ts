@@ -14,6 +14,7 @@ import {
   type CliLine,
   type CliReply,
   type CliRequest,
+  DAEMON_COMMANDS,
   isCliEnv,
 } from "../cli/forward.ts";
 import { type InDaemon, main, RunLocally } from "../cli/run.ts";
@@ -29,6 +30,14 @@ export async function runCommandLine(
     return {
       runLocally:
         `this vmnic serve is version ${VERSION}, the client ${request.version}`,
+    };
+  }
+  // Only the commands the client sends (forward.ts): anything else, even
+  // one whose own checks would hand it back, is refused before it parses.
+  const command = request.argv.find((a) => !a.startsWith("-"));
+  if (command === undefined || !DAEMON_COMMANDS.has(command)) {
+    return {
+      runLocally: `${command ?? "no command"}: not one the daemon runs`,
     };
   }
   const output: CliLine[] = [];

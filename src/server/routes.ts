@@ -195,6 +195,12 @@ export async function loadRoutes(): Promise<Route[]> {
   for (const entry of Object.values(COMMANDS)) {
     const command = (await entry.load()).default;
     if (!command.http) continue;
+    if (!command.http.input && command.http.path.includes("{")) {
+      // Its parameters would be dropped: `{}` is the input of no route.
+      throw new Error(
+        `${command.name}: ${command.http.path} has parameters but no input()`,
+      );
+    }
     routes.push({
       method: command.http.method,
       path: command.http.path,

@@ -130,8 +130,13 @@ Deno.test("POST /v1/cli: lines only the client can run are handed back, having a
   };
   assert.match(await local(["gc", "--active-file", "-"]), /stdin/);
   assert.match(await local(["gc", "--active-file", "/etc/hostname"]), /file/);
-  assert.match(await local(["version"]), /client/);
-  assert.match(await local(["doctor"]), /client/);
+  for (const other of ["version", "doctor", "serve", "restore-records"]) {
+    assert.match(await local([other]), /not one the daemon runs/, other);
+  }
+  assert.match(
+    await local(["--socket", "/s", "serve", "--root-dir", "/x"]),
+    /not one the daemon runs/,
+  );
   assert.match(await local(["add", "vm1", "--no-daemon"]), /client/);
   assert.match(await local(["events", "--follow"]), /client/);
   // A time without its offset is the client's local time, not the daemon's.
@@ -310,6 +315,14 @@ Deno.test("the client: a daemon that cannot answer is an error, JSON with --json
       ["cut", "HTTP/1.1 200 OK\r\ncontent-le"],
       ["not an object", http(200, '"x"')],
       ["not JSON", http(200, "<html>")],
+      ["no exit code", http(200, JSON.stringify({ output: [] }))],
+      [
+        "a line for fd 3",
+        http(
+          200,
+          JSON.stringify({ exitCode: 0, output: [{ fd: 3, text: "x" }] }),
+        ),
+      ],
       ["failed", http(500, JSON.stringify({ error: { message: "boom" } }))],
     ] as const
   ) {

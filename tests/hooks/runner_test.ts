@@ -405,6 +405,21 @@ Deno.test("a TS hook's active() that throws fails the operation's hooks naming i
       }),
     HookConfigError,
   );
+  // A non-boolean answer (a variable's value, say) is no answer: refused,
+  // never read as "idle", which would skip a veto hook silently.
+  const vague = new HookRunner({
+    hooksDir: null,
+    tsHooks: {
+      "vague.ts": {
+        active: () => "/etc/deny.json",
+        run: () => {},
+      } as unknown as TsHook,
+    },
+  });
+  assert.throws(
+    () => vague.snapshot().has("beforeAdd"),
+    (e) => e instanceof HookConfigError && /true or false/.test(e.message),
+  );
 });
 
 Deno.test("badly declared TS hooks are refused up front", () => {
