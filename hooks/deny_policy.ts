@@ -11,6 +11,8 @@
  * Keys are network names (`"*"`: every network); values are VM ids or
  * globs (`*` any run of characters, `?` one character). A policy file that
  * is missing or malformed fails the hook, which vetoes the add (fail closed).
+ * (It read `VMNIC_POLICY_FILE` before: that variable names the TAP policy
+ * file, docs/policy.md, which has no "deny", so every add was vetoed.)
  *
  * @module
  */

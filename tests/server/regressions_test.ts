@@ -5,8 +5,9 @@
  *
  * - `--socket-group` gives access also when the daemon makes the socket's
  *   dir (it makes it 0700 by default, as for `/run/vmnic`).
- * - Progress lines (`gc`, `delete` of more than 10) reach the CLI's stderr
- *   through the daemon as in process (`POST /v1/cli`).
+ * - Progress lines (`gc` of more than 10 VMs) reach the CLI's stderr
+ *   through the daemon as in process (`POST /v1/cli`); a `delete` of
+ *   several VMs has no route, so the client runs it and prints its own.
  * - `--wait` given to the CLI holds through the daemon, not the daemon's.
  * - A record backup whose transaction a SIGKILL cut (a slot's fill, a VM's
  *   add or claim) is removed by the next start or `gc --include-pool`.
