@@ -27,14 +27,17 @@ const src = (path: string) => pathToFileURL(join(REPO_ROOT, path)).href;
 /** Each probe: its label and its script (empty: the baseline). */
 const PROBES: [string, string][] = [
   ["an empty `deno run`", ""],
-  ["the first timer (`setTimeout`)", "clearTimeout(setTimeout(() => {}, 0));"],
+  [
+    "the CLI's fast path (`src/cli/forward.ts`)",
+    `import "${src("src/cli/forward.ts")}";`,
+  ],
+  [
+    "the first timer (`setTimeout`) of a process",
+    "clearTimeout(setTimeout(() => {}, 0));",
+  ],
   [
     "libc's symbols bound over FFI (`libc()`)",
     `import { libc } from "${src("src/sys/libc.ts")}"; libc();`,
-  ],
-  [
-    "the provider's modules (`src/provider/mod.ts`)",
-    `import "${src("src/provider/mod.ts")}";`,
   ],
   [
     "the whole CLI and its add command",
@@ -43,8 +46,8 @@ const PROBES: [string, string][] = [
     }";`,
   ],
   [
-    "the CLI's fast path (`src/cli/forward.ts`)",
-    `import "${src("src/cli/forward.ts")}";`,
+    "the provider's modules (`src/provider/mod.ts`)",
+    `import "${src("src/provider/mod.ts")}";`,
   ],
 ];
 

@@ -344,7 +344,11 @@ try {
   // As processes, taking turns: the floor, curl, an empty deno run,
   // `vmnic version`, `vmnic add` through the daemon.
   const [floorProc, curl, empty, version, cli] = await interleaved([
-    floorAdd,
+    // After the last round's claim the pool refills: not during the floor.
+    async (t) => {
+      await poolFull("daemon");
+      await floorAdd(t);
+    },
     async (t) => {
       await poolFull("daemon");
       const vm = nextVm();
