@@ -6,6 +6,15 @@
  * @module
  */
 import type { HttpParts } from "./command.ts";
+import {
+  concat,
+  CRLF,
+  CRLFCRLF,
+  indexOf,
+  parseResponse,
+  readToEnd,
+  writeAll,
+} from "./forward.ts";
 
 /** The daemon's answer. */
 export interface DaemonReply {
@@ -40,7 +49,7 @@ export async function callDaemon(
   const conn = await connect(socket);
   try {
     await writeAll(conn, requestBytes(method, pathTemplate, parts, headers));
-    return parseReply(await readAll(conn));
+    return parseReply(await readToEnd(conn));
   } finally {
     try {
       conn.close();
@@ -78,14 +87,14 @@ export async function streamDaemon(
     while (end < 0) {
       const n = await readOrEnd(conn, buf);
       if (n === null) throw new Error("vmnic serve: truncated reply");
-      head = concat(head, buf.subarray(0, n));
+      head = concat([head, buf.subarray(0, n)]);
       end = indexOf(head, CRLFCRLF, 0);
     }
     const text = new TextDecoder().decode(head.subarray(0, end));
     const status = Number(text.split("\r\n")[0].split(" ")[1]);
     if (status !== 200) {
-      const rest = await readAll(conn).catch(() => new Uint8Array());
-      return parseReply(concat(head, rest));
+      const rest = await readToEnd(conn).catch(() => new Uint8Array());
+      return parseReply(concat([head, rest]));
     }
     const chunked = /\r\ntransfer-encoding:\s*chunked/i.test(text);
     const lines = new LineSplitter(onItem);
@@ -147,7 +156,7 @@ function requestBytes(
     "",
     "",
   ].join("\r\n");
-  return concat(encoder.encode(head), body);
+  return concat([encoder.encode(head), body]);
 }
 
 /** A read that takes a connection closed under it (an abort) as the end. */
@@ -166,13 +175,6 @@ async function readOrEnd(
     }
     throw e;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** Newline-delimited JSON, fed in pieces: each whole line parsed and handed on. */
@@ -195,7 +197,7 @@ class Dechunker {
   done = false;
   constructor(readonly onData: (b: Uint8Array) => void) {}
   push(b: Uint8Array): void {
-    this.#buf = concat(this.#buf, b);
+    this.#buf = concat([this.#buf, b]);
     for (;;) {
       if (this.#left < 0) {
         const nl = indexOf(this.#buf, CRLF, 0);
@@ -227,76 +229,16 @@ class Dechunker {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-}
-
-async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const buf = new Uint8Array(64 * 1024);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    chunks.push(buf.slice(0, n));
-    size += n;
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
 /** Status and JSON body of a whole HTTP/1.1 response. */
 function parseReply(bytes: Uint8Array): DaemonReply {
-  const end = indexOf(bytes, CRLFCRLF, 0);
-  if (end < 0) throw new Error("vmnic serve: truncated reply");
-  const decoder = new TextDecoder();
-  const [statusLine, ...headerLines] = decoder.decode(bytes.subarray(0, end))
-    .split("\r\n");
-  const status = Number(statusLine.split(" ")[1]);
-  let body = bytes.subarray(end + 4);
-  if (headerLines.some((l) => /^transfer-encoding:\s*chunked/i.test(l))) {
-    body = dechunk(body);
+  let reply;
+  try {
+    reply = parseResponse(bytes);
+  } catch (e) {
+    throw new Error(`vmnic serve: ${(e as Error).message}`);
   }
-  const text = decoder.decode(body);
-  return { status, body: text ? JSON.parse(text) : undefined };
-}
-
-const CRLF = Uint8Array.of(13, 10);
-const CRLFCRLF = Uint8Array.of(13, 10, 13, 10);
-
-/** The body of a chunked transfer, byte for byte. */
-function dechunk(b: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for (;;) {
-    const nl = indexOf(b, CRLF, at);
-    if (nl < 0) break;
-    const size = parseInt(new TextDecoder().decode(b.subarray(at, nl)), 16);
-    if (!size) break;
-    parts.push(b.subarray(nl + 2, nl + 2 + size));
-    at = nl + 2 + size + 2;
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
-  outer: for (let i = from; i <= hay.length - needle.length; i++) {
-    for (let j = 0; j < needle.length; j++) {
-      if (hay[i + j] !== needle[j]) continue outer;
-    }
-    return i;
-  }
-  return -1;
+  return {
+    status: reply.status,
+    body: reply.body ? JSON.parse(reply.body) : undefined,
+  };
 }

@@ -93,10 +93,8 @@ export function socketFor(
   argv: readonly string[],
   env: (name: string) => string | undefined,
 ): string | null {
-  const end = argv.indexOf("--");
-  const line = end < 0 ? argv : argv.slice(0, end);
-  const command = line.find((a) => !a.startsWith("-"));
-  if (command === undefined || !DAEMON_COMMANDS.has(command)) return null;
+  const line = beforeEnd(argv);
+  if (daemonCommandOf(argv) === null) return null;
   if (line.includes("--no-daemon")) return null;
   let socket: string | undefined;
   for (const [i, a] of line.entries()) {
@@ -207,8 +205,22 @@ function isAnswer(v: Record<string, unknown>): boolean {
 
 /** The CLI's own rule: `--json` before `--` makes stderr JSON too. */
 export function jsonRequested(argv: readonly string[]): boolean {
+  return beforeEnd(argv).includes("--json");
+}
+
+/**
+ * The line's command when it is one the daemon runs (its first word that
+ * is not an option, before `--`), else null.
+ */
+export function daemonCommandOf(argv: readonly string[]): string | null {
+  const command = beforeEnd(argv).find((a) => !a.startsWith("-"));
+  return command !== undefined && DAEMON_COMMANDS.has(command) ? command : null;
+}
+
+/** The words before `--` (the options' part of the line). */
+function beforeEnd(argv: readonly string[]): readonly string[] {
   const end = argv.indexOf("--");
-  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+  return end < 0 ? argv : argv.slice(0, end);
 }
 
 /** Says `message` on stderr (the CLI's error JSON with `--json`); exit 1. */
@@ -231,13 +243,18 @@ function httpHead(length: number): Uint8Array {
   );
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes` to `conn`. */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+): Promise<void> {
   for (let at = 0; at < bytes.length;) {
     at += await conn.write(bytes.subarray(at));
   }
 }
 
-async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+/** Everything `conn` sends until it closes. */
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(64 * 1024);
   for (;;) {
@@ -253,11 +270,11 @@ export function parseResponse(bytes: Uint8Array): {
   status: number;
   body: string;
 } {
-  const end = indexOfCrlf(bytes, 0, true);
-  if (end < 0) throw new Error("a truncated answer");
+  const end = indexOf(bytes, CRLFCRLF, 0);
+  if (end < 0) throw new Error("truncated reply");
   const head = decoder.decode(bytes.subarray(0, end));
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
-  if (!status) throw new Error(`not an HTTP answer: ${head.slice(0, 40)}`);
+  if (!status) throw new Error(`not an HTTP reply: ${head.slice(0, 40)}`);
   const body = bytes.subarray(end + 4);
   return {
     status,
@@ -269,16 +286,22 @@ export function parseResponse(bytes: Uint8Array): {
 
 const decoder = new TextDecoder();
 
-/** Where the next CRLF (or, `double`, CRLFCRLF) starts at or after `from`; -1: none. */
-function indexOfCrlf(bytes: Uint8Array, from: number, double = false): number {
-  const n = double ? 4 : 2;
-  for (let i = from; i + n <= bytes.length; i++) {
-    if (
-      bytes[i] === 13 && bytes[i + 1] === 10 &&
-      (!double || (bytes[i + 2] === 13 && bytes[i + 3] === 10))
-    ) {
-      return i;
+/** CR LF, and the blank line that ends an HTTP head. */
+export const CRLF = Uint8Array.of(13, 10);
+/** The end of an HTTP head. */
+export const CRLFCRLF = Uint8Array.of(13, 10, 13, 10);
+
+/** Where `needle` starts in `hay` at or after `from`; -1: nowhere. */
+export function indexOf(
+  hay: Uint8Array,
+  needle: Uint8Array,
+  from: number,
+): number {
+  outer: for (let i = from; i <= hay.length - needle.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (hay[i + j] !== needle[j]) continue outer;
     }
+    return i;
   }
   return -1;
 }
@@ -287,8 +310,8 @@ function indexOfCrlf(bytes: Uint8Array, from: number, double = false): number {
 function dechunk(body: Uint8Array): Uint8Array {
   const parts: Uint8Array[] = [];
   for (let at = 0;;) {
-    const nl = indexOfCrlf(body, at);
-    if (nl < 0) throw new Error("a truncated answer");
+    const nl = indexOf(body, CRLF, at);
+    if (nl < 0) throw new Error("truncated reply");
     const size = parseInt(decoder.decode(body.subarray(at, nl)), 16);
     if (!(size > 0)) break;
     parts.push(body.subarray(nl + 2, nl + 2 + size));
@@ -297,7 +320,8 @@ function dechunk(body: Uint8Array): Uint8Array {
   return concat(parts);
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+/** `parts` one after another, in a new buffer. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((a, c) => a + c.length, 0));
   let at = 0;
   for (const p of parts) out.set(p, at), at += p.length;
