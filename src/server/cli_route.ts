@@ -14,7 +14,7 @@ import {
   type CliLine,
   type CliReply,
   type CliRequest,
-  DAEMON_COMMANDS,
+  daemonCommandOf,
   isCliEnv,
 } from "../cli/forward.ts";
 import { type InDaemon, main, RunLocally } from "../cli/run.ts";
@@ -34,11 +34,8 @@ export async function runCommandLine(
   }
   // Only the commands the client sends (forward.ts): anything else, even
   // one whose own checks would hand it back, is refused before it parses.
-  const command = request.argv.find((a) => !a.startsWith("-"));
-  if (command === undefined || !DAEMON_COMMANDS.has(command)) {
-    return {
-      runLocally: `${command ?? "no command"}: not one the daemon runs`,
-    };
+  if (daemonCommandOf(request.argv) === null) {
+    return { runLocally: "not one the daemon runs: no command it has" };
   }
   const output: CliLine[] = [];
   const io: Io = {
