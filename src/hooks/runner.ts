@@ -151,7 +151,9 @@ class EntrySet implements HookSet {
       ...(e.kind === "exec" ? { path: e.exec.path } : {}),
       events: [...e.events],
       timeoutMs: e.timeoutMs,
-      ...(e.kind === "ts" && isIdle(e.hook) ? { idle: true as const } : {}),
+      ...(e.kind === "ts" && isIdle(e.name, e.hook)
+        ? { idle: true as const }
+        : {}),
     }));
   }
 
@@ -188,11 +190,11 @@ class EntrySet implements HookSet {
 
 /**
  * Whether a TS hook says it is idle, for listings: one whose `active()`
- * throws is not (the operations it would run in say why).
+ * fails is not (the operations it would run in say why).
  */
-function isIdle(hook: TsHook): boolean {
+function isIdle(name: string, hook: TsHook): boolean {
   try {
-    return hook.active?.() === false;
+    return !isActive(name, hook);
   } catch {
     return false;
   }
