@@ -36,6 +36,7 @@ import {
   removeRun,
   RUN_PREFIX,
   runChecked,
+  runCli,
 } from "./_support.ts";
 
 const N = benchIterations(50);
@@ -300,10 +301,7 @@ try {
   const cliAdd = await sample(async (t) => {
     const vm = nextVm();
     t.start();
-    await runProcess(Deno.execPath(), [
-      "run",
-      ...CLI_PERMISSIONS,
-      CLI_MAIN,
+    await runCli([
       "add",
       vm,
       ...setup.cliFlags,
@@ -375,10 +373,7 @@ try {
     },
     async (t) => {
       t.start();
-      await runProcess(Deno.execPath(), [
-        "run",
-        ...CLI_PERMISSIONS,
-        CLI_MAIN,
+      await runCli([
         "version",
       ]);
       t.end();
@@ -387,10 +382,7 @@ try {
       await poolFull("daemon");
       const vm = nextVm();
       t.start();
-      await runProcess(Deno.execPath(), [
-        "run",
-        ...CLI_PERMISSIONS,
-        CLI_MAIN,
+      await runCli([
         "add",
         vm,
         ...setup.cliFlags,
