@@ -401,12 +401,23 @@ async function libraryCases(
 
 // ---------------------------------------------------------- CLI cases
 
+/**
+ * The id with a final CR moved to its front: `deno run` drops a carriage return
+ * that ends an argument before the CLI starts (denoland/deno#34968, for CRLF
+ * shebang lines), so the CLI would be handed a different, valid id
+ * (docs/cli.md says so). The library cases keep the final CR.
+ */
+function crNotLast(id: string): string {
+  return id.endsWith("\r") ? "\r" + id.slice(0, -1) : id;
+}
+
 async function cliInputCases(
   t: Tally,
   env: TestEnv,
   anchor: string,
 ): Promise<void> {
-  const ids = badIds(22).filter(({ id }) => !id.includes("\0"));
+  const ids = badIds(22).filter(({ id }) => !id.includes("\0"))
+    .map(({ kind, id }) => ({ kind, id: crNotLast(id) }));
   for (const [i, { kind, id }] of ids.entries()) {
     const n = (op: string) => `cli ${op} id(${kind}) ${JSON.stringify(id)}`;
     // Ids starting with "-" are taken for flags: a usage error, also exit 2.

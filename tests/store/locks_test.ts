@@ -31,9 +31,11 @@ function spawnHolder(
       mode,
     ],
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "piped",
     stdin: "null",
   }).spawn();
+  // Kept whole, so a holder that ends early says why in the failure.
+  const stderr = new Response(child.stderr).text();
   const lines = child.stdout.pipeThrough(new TextDecoderStream())
     .getReader();
   let buffered = "";
@@ -47,7 +49,14 @@ function spawnHolder(
         return line;
       }
       const { value, done } = await lines.read();
-      if (done) throw new Error(`holder exited; partial output ${buffered}`);
+      if (done) {
+        const status = await child.status;
+        throw new Error(
+          `holder ${child.pid} ended (code ${status.code}, signal ${status.signal}) before a line; stdout ${
+            JSON.stringify(buffered)
+          }, stderr ${JSON.stringify(await stderr)}`,
+        );
+      }
       buffered += value;
     }
   }
