@@ -5,7 +5,8 @@
  * The README quotes it to explain where `vmnic add --no-daemon` spends the
  * time that the library's add does not (a warm process has paid it).
  *
- * Probes: the first timer of a process, binding libc's symbols over FFI
+ * Probes: the first timer of a process (the global `setTimeout`, and
+ * `src/sys/timers.ts`'s, which vmnic uses instead), binding libc's symbols over FFI
  * (`src/sys/libc.ts`), loading the provider's modules, loading the CLI and
  * the add command, and the CLI's fast path (`src/cli/forward.ts`).
  *
@@ -34,6 +35,12 @@ const PROBES: [string, string][] = [
   [
     "the first timer (`setTimeout`) of a process",
     "clearTimeout(setTimeout(() => {}, 0));",
+  ],
+  [
+    "the first timer of `src/sys/timers.ts` (what vmnic uses)",
+    `import { after } from "${
+      src("src/sys/timers.ts")
+    }"; after(0, () => {}).cancel();`,
   ],
   [
     "libc's symbols bound over FFI (`libc()`)",

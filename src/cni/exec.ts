@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { after, type Timer } from "../sys/timers.ts";
 import { join } from "../sys/path.ts";
 import {
   CniExecError,
@@ -163,10 +164,10 @@ export async function execPlugin(req: PluginExecRequest): Promise<unknown> {
     }
   };
   const deadline = Date.now() + req.timeoutMs;
-  const timer = setTimeout(() => {
+  const timer = after(req.timeoutMs, () => {
     timedOut = true;
     killPlugin();
-  }, req.timeoutMs);
+  });
 
   const stdoutReader = child.stdout.getReader();
   const stderrReader = child.stderr.getReader();
@@ -204,7 +205,7 @@ export async function execPlugin(req: PluginExecRequest): Promise<unknown> {
       [stdout, stderrBytes] = outputs;
     }
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
   const stderr = new TextDecoder().decode(stderrBytes);
   const fail = (
@@ -343,14 +344,14 @@ async function writeAll(
 }
 
 async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   const timeout = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), ms);
+    timer = after(ms, () => resolve(null));
   });
   try {
     return await Promise.race([p, timeout]);
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }
 

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { after, type Timer } from "../sys/timers.ts";
 import { surelyAbsent } from "../sys/files.ts";
 import { dirname, join, resolve } from "../sys/path.ts";
 import {
@@ -297,10 +298,10 @@ export async function runExecHook(
   }
 
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = after(timeoutMs, () => {
     timedOut = true;
     killGroup(child.pid);
-  }, timeoutMs);
+  });
 
   const stdout = collect(child.stdout);
   const stderr = collect(child.stderr);
@@ -314,7 +315,7 @@ export async function runExecHook(
   try {
     status = await child.status;
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
   if (timedOut) killGroup(child.pid);
   const [out, err] = await Promise.all([
@@ -373,12 +374,12 @@ function collect(stream: ReadableStream<Uint8Array>) {
   return {
     /** The output, after at most `graceMs` more waiting for its end. */
     async finish(graceMs: number): Promise<string> {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: Timer | undefined;
       const late = new Promise<"late">((resolve) => {
-        timer = setTimeout(() => resolve("late"), graceMs);
+        timer = after(graceMs, () => resolve("late"));
       });
       const r = await Promise.race([done, late]);
-      clearTimeout(timer);
+      timer?.cancel();
       if (r === "late") await reader.cancel().catch(() => {});
       const bytes = new Uint8Array(kept);
       let off = 0;

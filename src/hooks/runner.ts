@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { after, type Timer } from "../sys/timers.ts";
 import { HookConfigError, HookError, HookTimeoutError } from "./errors.ts";
 import {
   compareNames,
@@ -283,13 +284,13 @@ async function runTsHook(
 ): Promise<void> {
   const failure = { hook: name, event: ctx.event, kind: "ts" as const };
   const abort = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    timer = after(timeoutMs, () => {
       const err = new HookTimeoutError(failure, timeoutMs);
       abort.abort(err);
       reject(err);
-    }, timeoutMs);
+    });
   });
   try {
     await Promise.race([
@@ -302,7 +303,7 @@ async function runTsHook(
     const reason = err instanceof Error ? err.message : String(err);
     throw new HookError(failure, reason, { cause: err });
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { Timer } from "../sys/timers.ts";
 import type { CniRuntime } from "../cni/runtime.ts";
 import type { HookRunner, HookSet } from "../hooks/runner.ts";
 import type { HookEvent, HookInput, HookRunReport } from "../hooks/types.ts";
@@ -87,7 +88,7 @@ export interface ProviderContext {
   /** Events of finished operations not written yet (oplog.ts). */
   readonly pendingEvents: {
     events: { event: Omit<EventRecord, "id">; detail: EventDetail }[];
-    timer?: ReturnType<typeof setTimeout>;
+    timer?: Timer;
   };
 }
 

@@ -29,6 +29,7 @@
  *
  * @module
  */
+import { sleep } from "../sys/timers.ts";
 import type { NetworkConfigList } from "../cni/config.ts";
 import { ipamTypeOf } from "../cni/runtime.ts";
 import type { NicRecord } from "../store/types.ts";
@@ -73,7 +74,7 @@ export async function whileDhcpAdd<T>(
       } catch {
         return;
       }
-      await new Promise((r) => setTimeout(r, VETH_POLL_MS));
+      await sleep(VETH_POLL_MS);
     }
   })();
   try {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { after } from "../sys/timers.ts";
 import type { EventRecord } from "../store/events.ts";
 import type { ProviderContext } from "./context.ts";
 import { reasonOf } from "./errors.ts";
@@ -115,7 +116,7 @@ function recordEvent(
       failedHooks: trace.failedHooks,
     },
   });
-  queue.timer ??= setTimeout(() => flushEvents(ctx), 0);
+  queue.timer ??= after(0, () => flushEvents(ctx));
 }
 
 /**
@@ -125,7 +126,7 @@ function recordEvent(
  */
 export function flushEvents(ctx: ProviderContext): void {
   const queue = ctx.pendingEvents;
-  clearTimeout(queue.timer);
+  queue.timer?.cancel();
   queue.timer = undefined;
   const batch = queue.events.splice(0);
   if (!batch.length) return;

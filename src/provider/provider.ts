@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { after } from "../sys/timers.ts";
 import { CniRuntime, type PluginVersionInfo } from "../cni/runtime.ts";
 import type { PluginExec } from "../cni/exec.ts";
 import { HookRunner } from "../hooks/runner.ts";
@@ -288,9 +289,9 @@ export class CniProvider {
           yield e;
         }
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, pollMs);
+          const timer = after(pollMs, done);
           function done() {
-            clearTimeout(timer);
+            timer.cancel();
             signal.removeEventListener("abort", done);
             wake = () => {};
             resolve();

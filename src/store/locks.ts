@@ -19,6 +19,7 @@ import { closeFd, flock, fstat, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { ensureSecureDir, InsecurePathError } from "../sys/secure_dir.ts";
 import { processStartTime } from "../sys/proc.ts";
+import { sleep } from "../sys/timers.ts";
 
 /** Options of {@linkcode acquireVmLock}. */
 export interface LockOptions {
@@ -333,8 +334,4 @@ function checkVmId(vmId: string): void {
       `not usable as a lock file name (empty, "." or "..", contains "/" or NUL, or longer than ${MAX_VM_ID_LENGTH})`,
     );
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,67 @@
+/**
+ * Timers for the paths a short-lived CLI process runs (plugin and hook
+ * deadlines, lock waits, the event log's flush).
+ *
+ * Deno's global `setTimeout` returns Node's `Timeout`: its first call in a
+ * process loads Deno's Node timers, about 10 ms (`deno task bench:cold`),
+ * which a `vmnic add --no-daemon` would pay on every run. A timer made from
+ * `AbortSignal.timeout` runs on the runtime's own clock and costs well under
+ * a millisecond the first time. It keeps the process alive only while a
+ * listener waits on it, so a cancelled timer holds nothing up.
+ *
+ * @example Cancel a deadline once the work is done
+ * ```ts
+ * import { after } from "./timers.ts";
+ *
+ * let late = false;
+ * const deadline = after(1000, () => late = true);
+ * deadline.cancel();
+ * ```
+ *
+ * @module
+ */
+
+/** A call scheduled by {@linkcode after}. */
+export interface Timer {
+  /** Cancels the call if it has not run yet. Idempotent. */
+  cancel(): void;
+}
+
+/**
+ * The longest delay a timer takes, in ms (about 24.8 days, as for
+ * `setTimeout`); longer or infinite delays wait this long.
+ */
+export const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/** Calls `fn` once, `ms` milliseconds from now, unless cancelled first. */
+export function after(ms: number, fn: () => void): Timer {
+  const signal = AbortSignal.timeout(delayOf(ms));
+  let pending = true;
+  const run = () => {
+    if (!pending) return;
+    pending = false;
+    fn();
+  };
+  signal.addEventListener("abort", run, { once: true });
+  return {
+    cancel() {
+      pending = false;
+      // Without a listener the runtime no longer waits for the timer.
+      signal.removeEventListener("abort", run);
+    },
+  };
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => void after(ms, resolve));
+}
+
+/**
+ * `ms` as `AbortSignal.timeout` takes it: a whole number from 0 to
+ * {@linkcode MAX_DELAY_MS} (it throws on a negative, NaN or infinite one).
+ */
+function delayOf(ms: number): number {
+  if (Number.isNaN(ms) || ms <= 0) return 0;
+  return Math.min(Math.ceil(ms), MAX_DELAY_MS);
+}
