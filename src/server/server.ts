@@ -29,6 +29,7 @@ import { closeFd, flock, openNoFollow, rewrite } from "../sys/files.ts";
 import { LOCK_EX, LOCK_NB, O_CREAT, O_RDWR } from "../sys/fcntl.ts";
 import { dirname, join } from "../sys/path.ts";
 import { ensureSecureDir } from "../sys/secure_dir.ts";
+import { preferGlobalTimers } from "../sys/timers.ts";
 import { VERSION } from "../version.ts";
 import {
   loadRoutes,
@@ -93,6 +94,9 @@ export class ServeError extends Error {
 
 /** Starts the daemon; resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<Daemon> {
+  // A daemon lives long and loads Node's timers anyway: its cancelled
+  // deadlines should be freed at once (src/sys/timers.ts).
+  preferGlobalTimers();
   const cfg = resolveConfig(opts.config);
   const log = opts.log ?? (() => {});
   const lockFd = lockRootDir(cfg.rootDir);

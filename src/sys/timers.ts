@@ -28,13 +28,30 @@ export interface Timer {
 }
 
 /**
- * The longest delay a timer takes, in ms (about 24.8 days, as for
- * `setTimeout`); longer or infinite delays wait this long.
+ * The longest delay a timer takes, in ms (about 24.8 days); longer or
+ * infinite delays wait this long. (Node's `setTimeout` would wait 1 ms.)
  */
 export const MAX_DELAY_MS = 2 ** 31 - 1;
 
+let globalTimers = false;
+
+/**
+ * Makes {@linkcode after} and {@linkcode sleep} use the global `setTimeout`
+ * from now on in this process. For a long-lived process that loads Node's
+ * timers anyway (the daemon): a cancelled `setTimeout` is freed at once,
+ * while a cancelled `AbortSignal.timeout` stays pending, some 600 bytes,
+ * until its time comes (a plugin's deadline: a minute).
+ */
+export function preferGlobalTimers(): void {
+  globalTimers = true;
+}
+
 /** Calls `fn` once, `ms` milliseconds from now, unless cancelled first. */
 export function after(ms: number, fn: () => void): Timer {
+  if (globalTimers) {
+    const handle = setTimeout(fn, delayOf(ms));
+    return { cancel: () => clearTimeout(handle) };
+  }
   const signal = AbortSignal.timeout(delayOf(ms));
   let pending = true;
   const run = () => {

@@ -91,3 +91,26 @@ Deno.test("a cancelled timer does not hold its process up", async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, "done\n");
 });
+
+Deno.test("after preferGlobalTimers, timers are the global setTimeout's, freed when cancelled", async () => {
+  const r = await inProcess(
+    `const calls = { set: 0, clear: 0 };
+     const set = globalThis.setTimeout, clear = globalThis.clearTimeout;
+     // deno-lint-ignore no-explicit-any
+     (globalThis as any).setTimeout = (...a: any[]) => (calls.set++, (set as any)(...a));
+     // deno-lint-ignore no-explicit-any
+     (globalThis as any).clearTimeout = (h: any) => (calls.clear++, clear(h));
+     t.after(5, () => {}).cancel();
+     t.preferGlobalTimers();
+     t.after(60_000, () => console.log("ran")).cancel();
+     let ran = false;
+     t.after(Infinity, () => ran = true).cancel();
+     await t.sleep(20);
+     console.log(JSON.stringify({ ...calls, ran }));`,
+  );
+  assert.equal(r.hung, false, "a cancelled global timer held the process");
+  assert.equal(r.code, 0, r.stderr);
+  // Before the switch: none; after it: three timers (one the sleep's),
+  // two cancelled, and Infinity clamped rather than turned into 1 ms.
+  assert.deepEqual(JSON.parse(r.stdout), { set: 3, clear: 2, ran: false });
+});
