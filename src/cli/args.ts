@@ -293,6 +293,82 @@ export function int(
   return Number(v);
 }
 
+/** The settings' variables: `VMNIC_ROOT_DIR` and the others. */
+const SETTING_VARIABLES: readonly string[] = Object.values(GLOBAL_OPTIONS)
+  .flatMap((o) => o.env?.startsWith("VMNIC_") ? [o.env] : []);
+
+/**
+ * Refuses a `VMNIC_*` variable that is not a setting but reads like a
+ * misspelt one (`VMNIC_ROOT` for `VMNIC_ROOT_DIR`, `VMNIC_RUNDIR`,
+ * `VMNIC_Wait`): unnoticed, the setting meant would keep its
+ * default, and the command act on the host's own install (or go to the
+ * daemon that serves it). Other `VMNIC_*` variables are left alone: hooks
+ * read their own (`VMNIC_AUDIT_LOG`).
+ */
+export function checkSettingVariables(
+  names: Iterable<string>,
+  command?: string,
+): void {
+  for (const name of names) {
+    if (!name.startsWith("VMNIC_") || SETTING_VARIABLES.includes(name)) {
+      continue;
+    }
+    const near = SETTING_VARIABLES.map((s) => [s, slipsFrom(name, s)] as const)
+      .filter(([, slips]) => slips !== null);
+    if (near.length === 0) continue;
+    const fewest = Math.min(...near.map(([, slips]) => slips!));
+    const meant = near.filter(([, slips]) => slips === fewest).map(([s]) => s);
+    throw new UsageError(
+      `${name} is not a vmnic setting; did you mean ${
+        meant.join(" or ")
+      }? Rename or unset it: vmnic would use the setting's default ` +
+        `(the settings and their variables: vmnic --help)`,
+      command,
+    );
+  }
+}
+
+/**
+ * How far the variable `name` is from `setting` when it reads like a
+ * misspelling of it (0: a word short), or null when it does not.
+ */
+function slipsFrom(name: string, setting: string): number | null {
+  const n = name.slice("VMNIC_".length).toUpperCase();
+  const s = setting.slice("VMNIC_".length);
+  // A word short: VMNIC_ROOT, VMNIC_CNI_CONF, VMNIC_PLUGIN.
+  if (s.startsWith(n + "_")) return 0;
+  // A slip of the keys; short names tolerate fewer.
+  const edits = editDistance(n, s);
+  return edits <= (s.length <= 5 ? 1 : 2) ? edits : null;
+}
+
+/**
+ * Edits (insert, delete, replace, swap two neighbours) that turn `a` into
+ * `b`: the optimal string alignment distance.
+ */
+function editDistance(a: string, b: string): number {
+  const d = Array.from(
+    { length: a.length + 1 },
+    () => new Array<number>(b.length + 1).fill(0),
+  );
+  for (let i = 0; i <= a.length; i++) d[i][0] = i;
+  for (let j = 0; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(
+        d[i - 1][j] + 1,
+        d[i][j - 1] + 1,
+        d[i - 1][j - 1] + cost,
+      );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
 /** Provider settings from flags, then the environment, then defaults. */
 export function providerConfig(
   p: Parsed,

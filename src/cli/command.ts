@@ -31,6 +31,11 @@ export interface Io {
   err(s: string): void;
   /** Reads an environment variable. */
   env(k: string): string | undefined;
+  /**
+   * The names of the `VMNIC_*` variables set, to catch a misspelt setting;
+   * absent where the environment is not the caller's (a daemon's route).
+   */
+  envNames?(): string[];
   /** Reads all of stdin. */
   readStdin(): Promise<string>;
   /** Reads a text file named on the command line. */

@@ -10,6 +10,7 @@
  * @module
  */
 import {
+  checkSettingVariables,
   findCommand,
   parse,
   type Parsed,
@@ -57,6 +58,8 @@ const denoIo: Io = {
   out: (s) => console.log(s),
   err: (s) => console.error(s),
   env: (k) => Deno.env.get(k),
+  envNames: () =>
+    Object.keys(Deno.env.toObject()).filter((k) => k.startsWith("VMNIC_")),
   readStdin: async () => await new Response(Deno.stdin.readable).text(),
   readFile: (path) => Deno.readTextFile(path),
   localTime: (text) => Date.parse(text),
@@ -171,6 +174,7 @@ async function execute(
   try {
     // Every check of the input happens before the provider is opened: bad
     // input changes nothing, not even by creating the database.
+    checkSettingVariables(io.envNames?.() ?? [], command.name);
     const config = providerConfig(p, io.env);
     const input = await command.parse(p, io);
     const mode: ProviderMode = typeof command.provider === "function"
