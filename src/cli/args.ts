@@ -7,6 +7,12 @@
  */
 import type { ProviderConfig } from "../provider/types.ts";
 import type { OptionSpec } from "./command.ts";
+import {
+  type Misspelt,
+  misspeltSettings,
+  SETTING_VARIABLES,
+  type SettingFlag,
+} from "./setting_variables.ts";
 
 /** Bad usage: unknown command or flag, missing argument (exit code 2). */
 export class UsageError extends Error {
@@ -45,67 +51,67 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec & { env?: string }> = {
   "root-dir": {
     type: "string",
     value: "DIR",
-    env: "VMNIC_ROOT_DIR",
+    env: SETTING_VARIABLES["root-dir"],
     help: "records (vmnic.db, backups): /var/lib/vmnic",
   },
   "run-dir": {
     type: "string",
     value: "DIR",
-    env: "VMNIC_RUN_DIR",
+    env: SETTING_VARIABLES["run-dir"],
     help: "locks: /run/vmnic",
   },
   "cni-conf-dir": {
     type: "string",
     value: "DIR",
-    env: "VMNIC_CNI_CONF_DIR",
+    env: SETTING_VARIABLES["cni-conf-dir"],
     help: "conflists: /etc/cni/net.d",
   },
   "cni-bin-dir": {
     type: "string",
     value: "DIRS",
-    env: "VMNIC_CNI_BIN_DIR",
+    env: SETTING_VARIABLES["cni-bin-dir"],
     help: "plugins: /opt/cni/bin:/usr/lib/cni:/usr/libexec/cni",
   },
   "netns-dir": {
     type: "string",
     value: "DIR",
-    env: "VMNIC_NETNS_DIR",
+    env: SETTING_VARIABLES["netns-dir"],
     help: "named netns: /var/run/netns",
   },
   "netns-prefix": {
     type: "string",
     value: "P",
-    env: "VMNIC_NETNS_PREFIX",
+    env: SETTING_VARIABLES["netns-prefix"],
     help: "netns name prefix this install owns: vmnic-",
   },
   "hooks-dir": {
     type: "string",
     value: "DIR",
-    env: "VMNIC_HOOKS_DIR",
+    env: SETTING_VARIABLES["hooks-dir"],
     help: "executable hooks: /etc/vmnic/hooks.d",
   },
   "policy-file": {
     type: "string",
     value: "FILE",
-    env: "VMNIC_POLICY_FILE",
+    env: SETTING_VARIABLES["policy-file"],
     help: "per-network policy defaults: /etc/vmnic/policy.json",
   },
   "plugin-timeout": {
     type: "string",
     value: "SECONDS",
-    env: "VMNIC_PLUGIN_TIMEOUT",
+    env: SETTING_VARIABLES["plugin-timeout"],
     help: "limit of one CNI plugin call: 60",
   },
   wait: {
     type: "string",
     value: "SECONDS",
-    env: "VMNIC_WAIT",
+    env: SETTING_VARIABLES["wait"],
     help: "how long to wait for a VM another process works on: 30",
   },
   socket: {
     type: "string",
     value: "PATH",
-    env: "VMNIC_SOCKET",
+    env: SETTING_VARIABLES["socket"],
     help: "vmnic serve's socket, used when it answers: /run/vmnic/vmnic.sock",
   },
   "no-daemon": {
@@ -293,80 +299,35 @@ export function int(
   return Number(v);
 }
 
-/** The settings' variables: `VMNIC_ROOT_DIR` and the others. */
-const SETTING_VARIABLES: readonly string[] = Object.values(GLOBAL_OPTIONS)
-  .flatMap((o) => o.env?.startsWith("VMNIC_") ? [o.env] : []);
-
 /**
- * Refuses a `VMNIC_*` variable that is not a setting but reads like a
- * misspelt one (`VMNIC_ROOT` for `VMNIC_ROOT_DIR`, `VMNIC_RUNDIR`,
- * `VMNIC_Wait`): unnoticed, the setting meant would keep its
- * default, and the command act on the host's own install (or go to the
- * daemon that serves it). Other `VMNIC_*` variables are left alone: hooks
- * read their own (`VMNIC_AUDIT_LOG`).
+ * Refuses the misspelt setting variables among `names` (`VMNIC_ROOTDIR`):
+ * a UsageError before anything happens. Returns a warning for each that is
+ * only a word short of a setting (`VMNIC_ROOT`) not given by flag or
+ * variable: it may be a hook's own variable (docs/cli.md, "Settings").
  */
 export function checkSettingVariables(
-  names: Iterable<string>,
-  command?: string,
-): void {
-  for (const name of names) {
-    if (!name.startsWith("VMNIC_") || SETTING_VARIABLES.includes(name)) {
-      continue;
-    }
-    const near = SETTING_VARIABLES.map((s) => [s, slipsFrom(name, s)] as const)
-      .filter(([, slips]) => slips !== null);
-    if (near.length === 0) continue;
-    const fewest = Math.min(...near.map(([, slips]) => slips!));
-    const meant = near.filter(([, slips]) => slips === fewest).map(([s]) => s);
+  p: Parsed,
+  names: readonly string[],
+  env: (k: string) => string | undefined,
+): string[] {
+  const found = misspeltSettings(names);
+  const meant = (m: Misspelt) =>
+    m.meant.map((flag) => SETTING_VARIABLES[flag]).join(" or ");
+  const sure = found.filter((m) => m.sure);
+  if (sure.length) {
     throw new UsageError(
-      `${name} is not a vmnic setting; did you mean ${
-        meant.join(" or ")
-      }? Rename or unset it: vmnic would use the setting's default ` +
-        `(the settings and their variables: vmnic --help)`,
-      command,
+      sure.map((m) =>
+        `${m.name} is not a vmnic setting; did you mean ${meant(m)}?`
+      ).join(" ") +
+        " Rename or unset it: vmnic does not read it (the settings: vmnic --help)",
     );
   }
-}
-
-/**
- * How far the variable `name` is from `setting` when it reads like a
- * misspelling of it (0: a word short), or null when it does not.
- */
-function slipsFrom(name: string, setting: string): number | null {
-  const n = name.slice("VMNIC_".length).toUpperCase();
-  const s = setting.slice("VMNIC_".length);
-  // A word short: VMNIC_ROOT, VMNIC_CNI_CONF, VMNIC_PLUGIN.
-  if (s.startsWith(n + "_")) return 0;
-  // A slip of the keys; short names tolerate fewer.
-  const edits = editDistance(n, s);
-  return edits <= (s.length <= 5 ? 1 : 2) ? edits : null;
-}
-
-/**
- * Edits (insert, delete, replace, swap two neighbours) that turn `a` into
- * `b`: the optimal string alignment distance.
- */
-function editDistance(a: string, b: string): number {
-  const d = Array.from(
-    { length: a.length + 1 },
-    () => new Array<number>(b.length + 1).fill(0),
+  const given = (flag: SettingFlag) =>
+    str(p, flag) !== undefined || !!env(SETTING_VARIABLES[flag]);
+  return found.filter((m) => !m.meant.some(given)).map((m) =>
+    `${m.name} is not a vmnic setting (did you mean ${meant(m)}?): ` +
+    `vmnic uses the setting's default`
   );
-  for (let i = 0; i <= a.length; i++) d[i][0] = i;
-  for (let j = 0; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(
-        d[i - 1][j] + 1,
-        d[i][j - 1] + 1,
-        d[i - 1][j - 1] + cost,
-      );
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.length][b.length];
 }
 
 /** Provider settings from flags, then the environment, then defaults. */

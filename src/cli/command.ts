@@ -32,10 +32,10 @@ export interface Io {
   /** Reads an environment variable. */
   env(k: string): string | undefined;
   /**
-   * The names of the `VMNIC_*` variables set, to catch a misspelt setting;
-   * absent where the environment is not the caller's (a daemon's route).
+   * The names of the variables a command line reads (`VMNIC_*`), to catch
+   * a misspelt setting; none where the caller sent no environment.
    */
-  envNames?(): string[];
+  envNames(): string[];
   /** Reads all of stdin. */
   readStdin(): Promise<string>;
   /** Reads a text file named on the command line. */

@@ -8,6 +8,7 @@
  * @module
  */
 import { VERSION } from "../version.ts";
+import { misspeltSettings, SETTING_VARIABLES } from "./setting_variables.ts";
 
 /** Where `vmnic serve` listens unless told otherwise (`--socket`). */
 export const DEFAULT_SOCKET = "/run/vmnic/vmnic.sock";
@@ -103,7 +104,7 @@ export function socketFor(
   }
   // An empty or missing value is the full CLI's to refuse.
   if (socket === "") return null;
-  return socket ?? (env("VMNIC_SOCKET") || DEFAULT_SOCKET);
+  return socket ?? (env(SETTING_VARIABLES.socket) || DEFAULT_SOCKET);
 }
 
 /**
@@ -118,6 +119,8 @@ export async function forward(argv: string[]): Promise<number | null> {
   const env = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([k]) => isCliEnv(k)),
   );
+  // A misspelt setting: the full CLI refuses the line; no daemon sees it.
+  if (misspeltSettings(Object.keys(env)).some((m) => m.sure)) return null;
   const request: CliRequest = { argv, env, version: VERSION };
   const body = encoder.encode(JSON.stringify(request));
   // More than the daemon takes (a delete of thousands of VMs): run here.

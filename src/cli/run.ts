@@ -28,7 +28,7 @@ import type {
   RunContext,
 } from "./command.ts";
 import { errorJson, RunLocally } from "./command.ts";
-import { DEFAULT_SOCKET, jsonRequested } from "./forward.ts";
+import { DEFAULT_SOCKET, isCliEnv, jsonRequested } from "./forward.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
 
@@ -58,8 +58,14 @@ const denoIo: Io = {
   out: (s) => console.log(s),
   err: (s) => console.error(s),
   env: (k) => Deno.env.get(k),
-  envNames: () =>
-    Object.keys(Deno.env.toObject()).filter((k) => k.startsWith("VMNIC_")),
+  envNames: () => {
+    try {
+      return Object.keys(Deno.env.toObject()).filter(isCliEnv);
+    } catch {
+      // Env access granted per variable (--allow-env=A,B): no listing.
+      return [];
+    }
+  },
   readStdin: async () => await new Response(Deno.stdin.readable).text(),
   readFile: (path) => Deno.readTextFile(path),
   localTime: (text) => Date.parse(text),
@@ -174,7 +180,13 @@ async function execute(
   try {
     // Every check of the input happens before the provider is opened: bad
     // input changes nothing, not even by creating the database.
-    checkSettingVariables(io.envNames?.() ?? [], command.name);
+    for (const warning of checkSettingVariables(p, io.envNames(), io.env)) {
+      io.err(
+        p.json
+          ? JSON.stringify({ warning })
+          : `vmnic ${command.name}: warning: ${warning}`,
+      );
+    }
     const config = providerConfig(p, io.env);
     const input = await command.parse(p, io);
     const mode: ProviderMode = typeof command.provider === "function"

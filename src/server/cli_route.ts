@@ -42,7 +42,7 @@ export async function runCommandLine(
     out: (text) => output.push({ fd: 1, text }),
     err: (text) => output.push({ fd: 2, text }),
     env: (k) => isCliEnv(k) ? request.env[k] : undefined,
-    envNames: () => Object.keys(request.env).filter((k) => isCliEnv(k)),
+    envNames: () => Object.keys(request.env).filter(isCliEnv),
     readStdin: () => Promise.reject(new RunLocally("it reads stdin")),
     readFile: () => Promise.reject(new RunLocally("it reads a file")),
     // The client's time zone is not the daemon's.

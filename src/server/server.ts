@@ -459,6 +459,7 @@ async function handle(
         out: () => {},
         err: (s) => h.log(s),
         env: () => undefined,
+        envNames: () => [],
         readStdin: () => Promise.resolve(""),
         readFile: (path) =>
           Promise.reject(new Error(`the daemon reads no file (${path})`)),

@@ -1,10 +1,10 @@
 /**
- * A misspelt setting variable (`VMNIC_ROOT` for `VMNIC_ROOT_DIR`) is
+ * A slip in a setting's variable (`VMNIC_ROOTDIR` for `VMNIC_ROOT_DIR`) is
  * refused before anything happens, on each way a command line runs: in
- * the process, through the daemon (`POST /v1/cli`, which gets the client's
- * `VMNIC_*` variables), and by `vmnic serve` itself. Unnoticed, the setting
- * would keep its default: the host's own install, or the daemon serving it.
- * A hook's own variable (`VMNIC_AUDIT_LOG`) is not a misspelling.
+ * the process, in the daemon (`POST /v1/cli` checks the client's `VMNIC_*`
+ * names, for a client that did not) and by `vmnic serve` itself. A name a
+ * word short (`VMNIC_ROOT`) may be a hook's own: the command runs, with a
+ * warning unless the setting is given. A hook's variable passes silently.
  */
 import assert from "node:assert/strict";
 import { rootTest, run } from "../support/harness.ts";
@@ -19,8 +19,9 @@ import {
   spawnDaemon,
   startDaemon,
 } from "./_daemon.ts";
+import { VERSION } from "../../src/version.ts";
 
-/** The CLI as a process with `env` and only `args` (no settings flags). */
+/** The CLI as a process with `env` and only `args`. */
 function vmnic(args: string[], env: Record<string, string>) {
   return run(Deno.execPath(), ["run", ...CLI_PERMISSIONS, CLI_MAIN, ...args], {
     cwd: REPO_ROOT,
@@ -30,7 +31,7 @@ function vmnic(args: string[], env: Record<string, string>) {
 }
 
 rootTest(
-  "a misspelt setting variable is refused in the process, through the daemon and by vmnic serve",
+  "a misspelt setting variable: refused in the process, in the daemon and by vmnic serve; a word short, warned",
   async () => {
     const fx = await makeFixture("ev", { octet: 244 });
     const dir = await socketDir();
@@ -39,45 +40,65 @@ rootTest(
       const daemon = await startDaemon(fx, { socket });
       const vms = async () =>
         (await request(socket, "GET", "/v1/vms")).json as unknown[];
+      const slip =
+        /VMNIC_ROOTDIR is not a vmnic setting; did you mean VMNIC_ROOT_DIR\?/;
 
-      // Through the daemon: the line names no settings, so it goes there.
+      // The client: the line names no settings and would go to the daemon.
       const sent = await vmnic(["add", "ev1", "--json"], {
         VMNIC_SOCKET: socket,
-        VMNIC_ROOT: `${fx.dir}/elsewhere`,
+        VMNIC_ROOTDIR: `${fx.dir}/elsewhere`,
       });
       assert.equal(sent.code, 2, sent.stderr);
-      assert.match(
-        JSON.parse(sent.stderr).error.message,
-        /VMNIC_ROOT is not a vmnic setting; did you mean VMNIC_ROOT_DIR\?/,
-      );
+      assert.match(JSON.parse(sent.stderr).error.message, slip);
       assert.equal(sent.stdout, "");
+
+      // The daemon, asked by a client that did not check.
+      const asked = await request(socket, "POST", "/v1/cli", {
+        json: {
+          argv: ["add", "ev1", "--json"],
+          env: { VMNIC_ROOTDIR: `${fx.dir}/elsewhere` },
+          version: VERSION,
+        },
+      });
+      assert.equal(asked.status, 200, asked.text);
+      const reply = asked.json as {
+        exitCode: number;
+        output: { fd: number; text: string }[];
+      };
+      assert.equal(reply.exitCode, 2, asked.text);
+      assert.match(reply.output.map((l) => l.text).join("\n"), slip);
       assert.deepEqual(await vms(), []);
       assert.deepEqual(await fx.netns(), []);
 
-      // In the process, with the fixture's settings as flags.
-      const local = await vmnic(
-        [...fx.flags, "--no-daemon", "add", "ev1", "--json"],
-        { VMNIC_NETNS: "x" },
-      );
-      assert.equal(local.code, 2, local.stderr);
-      assert.match(
-        JSON.parse(local.stderr).error.message,
-        /did you mean VMNIC_NETNS_DIR or VMNIC_NETNS_PREFIX\?/,
-      );
-      assert.deepEqual(await fx.netns(), []);
-
-      // A hook's own variable goes along and changes nothing.
-      const ok = await vmnic(["add", "ev1", "--json"], {
+      // A word short: it runs, and says which setting kept its default.
+      const short = await vmnic(["add", "ev1", "--json"], {
         VMNIC_SOCKET: socket,
-        VMNIC_AUDIT_LOG: `${fx.dir}/audit.log`,
+        VMNIC_ROOT: `${fx.dir}/elsewhere`,
       });
-      assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(JSON.parse(ok.stdout)[0].vmId, "ev1");
+      assert.equal(short.code, 0, short.stderr);
+      assert.equal(JSON.parse(short.stdout)[0].vmId, "ev1");
+      assert.ok(
+        short.stderr.split("\n").some((l) =>
+          l.startsWith('{"warning":"VMNIC_ROOT is not a vmnic setting') &&
+          l.includes("VMNIC_ROOT_DIR")
+        ),
+        short.stderr,
+      );
+      // Given by flag, no warning; a hook's own variable, none either.
+      const given = await vmnic(
+        [...fx.flags, "--no-daemon", "list", "--json"],
+        {
+          VMNIC_ROOT: `${fx.dir}/elsewhere`,
+          VMNIC_AUDIT_LOG: `${fx.dir}/audit.log`,
+        },
+      );
+      assert.equal(given.code, 0, given.stderr);
+      assert.doesNotMatch(given.stderr, /warning/);
       assert.equal((await vms()).length, 1);
       const del = await vmnic(["delete", "ev1"], { VMNIC_SOCKET: socket });
       assert.equal(del.code, 0, del.stderr);
 
-      // vmnic serve itself: it would serve the default install.
+      // vmnic serve itself.
       const wrong = spawnDaemon(fx, {
         socket: at(dir, "other.sock"),
         env: { VMNIC_RUNDIR: `${fx.dir}/run2` },
