@@ -47,15 +47,22 @@ export interface Io {
   localTime(text: string): number;
 }
 
+/** The trace id of a `traceparent` (its second field). */
+export function traceIdOf(traceparent: string): string {
+  return traceparent.split("-")[1] ?? "";
+}
+
 /**
  * The CLI's error JSON of `e` (docs/cli.md): its type and message, its
- * operation, object and reason when it has them, and the run's trace id.
+ * operation, object and reason when it has them, and the id of the run's
+ * trace (`traceparent`).
  */
 export function errorJson(
   e: unknown,
-  traceId?: string,
+  traceparent?: string,
 ): { error: Record<string, string> } {
   const v = e as Partial<{ op: string; object: string; reason: string }>;
+  const traceId = traceparent ? traceIdOf(traceparent) : undefined;
   return {
     error: {
       type: e instanceof Error ? e.name : "Error",

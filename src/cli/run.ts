@@ -18,6 +18,7 @@ import {
   str,
   UsageError,
 } from "./args.ts";
+import { SETTING_VARIABLES } from "./setting_variables.ts";
 import type { DaemonReply } from "./daemon_client.ts";
 import type { ProviderConfig } from "../provider/types.ts";
 import type {
@@ -27,7 +28,7 @@ import type {
   ProviderMode,
   RunContext,
 } from "./command.ts";
-import { errorJson, RunLocally } from "./command.ts";
+import { errorJson, RunLocally, traceIdOf } from "./command.ts";
 import { DEFAULT_SOCKET, isCliEnv, jsonRequested } from "./forward.ts";
 import { commandUsage, mainUsage } from "./help.ts";
 import { COMMANDS, isCommand } from "./table.ts";
@@ -275,7 +276,7 @@ async function execute(
     const code = exitCodeOf(e);
     if (p.json) {
       io.err(JSON.stringify(
-        errorJson(e, traceparent ? traceIdOf(traceparent) : undefined),
+        errorJson(e, traceparent),
       ));
     } else {
       // A provider error's message names its operation and object already
@@ -292,11 +293,6 @@ async function execute(
   } finally {
     for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
   }
-}
-
-/** The trace id of a `traceparent` (its second field). */
-function traceIdOf(traceparent: string): string {
-  return traceparent.split("-")[1] ?? "";
 }
 
 /** With --json, the run's trace on stderr: one JSON line. */
@@ -377,7 +373,8 @@ function daemonTarget(
   | null {
   const http = command.http;
   if (!http || p.values["no-daemon"] === true) return null;
-  const socket = str(p, "socket") ?? (io.env("VMNIC_SOCKET") || undefined);
+  const socket = str(p, "socket") ??
+    (io.env(SETTING_VARIABLES.socket) || undefined);
   // The settings that choose an install (not how long to wait).
   const install = Object.fromEntries(
     Object.entries(config).filter(([k]) =>

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { after, type Timer } from "../sys/timers.ts";
+import { after, within } from "../sys/timers.ts";
 import { join } from "../sys/path.ts";
 import {
   CniExecError,
@@ -340,18 +340,6 @@ async function writeAll(
     await writer.abort().catch(() => {});
   } finally {
     writer.releaseLock();
-  }
-}
-
-async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<null>((resolve) => {
-    timer = after(ms, () => resolve(null));
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    timer?.cancel();
   }
 }
 

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { after, type Timer } from "../sys/timers.ts";
+import { after, within } from "../sys/timers.ts";
 import { surelyAbsent } from "../sys/files.ts";
 import { dirname, join, resolve } from "../sys/path.ts";
 import {
@@ -374,13 +374,8 @@ function collect(stream: ReadableStream<Uint8Array>) {
   return {
     /** The output, after at most `graceMs` more waiting for its end. */
     async finish(graceMs: number): Promise<string> {
-      let timer: Timer | undefined;
-      const late = new Promise<"late">((resolve) => {
-        timer = after(graceMs, () => resolve("late"));
-      });
-      const r = await Promise.race([done, late]);
-      timer?.cancel();
-      if (r === "late") await reader.cancel().catch(() => {});
+      const ended = await within(done.then(() => true), graceMs);
+      if (ended === null) await reader.cancel().catch(() => {});
       const bytes = new Uint8Array(kept);
       let off = 0;
       for (const c of chunks) {

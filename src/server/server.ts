@@ -477,7 +477,7 @@ async function handle(
       : await run();
     return json(200, out, traced);
   } catch (e) {
-    const body = errorJson(e, traceparent?.split("-")[1]);
+    const body = errorJson(e, traceparent);
     return json(
       statusOf(e),
       body,

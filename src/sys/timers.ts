@@ -5,8 +5,8 @@
  * Deno's global `setTimeout` returns Node's `Timeout`: its first call in a
  * process loads Deno's Node timers, about 10 ms (`deno task bench:cold`),
  * which a `vmnic add --no-daemon` would pay on every run. A timer made from
- * `AbortSignal.timeout` runs on the runtime's own clock and costs well under
- * a millisecond the first time. It keeps the process alive only while a
+ * `AbortSignal.timeout` runs on the runtime's own clock and costs a fraction
+ * of that the first time (the same bench, its next row). It keeps the process alive only while a
  * listener waits on it, so a cancelled timer holds nothing up.
  *
  * @example Cancel a deadline once the work is done
@@ -39,8 +39,8 @@ let globalTimers = false;
  * Makes {@linkcode after} and {@linkcode sleep} use the global `setTimeout`
  * from now on in this process. For a long-lived process that loads Node's
  * timers anyway (the daemon): a cancelled `setTimeout` is freed at once,
- * while a cancelled `AbortSignal.timeout` stays pending, some 600 bytes,
- * until its time comes (a plugin's deadline: a minute).
+ * while a cancelled `AbortSignal.timeout` stays pending until its time
+ * comes (a plugin's deadline: a minute).
  */
 export function preferGlobalTimers(): void {
   globalTimers = true;
@@ -67,6 +67,22 @@ export function after(ms: number, fn: () => void): Timer {
       signal.removeEventListener("abort", run);
     },
   };
+}
+
+/**
+ * What `p` resolves to, or null when it has not within `ms` milliseconds
+ * (it is not stopped: the caller ends what it waits for).
+ */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<null>((resolve) => {
+    timer = after(ms, () => resolve(null));
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    timer?.cancel();
+  }
 }
 
 /** Resolves after `ms` milliseconds. */

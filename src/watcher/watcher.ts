@@ -45,6 +45,7 @@
 import { RtnlGroup } from "../netlink/constants.ts";
 import { NetlinkMonitor, type Notification } from "../netlink/monitor.ts";
 import { NetlinkSocket } from "../netlink/socket.ts";
+import { sleep } from "../sys/timers.ts";
 import { getLinkByIndex, getLinkByName } from "../kernel/link.ts";
 import { netnsId } from "../kernel/nsid.ts";
 import { pollReadable, Wakeup } from "../sys/poll.ts";
@@ -1169,8 +1170,4 @@ function withoutUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(
     Object.entries(o).filter(([, v]) => v !== undefined),
   ) as Partial<T>;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
