@@ -1105,6 +1105,11 @@ export async function deleteVm(
           `removes netns with the prefix that no record accounts for)`,
       );
     }
+    // A backup a crash left before the VM's first COMMIT (the caller holds
+    // the lock, so no transaction of it is open): nothing else is left.
+    try {
+      ctx.store.dropOrphanBackup(vmId);
+    } catch { /* tidiness only: gc removes it too */ }
     return [];
   }
   // Veto point: nothing torn down yet.

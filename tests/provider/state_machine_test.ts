@@ -812,6 +812,29 @@ Deno.test("gc removes a record backup a crash left before its COMMIT, never one 
   });
 });
 
+Deno.test("delete of a VM without records removes the backup a crash left before its first COMMIT", async () => {
+  await inWorld(async (w) => {
+    await withProvider(w, async (p) => {
+      await p.add("vm1", {});
+      const { Journal } = await import("../../src/store/journal.ts");
+      const journal = new Journal(w.config.rootDir!);
+      const [vm1] = journal.readAll();
+      journal.write("ghost", {
+        ...vm1,
+        vm: { ...vm1.vm, vmId: "ghost" },
+        nics: [],
+      });
+      const r = await p.delete(["ghost"]);
+      assert.deepEqual(r.errors, []);
+      assert.deepEqual(r.deleted, ["ghost"]);
+      assert.deepEqual(journal.vmIds(), ["vm1"]);
+      assert.deepEqual(await p.vms().then((v) => v.map((x) => x.vmId)), [
+        "vm1",
+      ]);
+    });
+  });
+});
+
 Deno.test("an emptied database is refused while the install's netns exist; restore-records brings the VMs back", async () => {
   await inWorld(async (w) => {
     let installId = "";
